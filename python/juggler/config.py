@@ -1,0 +1,214 @@
+"""Every option juggler has, declared once.
+
+The declarations drive the command line (``cli.py``), ``juggler.run(**options)`` and the
+``JUGGLER_*`` environment variables, so the three always agree. Precedence: explicit
+arguments, then environment variables, then defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+ENV_PREFIX = "JUGGLER_"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+LOOPS = ("auto", "asyncio", "uvloop")
+LIFESPANS = ("auto", "on", "off")
+
+
+class ConfigError(ValueError):
+    """An option has a value juggler cannot use; the message names the option."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any
+    help: str
+    type: Callable[[str], Any] = str
+    choices: tuple[str, ...] | None = None
+    #: "value" takes an argument, "bool" is a --x/--no-x pair, "flag" is a plain switch,
+    #: "multi" may be repeated.
+    kind: str = "value"
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be between 0 and 65535")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError("must be a non-negative number")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise ValueError("must look like NAME:VALUE")
+    return name.strip(), value.strip()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", "127.0.0.1", "Bind socket to this host.", metavar="HOST"),
+    Option("port", 8000, "Bind socket to this port (0 picks a free one).", _port, metavar="PORT"),
+    Option("uds", None, "Bind to a UNIX domain socket at this path.", metavar="PATH"),
+    Option("fd", None, "Serve on an already bound socket with this file descriptor.", int),
+    Option("backlog", 2048, "Maximum number of connections waiting to be accepted.", _positive_int),
+    Option("root_path", "", "Set the ASGI 'root_path' for apps mounted below a URL prefix."),
+    Option("lifespan", "auto", "Lifespan protocol handling.", choices=LIFESPANS),
+    Option("log_level", "info", "Log level.", choices=LOG_LEVELS),
+    Option("access_log", True, "Write an access log line per request.", kind="bool"),
+    Option(
+        "timeout_keep_alive", 5.0, "Close idle keep-alive connections after this many seconds "
+        "(0 turns keep-alive off).", _non_negative, metavar="SECONDS",
+    ),
+    Option(
+        "timeout_graceful_shutdown", 30.0, "On shutdown, wait this long for in-flight requests "
+        "before cancelling them.", _non_negative, metavar="SECONDS",
+    ),
+    Option(
+        "limit_concurrency", None, "Answer 503 once this many requests are in flight.",
+        _positive_int,
+    ),
+    Option(
+        "max_header_size", 65536, "Largest request head (request line and headers) in bytes; "
+        "larger ones get 431.", _positive_int, metavar="BYTES",
+    ),
+    Option("factory", False, "Treat APP as a factory: call it with no arguments.", kind="flag"),
+    Option("app_dir", ".", "Look for APP in this directory (added to sys.path).", metavar="DIR"),
+    Option("loop", "auto", "Event loop implementation.", choices=LOOPS),
+    Option(
+        "header", (), "Add a header to every response; repeat for more.", _header,
+        kind="multi", metavar="NAME:VALUE",
+    ),
+    Option("server_header", True, "Send a 'server: juggler' header.", kind="bool"),
+    Option("date_header", True, "Send a 'date' header.", kind="bool"),
+)
+
+BY_NAME = {o.name: o for o in OPTIONS}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _convert(option: Option, value: Any, source: str) -> Any:
+    """Turns a value from the CLI, the environment or run() into the option's type."""
+    where = f"{option.flag} (from {source})" if source != "command line" else option.flag
+    if value is None:
+        return None
+    try:
+        if option.kind in ("bool", "flag"):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError("must be true or false")
+        if option.kind == "multi":
+            if isinstance(value, str):
+                items = [v for v in value.split(",") if v.strip()]
+            else:
+                items = list(value)
+            return tuple(
+                option.type(v) if isinstance(v, str) else _pair(v) for v in items
+            )
+        if isinstance(value, str):
+            value = option.type(value)
+        elif option.type in (int, _port, _positive_int) and not isinstance(value, int):
+            raise ValueError("must be an integer")
+        elif option.type is _non_negative:
+            value = _non_negative(str(value))
+        elif option.type in (_port, _positive_int):
+            value = option.type(str(value))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid value {value!r} for {where}: {exc}") from None
+    if option.choices and value not in option.choices:
+        choices = ", ".join(option.choices)
+        raise ConfigError(f"invalid value {value!r} for {where}: choose from {choices}")
+    return value
+
+
+def _pair(value: Any) -> tuple[str, str]:
+    name, val = value
+    return str(name), str(val)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The resolved options of one juggler run."""
+
+    app: Any
+    values: Mapping[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @classmethod
+    def resolve(
+        cls,
+        app: Any,
+        explicit: Mapping[str, Any],
+        env: Mapping[str, str] | None = None,
+        source: str = "command line",
+    ) -> Config:
+        env = os.environ if env is None else env
+        unknown = sorted(set(explicit) - set(BY_NAME))
+        if unknown:
+            raise ConfigError(f"unknown option {unknown[0]!r}")
+        values: dict[str, Any] = {}
+        for option in OPTIONS:
+            if explicit.get(option.name) is not None:
+                values[option.name] = _convert(option, explicit[option.name], source)
+            elif option.env in env:
+                values[option.name] = _convert(option, env[option.env], option.env)
+            else:
+                values[option.name] = option.default
+        if app is None:
+            app = env.get(ENV_PREFIX + "APP")
+        if app is None or app == "":
+            raise ConfigError("no application given: pass APP as 'module:attribute'")
+        if values["uds"] and values["fd"] is not None:
+            raise ConfigError("--uds and --fd cannot be used together")
+        return cls(app=app, values=values)
+
+    def core_options(self) -> dict[str, Any]:
+        """The keyword arguments of the Rust ``CoreConfig``."""
+        headers = list(self.header)
+        if self.server_header:
+            headers.insert(0, ("server", "juggler"))
+        return {
+            "keep_alive_timeout": float(self.timeout_keep_alive),
+            "limit_concurrency": self.limit_concurrency,
+            "max_header_size": self.max_header_size,
+            "date_header": self.date_header,
+            "default_headers": headers,
+            "root_path": self.root_path,
+            "access_log": self.access_log,
+        }

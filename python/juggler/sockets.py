@@ -1,0 +1,71 @@
+"""Binding the listening socket: TCP host/port, a UNIX socket path, or an inherited fd."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+
+from .config import Config
+
+
+class BindError(OSError):
+    """The address could not be bound; the message names it."""
+
+
+def bind(config: Config) -> socket.socket:
+    if config.fd is not None:
+        try:
+            sock = socket.socket(fileno=config.fd)
+        except OSError as exc:
+            raise BindError(f"--fd {config.fd} is not a usable socket: {exc.strerror}") from None
+        sock.setblocking(False)
+        return sock
+    if config.uds:
+        return _bind_unix(config.uds, config.backlog)
+    return _bind_tcp(config.host, config.port, config.backlog)
+
+
+def _bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot bind to {host}:{port}: {exc.strerror}") from None
+    except (socket.gaierror, UnicodeError) as exc:
+        sock.close()
+        raise BindError(f"cannot bind to {host}:{port}: {exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _bind_unix(path: str, backlog: int) -> socket.socket:
+    # A socket file left behind by an earlier run would make bind fail; anything else stays.
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot bind to unix socket {path}: {exc.strerror}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def describe(sock: socket.socket) -> str:
+    """The address users should open, for the startup line."""
+    if sock.family == socket.AF_UNIX:
+        return f"unix socket {sock.getsockname()}"
+    host, port = sock.getsockname()[:2]
+    if sock.family == socket.AF_INET6:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"

@@ -1,0 +1,153 @@
+"""One worker: an asyncio event loop running the app, a Rust server doing the socket I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from typing import Any
+
+from . import _juggler
+from .config import Config
+from .lifespan import Lifespan, LifespanFailed
+from .logging import access_logger, error_logger
+from .sockets import describe
+
+#: Exit codes; a supervisor must not restart a worker that exits with EXIT_APP_LOAD.
+EXIT_OK = 0
+EXIT_STARTUP_FAILED = 3
+EXIT_APP_LOAD = 4
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise RuntimeError("--loop uvloop was asked for, but uvloop is not installed") from None
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+class Worker:
+    def __init__(self, config: Config, sock: socket.socket, app: Any) -> None:
+        self.config = config
+        self.sock = sock
+        self.app = app
+        self._stop: asyncio.Event | None = None
+        self._force = False
+        #: Tasks of juggler's own (lifespan, shutdown helpers) that draining must not wait for.
+        self._internal: set[asyncio.Future[Any]] = set()
+
+    def run(self) -> int:
+        with asyncio.Runner(loop_factory=lambda: new_event_loop(self.config.loop)) as runner:
+            return runner.run(self.serve())
+
+    def _on_signal(self, signame: str) -> None:
+        assert self._stop is not None
+        if self._stop.is_set():
+            # A second Ctrl+C: stop waiting for in-flight requests.
+            self._force = True
+            error_logger.info("Received %s again: cancelling in-flight requests.", signame)
+        self._stop.set()
+
+    async def serve(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        lifespan = Lifespan(self.app, self.config.lifespan)
+        try:
+            await lifespan.startup()
+            if lifespan.task is not None:
+                self._internal.add(lifespan.task)
+        except LifespanFailed as exc:
+            error_logger.error("Application startup failed: %s", exc)
+            error_logger.error("Exiting.")
+            return EXIT_STARTUP_FAILED
+
+        server = _juggler.Server(
+            _juggler.CoreConfig(**self.config.core_options()),
+            self.sock.fileno(),
+            self.sock.family == socket.AF_UNIX,
+            self.app,
+            loop,
+            lifespan.state if self.config.lifespan != "off" else None,
+            error_logger,
+            access_logger,
+        )
+        loop.add_reader(server.fileno(), server.process)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig.name)
+        server.start()
+        error_logger.info(
+            "juggler running on %s (Press CTRL+C to quit)", describe(self.sock)
+        )
+        try:
+            await self._stop.wait()
+            error_logger.info("Shutting down")
+            await self._drain(server)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            server.abort()
+            server.join()
+            server.process()
+            loop.remove_reader(server.fileno())
+        try:
+            await lifespan.shutdown()
+        except LifespanFailed as exc:
+            error_logger.error("Application shutdown failed: %s", exc)
+            return EXIT_STARTUP_FAILED
+        return EXIT_OK
+
+    async def _drain(self, server: Any) -> None:
+        """Stops accepting, then waits for open requests up to the graceful timeout."""
+        server.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.timeout_graceful_shutdown
+        forced = loop.create_task(self._wait_forced())
+        self._internal.add(forced)
+        try:
+            await asyncio.wait(
+                {server.wait_drained(), forced},
+                timeout=self.config.timeout_graceful_shutdown,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            # Responses are out, but an app may still be running background work.
+            while (pending := self._app_tasks()) and not self._force:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                await asyncio.wait(
+                    pending | {forced}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+        finally:
+            forced.cancel()
+        pending = self._app_tasks()
+        if pending or server.connections:
+            error_logger.warning(
+                "Graceful shutdown timed out: closing %d connection(s), cancelling %d task(s).",
+                server.connections,
+                len(pending),
+            )
+            server.abort()
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+
+    async def _wait_forced(self) -> None:
+        # The stop event is already set; a second signal sets _force and the event again.
+        assert self._stop is not None
+        while not self._force:
+            self._stop.clear()
+            await self._stop.wait()
+
+    def _app_tasks(self) -> set[asyncio.Task[Any]]:
+        current = asyncio.current_task()
+        return {
+            t
+            for t in asyncio.all_tasks()
+            if t is not current and not t.done() and t not in self._internal
+        }

@@ -1,0 +1,202 @@
+//! `receive` and `send`, the two callables an ASGI app gets per request.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use super::LoopCtx;
+use crate::bridge::awaitable::Ready;
+use crate::http::exchange::{Exchange, Received, SendOutcome};
+
+#[pyclass(frozen, module = "juggler._juggler")]
+pub struct Receive {
+    pub exchange: Arc<Exchange>,
+    pub ctx: Arc<LoopCtx>,
+}
+
+pub fn received_to_dict(py: Python<'_>, msg: Received) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    match msg {
+        Received::Body { data, more } => {
+            d.set_item(intern!(py, "type"), intern!(py, "http.request"))?;
+            d.set_item(intern!(py, "body"), PyBytes::new(py, &data))?;
+            d.set_item(intern!(py, "more_body"), more)?;
+        }
+        Received::Disconnect => {
+            d.set_item(intern!(py, "type"), intern!(py, "http.disconnect"))?;
+        }
+    }
+    Ok(d)
+}
+
+#[pymethods]
+impl Receive {
+    fn __call__(&self, py: Python<'_>) -> PyResult<PyObject> {
+        loop {
+            if let Some(msg) = self.exchange.next_received() {
+                let d = received_to_dict(py, msg)?.into_any().unbind();
+                return Ok(Py::new(py, Ready::new(d))?.into_any());
+            }
+            let fut = self.ctx.create_future.call0(py)?;
+            match self.exchange.add_receive_waiter(fut.clone_ref(py)) {
+                Ok(()) => return Ok(fut),
+                // A message arrived in between: take it without waiting.
+                Err(_) => continue,
+            }
+        }
+    }
+}
+
+/// A response head the app has sent but that waits for the first body chunk, so that a
+/// response sent as start + one body leaves as one write.
+struct PendingHead {
+    status: StatusCode,
+    headers: HeaderMap,
+}
+
+#[derive(Default, PartialEq, Eq, Clone, Copy)]
+enum SendState {
+    #[default]
+    Idle,
+    HeadPending,
+    Streaming,
+    Complete,
+}
+
+#[pyclass(frozen, module = "juggler._juggler")]
+pub struct Send {
+    pub exchange: Arc<Exchange>,
+    pub ctx: Arc<LoopCtx>,
+    state: Mutex<(SendState, Option<PendingHead>)>,
+}
+
+impl Send {
+    pub fn new(exchange: Arc<Exchange>, ctx: Arc<LoopCtx>) -> Self {
+        Self { exchange, ctx, state: Mutex::new((SendState::Idle, None)) }
+    }
+}
+
+fn protocol_error(msg: String) -> PyErr {
+    PyRuntimeError::new_err(msg)
+}
+
+fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for item in headers.try_iter()? {
+        let item = item?;
+        let (name, value): (Vec<u8>, Vec<u8>) = item.extract().map_err(|_| {
+            PyTypeError::new_err("ASGI response headers must be pairs of bytes, e.g. [(b'content-type', b'text/plain')]")
+        })?;
+        let n = HeaderName::from_bytes(&name)
+            .map_err(|_| PyRuntimeError::new_err(format!("invalid response header name {:?}", String::from_utf8_lossy(&name))))?;
+        let v = HeaderValue::from_bytes(&value).map_err(|_| {
+            PyRuntimeError::new_err(format!("invalid value for response header {:?}", String::from_utf8_lossy(&name)))
+        })?;
+        map.append(n, v);
+    }
+    Ok(map)
+}
+
+fn body_bytes(message: &Bound<'_, PyDict>) -> PyResult<Bytes> {
+    let py = message.py();
+    match message.get_item(intern!(py, "body"))? {
+        None => Ok(Bytes::new()),
+        Some(b) => {
+            if let Ok(b) = b.downcast::<PyBytes>() {
+                Ok(Bytes::copy_from_slice(b.as_bytes()))
+            } else {
+                let v: Vec<u8> = b
+                    .extract()
+                    .map_err(|_| PyTypeError::new_err("'body' of http.response.body must be bytes"))?;
+                Ok(Bytes::from(v))
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl Send {
+    fn __call__(&self, py: Python<'_>, message: &Bound<'_, PyDict>) -> PyResult<PyObject> {
+        let kind = message
+            .get_item(intern!(py, "type"))?
+            .ok_or_else(|| PyRuntimeError::new_err("ASGI message without a 'type' key"))?;
+        let kind = kind.downcast::<pyo3::types::PyString>()?.to_str()?;
+        let mut st = self.state.lock();
+        match kind {
+            "http.response.start" => {
+                if st.0 != SendState::Idle {
+                    return Err(protocol_error(format!(
+                        "Unexpected ASGI message 'http.response.start' sent, after response already started."
+                    )));
+                }
+                let status: u16 = message
+                    .get_item(intern!(py, "status"))?
+                    .ok_or_else(|| PyRuntimeError::new_err("http.response.start without 'status'"))?
+                    .extract()?;
+                let status = StatusCode::from_u16(status)
+                    .map_err(|_| PyRuntimeError::new_err(format!("invalid HTTP status code {status}")))?;
+                let headers = match message.get_item(intern!(py, "headers"))? {
+                    Some(h) => parse_headers(&h)?,
+                    None => HeaderMap::new(),
+                };
+                if self.exchange.lock().disconnected {
+                    return Err(crate::error::Error::Disconnected.into());
+                }
+                *st = (SendState::HeadPending, Some(PendingHead { status, headers }));
+                Ok(self.ctx.done.clone_ref(py).into_any())
+            }
+            "http.response.body" => {
+                let data = body_bytes(message)?;
+                let more = match message.get_item(intern!(py, "more_body"))? {
+                    Some(m) => m.is_truthy()?,
+                    None => false,
+                };
+                let outcome = match st.0 {
+                    SendState::HeadPending => {
+                        let head = st.1.take().ok_or_else(|| protocol_error("response head missing".into()))?;
+                        st.0 = if more { SendState::Streaming } else { SendState::Complete };
+                        drop(st);
+                        self.exchange.start_response(head.status, head.headers, data, more)?
+                    }
+                    SendState::Streaming => {
+                        if !more {
+                            st.0 = SendState::Complete;
+                        }
+                        drop(st);
+                        self.exchange.send_chunk(data, more)?
+                    }
+                    SendState::Idle => {
+                        return Err(protocol_error(
+                            "Expected ASGI message 'http.response.start', but got 'http.response.body'.".into(),
+                        ))
+                    }
+                    SendState::Complete => {
+                        return Err(protocol_error(
+                            "Unexpected ASGI message 'http.response.body' sent, after response already completed."
+                                .into(),
+                        ))
+                    }
+                };
+                match outcome {
+                    SendOutcome::Done => Ok(self.ctx.done.clone_ref(py).into_any()),
+                    SendOutcome::Full => {
+                        let fut = self.ctx.create_future.call0(py)?;
+                        match self.exchange.set_send_waiter(fut.clone_ref(py)) {
+                            Ok(()) => Ok(fut),
+                            Err(_) => Ok(self.ctx.done.clone_ref(py).into_any()),
+                        }
+                    }
+                }
+            }
+            // Trailers need the request to have asked for them; nothing to do for HTTP/1.1.
+            "http.response.trailers" => Ok(self.ctx.done.clone_ref(py).into_any()),
+            other => Err(protocol_error(format!("Unexpected ASGI message type '{other}' for an http scope."))),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The settings the core needs, validated once when the Python options object hands them over.
+
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use pyo3::prelude::*;
+
+use crate::error::Error;
+
+/// Frozen core settings; `python/juggler/config.py` is the one place that declares options.
+#[pyclass(frozen, module = "juggler._juggler")]
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    pub keep_alive_timeout: Option<Duration>,
+    pub limit_concurrency: Option<usize>,
+    pub max_header_size: usize,
+    pub date_header: bool,
+    /// Added to every response whose app did not set the same name (`server`, `--header`).
+    pub default_headers: Vec<(HeaderName, HeaderValue)>,
+    pub root_path: String,
+    pub access_log: bool,
+}
+
+#[pymethods]
+impl CoreConfig {
+    #[new]
+    #[pyo3(signature = (*, keep_alive_timeout, limit_concurrency, max_header_size, date_header, default_headers, root_path, access_log))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        keep_alive_timeout: f64,
+        limit_concurrency: Option<usize>,
+        max_header_size: usize,
+        date_header: bool,
+        default_headers: Vec<(String, String)>,
+        root_path: String,
+        access_log: bool,
+    ) -> PyResult<Self> {
+        Ok(Self::build(
+            keep_alive_timeout,
+            limit_concurrency,
+            max_header_size,
+            date_header,
+            default_headers,
+            root_path,
+            access_log,
+        )?)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+impl CoreConfig {
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        keep_alive_timeout: f64,
+        limit_concurrency: Option<usize>,
+        max_header_size: usize,
+        date_header: bool,
+        default_headers: Vec<(String, String)>,
+        root_path: String,
+        access_log: bool,
+    ) -> Result<Self, Error> {
+        if !keep_alive_timeout.is_finite() || keep_alive_timeout < 0.0 {
+            return Err(Error::Config(format!(
+                "timeout_keep_alive must be a non-negative number of seconds, got {keep_alive_timeout}"
+            )));
+        }
+        if limit_concurrency == Some(0) {
+            return Err(Error::Config("limit_concurrency must be at least 1".into()));
+        }
+        // hyper needs room for at least the request line and a few headers.
+        if max_header_size < 1024 {
+            return Err(Error::Config(format!(
+                "max_header_size must be at least 1024 bytes, got {max_header_size}"
+            )));
+        }
+        let default_headers = default_headers
+            .into_iter()
+            .map(|(name, value)| {
+                let n = HeaderName::from_bytes(name.trim().as_bytes())
+                    .map_err(|_| Error::Config(format!("invalid header name {name:?}")))?;
+                let v = HeaderValue::from_str(value.trim())
+                    .map_err(|_| Error::Config(format!("invalid value for header {name:?}")))?;
+                Ok((n, v))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let keep_alive_timeout =
+            (keep_alive_timeout > 0.0).then(|| Duration::from_secs_f64(keep_alive_timeout));
+        Ok(Self {
+            keep_alive_timeout,
+            limit_concurrency,
+            max_header_size,
+            date_header,
+            default_headers,
+            root_path,
+            access_log,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(ka: f64, limit: Option<usize>, hdr: usize, headers: &[(&str, &str)]) -> Result<CoreConfig, Error> {
+        let headers = headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        CoreConfig::build(ka, limit, hdr, true, headers, String::new(), true)
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(build(-1.0, None, 8192, &[]).is_err());
+        assert!(build(f64::NAN, None, 8192, &[]).is_err());
+        assert!(build(5.0, Some(0), 8192, &[]).is_err());
+        assert!(build(5.0, None, 10, &[]).is_err());
+        assert!(build(5.0, None, 8192, &[("bad name", "x")]).is_err());
+        assert!(build(5.0, None, 8192, &[("x-ok", "line\nbreak")]).is_err());
+    }
+
+    #[test]
+    fn accepts_and_normalises() {
+        let c = build(0.0, Some(3), 8192, &[("X-Custom", " v ")]).expect("valid");
+        assert_eq!(c.keep_alive_timeout, None);
+        assert_eq!(c.default_headers[0].0.as_str(), "x-custom");
+        assert_eq!(c.default_headers[0].1, "v");
+        let c = build(1.5, None, 8192, &[]).expect("valid");
+        assert_eq!(c.keep_alive_timeout, Some(Duration::from_millis(1500)));
+    }
+}

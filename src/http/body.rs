@@ -1,0 +1,83 @@
+//! The response body hyper writes: either all of it at once (one write with the head), or a
+//! stream fed by the app's `send()` calls through the exchange.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+
+use super::exchange::{Exchange, OutPoll};
+
+#[derive(Debug, thiserror::Error)]
+#[error("the application did not finish its response")]
+pub struct ResponseAborted;
+
+pub enum ResponseBody {
+    Full(Option<Bytes>),
+    Stream(StreamBody),
+}
+
+impl ResponseBody {
+    pub fn full(data: Bytes) -> Self {
+        Self::Full((!data.is_empty()).then_some(data))
+    }
+}
+
+pub struct StreamBody {
+    exchange: Arc<Exchange>,
+}
+
+impl StreamBody {
+    pub fn new(exchange: Arc<Exchange>) -> Self {
+        Self { exchange }
+    }
+}
+
+impl Drop for StreamBody {
+    fn drop(&mut self) {
+        self.exchange.out_dropped();
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = ResponseAborted;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ResponseAborted>>> {
+        match self.get_mut() {
+            ResponseBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ResponseBody::Stream(s) => match s.exchange.poll_out(cx.waker()) {
+                OutPoll::Data(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
+                OutPoll::End => Poll::Ready(None),
+                OutPoll::Aborted => Poll::Ready(Some(Err(ResponseAborted))),
+                OutPoll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Full(data) => data.is_none(),
+            ResponseBody::Stream(s) => s.exchange.out_is_end(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            ResponseBody::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// A short text response the server itself answers with (500, 503, ...).
+pub fn plain_response(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
+    let mut r = Response::new(ResponseBody::full(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}

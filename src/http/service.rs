@@ -1,0 +1,165 @@
+//! One request, from hyper's point of view: hand it to the loop, wait for the head.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Request, Response, StatusCode};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use super::body::{plain_response, ResponseBody};
+use super::exchange::{DisconnectGuard, Exchange};
+use crate::server::shared::{ConnInfo, Event, NewRequest, Shared};
+
+pub async fn handle(
+    req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    if let Some(limit) = shared.config.limit_concurrency {
+        if shared.inflight.load(Ordering::Relaxed) >= limit {
+            let mut r = plain_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+            add_default_headers(r.headers_mut(), &shared);
+            return Ok(r);
+        }
+    }
+    let (parts, body) = req.into_parts();
+    let (tx, rx) = oneshot::channel();
+    let exchange = Exchange::new(shared.clone(), tx);
+    let mut guard = DisconnectGuard(Some(exchange.clone()));
+
+    if body.is_end_stream() {
+        exchange.finish_body();
+    } else if is_small(&parts.headers) {
+        // A small body is read before the app starts, so its first receive() never waits.
+        if read_inline(&exchange, body).await.is_err() {
+            return Ok(plain_response(StatusCode::BAD_REQUEST, "Bad Request"));
+        }
+    } else {
+        // The interim 100 Continue goes out when the body is first polled, so an app that
+        // answers without reading the body never asks the client to send it.
+        let lazy = expects_continue(&parts.headers);
+        tokio::spawn(pump_body(exchange.clone(), body, lazy));
+    }
+
+    shared.post(Event::Request(Box::new(NewRequest { exchange: exchange.clone(), parts, conn })));
+
+    let mut response = match rx.await {
+        Ok(r) => r,
+        // The loop dropped the exchange without answering: only happens on abort.
+        Err(_) => plain_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+    };
+    guard.0 = None;
+    add_default_headers(response.headers_mut(), &shared);
+    Ok(response)
+}
+
+fn add_default_headers(headers: &mut HeaderMap, shared: &Shared) {
+    for (name, value) in &shared.config.default_headers {
+        if !headers.contains_key(name) {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+fn is_small(headers: &HeaderMap) -> bool {
+    if expects_continue(headers) {
+        return false;
+    }
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n <= 64 * 1024)
+}
+
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+async fn read_inline(exchange: &Arc<Exchange>, mut body: Incoming) -> Result<(), hyper::Error> {
+    let mut buf: Option<Bytes> = None;
+    while let Some(frame) = http_body_util_frame(&mut body).await {
+        if let Ok(data) = frame?.into_data() {
+            buf = Some(match buf.take() {
+                None => data,
+                Some(prev) => [prev, data].concat().into(),
+            });
+        }
+    }
+    if let Some(data) = buf {
+        exchange.push_body(data);
+    }
+    exchange.finish_body();
+    Ok(())
+}
+
+/// Streams the request body into the exchange, pausing while the app is HIGH_WATER behind.
+async fn pump_body(exchange: Arc<Exchange>, mut body: Incoming, lazy: bool) {
+    if lazy {
+        exchange.demand.notified().await;
+    }
+    loop {
+        match exchange.body_paused() {
+            None => return,
+            Some(true) => {
+                exchange.demand.notified().await;
+                continue;
+            }
+            Some(false) => {}
+        }
+        let frame = tokio::select! {
+            f = http_body_util_frame(&mut body) => f,
+            // Wakes on response completion or disconnect too, so a stalled upload is dropped.
+            _ = exchange.demand.notified() => continue,
+        };
+        match frame {
+            None => {
+                exchange.finish_body();
+                return;
+            }
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if !exchange.push_body(data) {
+                        return;
+                    }
+                }
+            }
+            Some(Err(_)) => {
+                exchange.disconnect();
+                return;
+            }
+        }
+    }
+}
+
+/// The next frame of a body, as a future (what `http_body_util::BodyExt::frame` does).
+fn http_body_util_frame(
+    body: &mut Incoming,
+) -> impl std::future::Future<Output = Option<Result<http_body::Frame<Bytes>, hyper::Error>>> + '_ {
+    std::future::poll_fn(move |cx| std::pin::Pin::new(&mut *body).poll_frame(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_bodies_are_read_inline_unless_continue_is_expected() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, "10".parse().expect("value"));
+        assert!(is_small(&h));
+        h.insert(header::EXPECT, "100-Continue".parse().expect("value"));
+        assert!(!is_small(&h));
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, "10000000".parse().expect("value"));
+        assert!(!is_small(&h));
+        h.insert(header::CONTENT_LENGTH, "junk".parse().expect("value"));
+        assert!(!is_small(&h));
+    }
+}

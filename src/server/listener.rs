@@ -1,0 +1,80 @@
+//! Listening sockets handed over by the Python side as file descriptors (bound by the
+//! supervisor, possibly inherited across fork), adopted by Tokio in the worker.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+use pyo3::sync::GILOnceCell;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+use super::shared::{ConnInfo, ServerAddr};
+
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, String),
+}
+
+pub enum Accepted {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// A duplicate of the caller's descriptor, so that Python may close its socket object freely.
+pub fn dup_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor or -1; it never touches memory.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `new` is a descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+impl Listener {
+    /// Must run inside the Tokio runtime that will poll it.
+    pub fn adopt(fd: OwnedFd, unix: bool) -> io::Result<Self> {
+        if unix {
+            let std = std::os::unix::net::UnixListener::from(fd);
+            std.set_nonblocking(true)?;
+            let path = std
+                .local_addr()?
+                .as_pathname()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            Ok(Listener::Unix(UnixListener::from_std(std)?, path))
+        } else {
+            let std = std::net::TcpListener::from(fd);
+            std.set_nonblocking(true)?;
+            Ok(Listener::Tcp(TcpListener::from_std(std)?))
+        }
+    }
+
+    pub async fn accept(&self) -> io::Result<(Accepted, Arc<ConnInfo>)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (stream, peer) = l.accept().await?;
+                // Small responses must not wait for Nagle's algorithm.
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr()?;
+                let info = ConnInfo {
+                    client: Some((peer.ip().to_canonical().to_string(), peer.port())),
+                    server: ServerAddr::Tcp(local.ip().to_canonical().to_string(), local.port()),
+                    client_py: GILOnceCell::new(),
+                    server_py: GILOnceCell::new(),
+                };
+                Ok((Accepted::Tcp(stream), Arc::new(info)))
+            }
+            Listener::Unix(l, path) => {
+                let (stream, _) = l.accept().await?;
+                let info = ConnInfo {
+                    client: None,
+                    server: ServerAddr::Unix(path.clone()),
+                    client_py: GILOnceCell::new(),
+                    server_py: GILOnceCell::new(),
+                };
+                Ok((Accepted::Unix(stream), Arc::new(info)))
+            }
+        }
+    }
+}
