@@ -1,0 +1,142 @@
+"""A raw ASGI app with one route per behaviour the tests look at."""
+
+import asyncio
+import json
+
+EVENTS: dict[str, list[str]] = {}
+
+
+async def read_body(receive):
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise RuntimeError("client disconnected while sending the body")
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+async def respond(send, status=200, body=b"", headers=(), content_type=b"text/plain"):
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def query(scope):
+    out = {}
+    for part in scope["query_string"].decode().split("&"):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            out[k] = v
+    return out
+
+
+async def lifespan(scope, receive, send):
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            scope["state"]["started"] = "yes"
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            print("LIFESPAN-SHUTDOWN-RAN", flush=True)
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        return await lifespan(scope, receive, send)
+    path = scope["path"]
+    q = query(scope)
+    if path == "/scope":
+        body = await read_body(receive)
+        out = {k: v for k, v in scope.items() if k not in ("headers", "raw_path", "query_string", "state")}
+        out["headers"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
+        out["raw_path"] = scope["raw_path"].decode("latin-1")
+        out["query_string"] = scope["query_string"].decode("latin-1")
+        out["state"] = dict(scope.get("state", {}))
+        out["body_length"] = len(body)
+        return await respond(send, body=json.dumps(out).encode(), content_type=b"application/json")
+    if path == "/echo":
+        body = await read_body(receive)
+        return await respond(send, body=body, content_type=b"application/octet-stream")
+    if path == "/count":
+        # Streams the upload and reports its size and the largest chunk seen, without keeping it.
+        total, largest, chunks = 0, 0, 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            largest = max(largest, len(chunk))
+            chunks += 1
+            if not message.get("more_body", False):
+                break
+        out = json.dumps({"total": total, "largest": largest, "chunks": chunks}).encode()
+        return await respond(send, body=out, content_type=b"application/json")
+    if path == "/stream":
+        n, size = int(q.get("n", "3")), int(q.get("size", "5"))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        for i in range(n):
+            await send({"type": "http.response.body", "body": str(i % 10).encode() * size, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return None
+    if path == "/download":
+        mib = int(q.get("mib", "1"))
+        chunk = b"x" * (1 << 20)
+        headers = [(b"content-length", str(mib << 20).encode())] if q.get("cl") else []
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for _ in range(mib):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return None
+    if path == "/raise-before":
+        raise ValueError("boom before the response")
+    if path == "/raise-after":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise ValueError("boom after the response started")
+    if path == "/no-response":
+        return None
+    if path == "/half-response":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        return None
+    if path == "/bad-send":
+        await send({"type": "http.response.body", "body": b"no start first"})
+        return None
+    if path == "/wait-disconnect":
+        # Like an SSE handler: stream, and stop when receive() says the client went away.
+        key = q["key"]
+        EVENTS[key] = ["started"]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"tick\n", "more_body": True})
+        message = await receive()
+        while message["type"] == "http.request":
+            message = await receive()
+        EVENTS[key].append(message["type"])
+        return None
+    if path == "/wait-disconnect-no-response":
+        key = q["key"]
+        EVENTS[key] = ["started"]
+        await read_body(receive)
+        message = await receive()
+        EVENTS[key].append(message["type"])
+        return None
+    if path == "/events":
+        return await respond(send, body=json.dumps(EVENTS.get(q["key"], [])).encode())
+    if path == "/sleep":
+        await asyncio.sleep(float(q.get("s", "0.1")))
+        return await respond(send, body=b"slept")
+    if path == "/headers":
+        headers = [(b"set-cookie", b"a=1"), (b"set-cookie", b"b=2"), (b"x-custom", b"yes")]
+        return await respond(send, body=b"ok", headers=headers)
+    if path == "/server-header":
+        return await respond(send, body=b"ok", headers=[(b"server", b"mine")])
+    if path == "/status":
+        return await respond(send, status=int(q["code"]), body=b"")
+    return await respond(send, status=404, body=b"not found")

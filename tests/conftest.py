@@ -1,0 +1,181 @@
+"""Starting juggler as a real subprocess on a free port and talking to it over real sockets."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = ROOT / "tests" / "apps"
+READY = re.compile(r"juggler running on (http://[^ ]+|unix socket [^ ]+)")
+
+
+class Juggler:
+    """A juggler process; its output is collected line by line so tests can wait on it."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, port: bool = True,
+                 pass_fds: tuple[int, ...] = ()) -> None:
+        cmd = [sys.executable, "-m", "juggler", *args, "--app-dir", str(APPS)]
+        if port and not any(a in ("--uds", "--fd", "--port") for a in args):
+            cmd += ["--port", "0"]
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+            cwd=str(APPS), pass_fds=pass_fds,
+        )
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._pump, args=(s,), daemon=True)
+            for s in (self.proc.stdout, self.proc.stderr)
+        ]
+        for t in self._readers:
+            t.start()
+        self.url = ""
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str | re.Pattern[str], timeout: float = 20) -> re.Match[str]:
+        """Waits for a line matching ``pattern``; fails with the output so far."""
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                for line in self.lines[seen:]:
+                    m = rx.search(line)
+                    if m:
+                        return m
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                exited = self.proc.poll() is not None and not any(t.is_alive() for t in self._readers)
+                if left <= 0 or exited:
+                    raise AssertionError(f"no line matching {rx.pattern!r}; output:\n{self.output}")
+                self._cond.wait(min(left, 0.5))
+
+    def ready(self, timeout: float = 30) -> Juggler:
+        m = self.wait_for(READY, timeout)
+        self.url = m.group(1)
+        return self
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            for t in self._readers:
+                t.join(5)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def start(*args: str, **kwargs) -> Juggler:
+    return Juggler(*args, **kwargs).ready()
+
+
+@pytest.fixture
+def juggler() -> Iterator[type[Juggler]]:
+    """Starts servers for one test and makes sure none outlives it."""
+    started: list[Juggler] = []
+
+    class Tracked(Juggler):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    yield Tracked
+    for j in started:
+        j.kill()
+
+
+@pytest.fixture(scope="session")
+def raw_server() -> Iterator[Juggler]:
+    """One shared server for the raw app; tests against it must not change its state."""
+    j = start("raw:app")
+    yield j
+    j.kill()
+
+
+def raw_request(port: int, data: bytes, *, timeout: float = 10, read_until_close: bool = True) -> bytes:
+    """Sends bytes as they are and returns everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        if not read_until_close:
+            return s.recv(65536)
+        chunks = []
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def read_response(sock: socket.socket) -> tuple[bytes, dict[str, str], bytes]:
+    """Reads one Content-Length or chunked response from a keep-alive socket."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed mid-head: {buf!r}")
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if "content-length" in headers:
+        n = int(headers["content-length"])
+        while len(rest) < n:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed mid-body")
+            rest += chunk
+        return status_line.encode(), headers, rest[:n]
+    if headers.get("transfer-encoding") == "chunked":
+        body = b""
+        while True:
+            while b"\r\n" not in rest:
+                rest += sock.recv(65536)
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line, 16)
+            while len(rest) < size + 2:
+                rest += sock.recv(65536)
+            body += rest[:size]
+            rest = rest[size + 2:]
+            if size == 0:
+                return status_line.encode(), headers, body
+    return status_line.encode(), headers, rest
