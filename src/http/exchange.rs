@@ -37,6 +37,8 @@ pub struct ExchangeInner {
     receive_waiters: Vec<PyObject>,
     // lifecycle
     pub disconnected: bool,
+    /// The request body was malformed (bad chunk framing): answer 400 if nothing was sent.
+    body_error: bool,
     wake_posted: bool,
     // response
     responder: Option<oneshot::Sender<Response<ResponseBody>>>,
@@ -134,6 +136,12 @@ impl Exchange {
         } else {
             Some(g.buffered >= HIGH_WATER)
         }
+    }
+
+    /// The request body could not be parsed; the app sees a disconnect.
+    pub fn body_failed(self: &Arc<Self>) {
+        self.inner.lock().body_error = true;
+        self.disconnect();
     }
 
     /// The client went away (or the connection was aborted).
@@ -363,6 +371,16 @@ impl Exchange {
                 return Finished::Complete;
             }
             if g.disconnected {
+                // Dropping the responder ends the service future that waits for a head.
+                if let Some(r) = g.responder.take() {
+                    if g.body_error {
+                        g.status = Some(StatusCode::BAD_REQUEST);
+                        let mut resp = super::body::plain_response(StatusCode::BAD_REQUEST, "Bad Request");
+                        resp.headers_mut()
+                            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                        let _ = r.send(resp);
+                    }
+                }
                 return Finished::Disconnected;
             }
             match g.responder.take() {

@@ -131,7 +131,7 @@ async fn pump_body(exchange: Arc<Exchange>, mut body: Incoming, lazy: bool) {
                 }
             }
             Some(Err(_)) => {
-                exchange.disconnect();
+                exchange.body_failed();
                 return;
             }
         }

@@ -1,0 +1,137 @@
+"""Bad apps and bad clients: 500s, closed connections, 400/431, disconnects reaching the app."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+
+import httpx
+import pytest
+from conftest import raw_request, read_response
+
+
+def events(server, key):
+    return httpx.get(f"{server.url}/events?key={key}").json()
+
+
+def test_exception_before_response_gives_500_and_connection_stays_usable(raw_server):
+    with socket.create_connection(("127.0.0.1", raw_server.port), timeout=10) as s:
+        s.sendall(b"GET /raise-before HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, _, body = read_response(s)
+        assert status == b"HTTP/1.1 500 Internal Server Error"
+        assert body == b"Internal Server Error"
+        s.sendall(b"GET /headers HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, _, body = read_response(s)
+        assert status == b"HTTP/1.1 200 OK" and body == b"ok"
+    m = raw_server.wait_for(r"Exception in ASGI application")
+    assert m
+    raw_server.wait_for(r"ValueError: boom before the response")
+
+
+def test_exception_after_response_started_closes_connection(raw_server):
+    resp = raw_request(raw_server.port, b"GET /raise-after HTTP/1.1\r\nHost: t\r\n\r\n")
+    # The connection is closed (raw_request read until EOF) and the chunked body never got
+    # its terminating chunk, so the client can tell the response was cut short.
+    assert resp == b"" or resp.startswith(b"HTTP/1.1 200 OK")
+    assert not resp.endswith(b"0\r\n\r\n")
+    raw_server.wait_for(r"ValueError: boom after the response started")
+
+
+def test_app_returning_without_response_gives_500(raw_server):
+    r = httpx.get(f"{raw_server.url}/no-response")
+    assert r.status_code == 500
+    raw_server.wait_for(r"ASGI callable returned without starting response")
+
+
+def test_app_returning_with_half_response_closes(raw_server):
+    resp = raw_request(raw_server.port, b"GET /half-response HTTP/1.1\r\nHost: t\r\n\r\n")
+    # The head was held back for the first body chunk that never came: the client gets a 500.
+    assert resp.startswith(b"HTTP/1.1 500")
+
+
+def test_body_before_start_is_a_protocol_error(raw_server):
+    r = httpx.get(f"{raw_server.url}/bad-send")
+    assert r.status_code == 500
+    raw_server.wait_for(r"Expected ASGI message 'http.response.start'")
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nBad Header Name: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nX: a\x00b\r\n\r\n",
+        b"GET / HTTP/9.9\r\nHost: t\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
+def test_malformed_requests_get_400_or_close(raw_server, request_bytes):
+    resp = raw_request(raw_server.port, request_bytes)
+    assert resp == b"" or resp.startswith(b"HTTP/1.1 400")
+    # And the server keeps serving.
+    assert httpx.get(f"{raw_server.url}/headers").status_code == 200
+
+
+def test_oversized_headers_get_431(raw_server):
+    big = b"X-Big: " + b"a" * 70000 + b"\r\n"
+    resp = raw_request(raw_server.port, b"GET / HTTP/1.1\r\nHost: t\r\n" + big + b"\r\n")
+    # hyper answers 431 and closes; with request bytes still unread, the kernel may turn that
+    # close into a reset that discards the answer before the client reads it.
+    assert resp == b"" or resp.startswith(b"HTTP/1.1 431")
+    assert httpx.get(f"{raw_server.url}/headers").status_code == 200
+
+
+def test_configurable_header_limit(juggler):
+    j = juggler("raw:app", "--max-header-size", "2048").ready()
+    ok = raw_request(j.port, b"GET /headers HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 1000 + b"\r\nConnection: close\r\n\r\n")
+    assert ok.startswith(b"HTTP/1.1 200")
+    big = raw_request(j.port, b"GET /headers HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 3000 + b"\r\n\r\n")
+    # Rejected: hyper closes the connection (or answers 431) instead of calling the app.
+    assert big == b"" or big.startswith(b"HTTP/1.1 431")
+    assert not big.startswith(b"HTTP/1.1 200")
+    assert j.proc.poll() is None
+
+
+def test_default_header_limit_allows_large_headers(raw_server):
+    resp = raw_request(raw_server.port, b"GET /headers HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 3000
+                       + b"\r\nConnection: close\r\n\r\n")
+    assert resp.startswith(b"HTTP/1.1 200")
+
+
+def test_disconnect_reaches_streaming_handler(raw_server):
+    key = uuid.uuid4().hex
+    s = socket.create_connection(("127.0.0.1", raw_server.port), timeout=10)
+    s.sendall(f"GET /wait-disconnect?key={key} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    assert b"tick" in s.recv(65536) or b"tick" in s.recv(65536)
+    assert events(raw_server, key) == ["started"]
+    s.close()
+    for _ in range(200):
+        if events(raw_server, key) == ["started", "http.disconnect"]:
+            break
+        time.sleep(0.02)
+    assert events(raw_server, key) == ["started", "http.disconnect"]
+
+
+def test_disconnect_reaches_handler_before_it_responds(raw_server):
+    key = uuid.uuid4().hex
+    s = socket.create_connection(("127.0.0.1", raw_server.port), timeout=10)
+    s.sendall(f"GET /wait-disconnect-no-response?key={key} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    for _ in range(200):
+        if events(raw_server, key) == ["started"]:
+            break
+        time.sleep(0.01)
+    s.close()
+    for _ in range(200):
+        if events(raw_server, key) == ["started", "http.disconnect"]:
+            break
+        time.sleep(0.02)
+    assert events(raw_server, key) == ["started", "http.disconnect"]
+
+
+def test_client_closing_mid_upload_does_not_hurt_the_server(raw_server):
+    with socket.create_connection(("127.0.0.1", raw_server.port), timeout=10) as s:
+        s.sendall(b"POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 100000)
+    assert httpx.get(f"{raw_server.url}/headers").status_code == 200
