@@ -52,7 +52,8 @@ async def lifespan(scope, receive, send):
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         return await lifespan(scope, receive, send)
-    path = scope["path"]
+    # As in Starlette: with --root-path, scope["path"] carries the prefix; routes do not.
+    path = scope["path"].removeprefix(scope["root_path"])
     q = query(scope)
     if path == "/scope":
         body = await read_body(receive)
