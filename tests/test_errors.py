@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 import uuid
 
 import httpx
@@ -105,13 +104,12 @@ def test_disconnect_reaches_streaming_handler(raw_server):
     key = uuid.uuid4().hex
     s = socket.create_connection(("127.0.0.1", raw_server.port), timeout=10)
     s.sendall(f"GET /wait-disconnect?key={key} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-    assert b"tick" in s.recv(65536) or b"tick" in s.recv(65536)
+    data = b""
+    while b"tick" not in data:
+        data += s.recv(65536)
     assert events(raw_server, key) == ["started"]
     s.close()
-    for _ in range(200):
-        if events(raw_server, key) == ["started", "http.disconnect"]:
-            break
-        time.sleep(0.02)
+    raw_server.wait_for(f"EVENT {key} http.disconnect")
     assert events(raw_server, key) == ["started", "http.disconnect"]
 
 
@@ -119,15 +117,9 @@ def test_disconnect_reaches_handler_before_it_responds(raw_server):
     key = uuid.uuid4().hex
     s = socket.create_connection(("127.0.0.1", raw_server.port), timeout=10)
     s.sendall(f"GET /wait-disconnect-no-response?key={key} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-    for _ in range(200):
-        if events(raw_server, key) == ["started"]:
-            break
-        time.sleep(0.01)
+    raw_server.wait_for(f"EVENT {key} started")
     s.close()
-    for _ in range(200):
-        if events(raw_server, key) == ["started", "http.disconnect"]:
-            break
-        time.sleep(0.02)
+    raw_server.wait_for(f"EVENT {key} http.disconnect")
     assert events(raw_server, key) == ["started", "http.disconnect"]
 
 

@@ -120,17 +120,22 @@ async def app(scope, receive, send):
         while message["type"] == "http.request":
             message = await receive()
         EVENTS[key].append(message["type"])
+        print(f"EVENT {key} {message['type']}", flush=True)
         return None
     if path == "/wait-disconnect-no-response":
         key = q["key"]
         EVENTS[key] = ["started"]
+        print(f"EVENT {key} started", flush=True)
         await read_body(receive)
         message = await receive()
         EVENTS[key].append(message["type"])
+        print(f"EVENT {key} {message['type']}", flush=True)
         return None
     if path == "/events":
         return await respond(send, body=json.dumps(EVENTS.get(q["key"], [])).encode())
     if path == "/sleep":
+        if "key" in q:
+            print(f"SLEEP-STARTED {q['key']}", flush=True)
         await asyncio.sleep(float(q.get("s", "0.1")))
         return await respond(send, body=b"slept")
     if path == "/headers":
