@@ -104,8 +104,16 @@ impl CoreConfig {
 mod tests {
     use super::*;
 
-    fn build(ka: f64, limit: Option<usize>, hdr: usize, headers: &[(&str, &str)]) -> Result<CoreConfig, Error> {
-        let headers = headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    fn build(
+        ka: f64,
+        limit: Option<usize>,
+        hdr: usize,
+        headers: &[(&str, &str)],
+    ) -> Result<CoreConfig, Error> {
+        let headers = headers
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         CoreConfig::build(ka, limit, hdr, true, headers, String::new(), true)
     }
 

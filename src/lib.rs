@@ -12,7 +12,10 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _juggler(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("ClientDisconnected", m.py().get_type::<error::ClientDisconnected>())?;
+    m.add(
+        "ClientDisconnected",
+        m.py().get_type::<error::ClientDisconnected>(),
+    )?;
     m.add_class::<config::CoreConfig>()?;
     m.add_class::<server::Server>()?;
     m.add_class::<bridge::awaitable::Ready>()?;

@@ -23,15 +23,25 @@ READY = re.compile(r"juggler running on (http://[^ ]+|unix socket [^ ]+)")
 class Juggler:
     """A juggler process; its output is collected line by line so tests can wait on it."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, port: bool = True,
-                 pass_fds: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        port: bool = True,
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
         cmd = [sys.executable, "-m", "juggler", *args, "--app-dir", str(APPS)]
         if port and not any(a in ("--uds", "--fd", "--port") for a in args):
             cmd += ["--port", "0"]
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
-            cwd=str(APPS), pass_fds=pass_fds,
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=full_env,
+            cwd=str(APPS),
+            pass_fds=pass_fds,
         )
         self.lines: list[str] = []
         self._cond = threading.Condition()
@@ -69,7 +79,9 @@ class Juggler:
                         return m
                 seen = len(self.lines)
                 left = deadline - time.monotonic()
-                exited = self.proc.poll() is not None and not any(t.is_alive() for t in self._readers)
+                exited = self.proc.poll() is not None and not any(
+                    t.is_alive() for t in self._readers
+                )
                 if left <= 0 or exited:
                     raise AssertionError(f"no line matching {rx.pattern!r}; output:\n{self.output}")
                 self._cond.wait(min(left, 0.5))
@@ -125,7 +137,9 @@ def raw_server() -> Iterator[Juggler]:
     j.kill()
 
 
-def raw_request(port: int, data: bytes, *, timeout: float = 10, read_until_close: bool = True) -> bytes:
+def raw_request(
+    port: int, data: bytes, *, timeout: float = 10, read_until_close: bool = True
+) -> bytes:
     """Sends bytes as they are and returns everything the server answers until it closes."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
@@ -175,7 +189,7 @@ def read_response(sock: socket.socket) -> tuple[bytes, dict[str, str], bytes]:
             while len(rest) < size + 2:
                 rest += sock.recv(65536)
             body += rest[:size]
-            rest = rest[size + 2:]
+            rest = rest[size + 2 :]
             if size == 0:
                 return status_line.encode(), headers, body
     return status_line.encode(), headers, rest

@@ -7,16 +7,19 @@ import subprocess
 import sys
 
 import httpx
+import juggler
 import pytest
 from conftest import APPS, ROOT
-
-import juggler
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30):
     return subprocess.run(
-        [sys.executable, "-m", "juggler", *args], capture_output=True, text=True, timeout=timeout,
-        cwd=str(APPS), env={**os.environ, **(env or {})},
+        [sys.executable, "-m", "juggler", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(APPS),
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -40,10 +43,27 @@ def test_version():
 
 def test_help_lists_uvicorn_style_options():
     out = run_cli("--help").stdout
-    for flag in ("--host", "--port", "--uds", "--fd", "--root-path", "--lifespan", "--log-level",
-                 "--access-log", "--no-access-log", "--timeout-keep-alive", "--limit-concurrency",
-                 "--backlog", "--factory", "--app-dir", "--loop", "--header", "--no-server-header",
-                 "--no-date-header", "--timeout-graceful-shutdown"):
+    for flag in (
+        "--host",
+        "--port",
+        "--uds",
+        "--fd",
+        "--root-path",
+        "--lifespan",
+        "--log-level",
+        "--access-log",
+        "--no-access-log",
+        "--timeout-keep-alive",
+        "--limit-concurrency",
+        "--backlog",
+        "--factory",
+        "--app-dir",
+        "--loop",
+        "--header",
+        "--no-server-header",
+        "--no-date-header",
+        "--timeout-graceful-shutdown",
+    ):
         assert flag in out
 
 
@@ -69,7 +89,9 @@ def test_help_lists_uvicorn_style_options():
     ],
 )
 def test_bad_input_gives_one_readable_line(args, fragments, code):
-    assert_one_line_error(run_cli(*args, "--app-dir", str(APPS)) if args else run_cli(), *fragments, code=code)
+    assert_one_line_error(
+        run_cli(*args, "--app-dir", str(APPS)) if args else run_cli(), *fragments, code=code
+    )
 
 
 def test_bad_env_var_names_the_variable():
@@ -87,8 +109,12 @@ def test_python_dash_m_and_console_script_both_serve(juggler):
     j = juggler("hello_env:app").ready()
     assert httpx.get(j.url).text == "hello"
     script = os.path.join(os.path.dirname(sys.executable), "juggler")
-    proc = subprocess.Popen([script, "hello_env:app", "--port", "0", "--app-dir", str(APPS)],
-                            stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
+    proc = subprocess.Popen(
+        [script, "hello_env:app", "--port", "0", "--app-dir", str(APPS)],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(ROOT),
+    )
     try:
         for line in proc.stderr:
             if "juggler running on" in line:
@@ -110,8 +136,14 @@ def test_factory_and_attribute_path(juggler):
 
 
 def test_env_vars_configure_the_server(juggler):
-    j = juggler("raw:app", env={"JUGGLER_ROOT_PATH": "/api", "JUGGLER_SERVER_HEADER": "false",
-                                "JUGGLER_HEADER": "x-env:1"}).ready()
+    j = juggler(
+        "raw:app",
+        env={
+            "JUGGLER_ROOT_PATH": "/api",
+            "JUGGLER_SERVER_HEADER": "false",
+            "JUGGLER_HEADER": "x-env:1",
+        },
+    ).ready()
     r = httpx.get(f"{j.url}/scope")
     assert r.json()["root_path"] == "/api"
     assert r.json()["path"] == "/api/scope"

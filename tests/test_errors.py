@@ -85,9 +85,14 @@ def test_oversized_headers_get_431(raw_server):
 
 def test_configurable_header_limit(juggler):
     j = juggler("raw:app", "--max-header-size", "2048").ready()
-    ok = raw_request(j.port, b"GET /headers HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 1000 + b"\r\nConnection: close\r\n\r\n")
+    ok = raw_request(
+        j.port,
+        b"GET /headers HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 1000 + b"\r\nConnection: close\r\n\r\n",
+    )
     assert ok.startswith(b"HTTP/1.1 200")
-    big = raw_request(j.port, b"GET /headers HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 3000 + b"\r\n\r\n")
+    big = raw_request(
+        j.port, b"GET /headers HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 3000 + b"\r\n\r\n"
+    )
     # Rejected: hyper closes the connection (or answers 431) instead of calling the app.
     assert big == b"" or big.startswith(b"HTTP/1.1 431")
     assert not big.startswith(b"HTTP/1.1 200")
@@ -95,8 +100,10 @@ def test_configurable_header_limit(juggler):
 
 
 def test_default_header_limit_allows_large_headers(raw_server):
-    resp = raw_request(raw_server.port, b"GET /headers HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 3000
-                       + b"\r\nConnection: close\r\n\r\n")
+    resp = raw_request(
+        raw_server.port,
+        b"GET /headers HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 3000 + b"\r\nConnection: close\r\n\r\n",
+    )
     assert resp.startswith(b"HTTP/1.1 200")
 
 
@@ -125,5 +132,7 @@ def test_disconnect_reaches_handler_before_it_responds(raw_server):
 
 def test_client_closing_mid_upload_does_not_hurt_the_server(raw_server):
     with socket.create_connection(("127.0.0.1", raw_server.port), timeout=10) as s:
-        s.sendall(b"POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 100000)
+        s.sendall(
+            b"POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 100000
+        )
     assert httpx.get(f"{raw_server.url}/headers").status_code == 200

@@ -1,4 +1,4 @@
-"""HTTP/1.1 behaviour over real sockets: scope, bodies, keep-alive, pipelining, HEAD, 100-continue."""
+"""HTTP/1.1 over real sockets: scope, bodies, keep-alive, pipelining, HEAD, 100-continue."""
 
 from __future__ import annotations
 
@@ -33,7 +33,10 @@ def test_scope_is_complete(raw_server):
 
 
 def test_path_is_percent_decoded_and_raw_path_is_not(raw_server):
-    resp = raw_request(raw_server.port, b"GET /sc%6Fpe/%E2%82%AC?x=%41 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    resp = raw_request(
+        raw_server.port,
+        b"GET /sc%6Fpe/%E2%82%AC?x=%41 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
     # /scope/€ does not route to /scope, so ask the scope route through a decoded alias.
     assert resp.startswith(b"HTTP/1.1 404")
     r = httpx.get(f"{raw_server.url}/sc%6Fpe")
@@ -42,8 +45,10 @@ def test_path_is_percent_decoded_and_raw_path_is_not(raw_server):
 
 
 def test_repeated_request_headers_keep_their_order(raw_server):
-    req = (b"GET /scope HTTP/1.1\r\nHost: t\r\nX-Rep: one\r\nX-Other: o\r\nX-Rep: two\r\n"
-           b"X-UPPER: Keep\r\nConnection: close\r\n\r\n")
+    req = (
+        b"GET /scope HTTP/1.1\r\nHost: t\r\nX-Rep: one\r\nX-Other: o\r\nX-Rep: two\r\n"
+        b"X-UPPER: Keep\r\nConnection: close\r\n\r\n"
+    )
     resp = raw_request(raw_server.port, req)
     scope = json.loads(resp.split(b"\r\n\r\n", 1)[1])
     reps = [v for k, v in scope["headers"] if k == "x-rep"]
@@ -63,6 +68,7 @@ def test_chunked_request_body(raw_server):
         yield b"hello "
         yield b"chunked "
         yield b"world"
+
     r = httpx.post(f"{raw_server.url}/echo", content=gen())
     assert r.content == b"hello chunked world"
 
@@ -92,7 +98,9 @@ def test_http10_scope_version(raw_server):
 
 def test_head_sends_no_body(raw_server):
     with socket.create_connection(("127.0.0.1", raw_server.port)) as s:
-        s.sendall(b"HEAD /headers HTTP/1.1\r\nHost: t\r\n\r\nGET /scope HTTP/1.1\r\nHost: t\r\n\r\n")
+        s.sendall(
+            b"HEAD /headers HTTP/1.1\r\nHost: t\r\n\r\nGET /scope HTTP/1.1\r\nHost: t\r\n\r\n"
+        )
         data = b""
         while data.count(b"HTTP/1.1 200") < 2 or not data.endswith(b"}"):
             data += s.recv(65536)
@@ -108,15 +116,18 @@ def test_keep_alive_reuses_the_connection(raw_server):
         ports = set()
         for _ in range(5):
             s.sendall(b"GET /scope HTTP/1.1\r\nHost: t\r\n\r\n")
-            _, headers, body = read_response(s)
+            _, _, body = read_response(s)
             ports.add(json.loads(body)["client"][1])
         assert len(ports) == 1
 
 
 def test_pipelined_requests_are_answered_in_order(raw_server):
-    reqs = b"".join(
-        f"GET /sleep?s={d} HTTP/1.1\r\nHost: t\r\n\r\n".encode() for d in ("0.05", "0", "0.02")
-    ) + b"GET /status?code=204 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    reqs = (
+        b"".join(
+            f"GET /sleep?s={d} HTTP/1.1\r\nHost: t\r\n\r\n".encode() for d in ("0.05", "0", "0.02")
+        )
+        + b"GET /status?code=204 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
     resp = raw_request(raw_server.port, reqs)
     assert resp.count(b"HTTP/1.1 200 OK") == 3
     assert resp.index(b"HTTP/1.1 204") > resp.rindex(b"HTTP/1.1 200 OK")
@@ -125,7 +136,9 @@ def test_pipelined_requests_are_answered_in_order(raw_server):
 
 def test_expect_100_continue(raw_server):
     with socket.create_connection(("127.0.0.1", raw_server.port), timeout=10) as s:
-        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        s.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
         interim = s.recv(1024)
         assert interim.startswith(b"HTTP/1.1 100 Continue")
         s.sendall(b"hello")
@@ -135,8 +148,10 @@ def test_expect_100_continue(raw_server):
 
 def test_expect_100_continue_not_sent_when_app_ignores_body(raw_server):
     with socket.create_connection(("127.0.0.1", raw_server.port), timeout=10) as s:
-        s.sendall(b"POST /status?code=413 HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n"
-                  b"Expect: 100-continue\r\n\r\n")
+        s.sendall(
+            b"POST /status?code=413 HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
         status, _, _ = read_response(s)
     assert status.startswith(b"HTTP/1.1 413")
 
@@ -158,6 +173,7 @@ def test_100mib_upload_is_streamed(raw_server):
     def gen():
         for _ in range(size // len(block)):
             yield block
+
     r = httpx.post(f"{raw_server.url}/count", content=gen(), timeout=60)
     stats = r.json()
     assert stats["total"] == size
@@ -185,12 +201,18 @@ def test_download_with_content_length(raw_server):
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_get_and_post(raw_server):
     out = subprocess.run(
-        ["curl", "-sS", "-i", f"{raw_server.url}/headers"], capture_output=True, check=True, timeout=10
+        ["curl", "-sS", "-i", f"{raw_server.url}/headers"],
+        capture_output=True,
+        check=True,
+        timeout=10,
     ).stdout
     assert out.startswith(b"HTTP/1.1 200 OK")
     assert out.endswith(b"ok")
     out = subprocess.run(
         ["curl", "-sS", "--data-binary", "@-", f"{raw_server.url}/echo"],
-        input=b"from curl" * 1000, capture_output=True, check=True, timeout=10,
+        input=b"from curl" * 1000,
+        capture_output=True,
+        check=True,
+        timeout=10,
     ).stdout
     assert out == b"from curl" * 1000

@@ -27,8 +27,15 @@ def test_limit_concurrency_answers_503(juggler):
 
 
 def test_custom_headers_and_switched_off_defaults(juggler):
-    j = juggler("raw:app", "--header", "x-a:1", "--header", "X-B: two", "--no-server-header",
-                "--no-date-header").ready()
+    j = juggler(
+        "raw:app",
+        "--header",
+        "x-a:1",
+        "--header",
+        "X-B: two",
+        "--no-server-header",
+        "--no-date-header",
+    ).ready()
     r = httpx.get(f"{j.url}/headers")
     assert r.headers["x-a"] == "1" and r.headers["x-b"] == "two"
     assert "server" not in r.headers
@@ -61,7 +68,7 @@ def test_keep_alive_zero_closes_after_each_response(juggler):
 
 def test_unix_socket(juggler, tmp_path):
     path = str(tmp_path / "j.sock")
-    j = juggler("raw:app", "--uds", path, port=False).ready()
+    juggler("raw:app", "--uds", path, port=False).ready()
     transport = httpx.HTTPTransport(uds=path)
     with httpx.Client(transport=transport) as client:
         r = client.get("http://localhost/scope")

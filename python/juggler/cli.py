@@ -23,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve an ASGI application with juggler's Rust core.",
         argument_default=argparse.SUPPRESS,
     )
-    parser.add_argument("app", nargs="?", metavar="APP", help="The app to serve, as module:attribute.")
+    parser.add_argument(
+        "app", nargs="?", metavar="APP", help="The app to serve, as module:attribute."
+    )
     parser.add_argument("--version", action="version", version=f"juggler {__version__}")
     for option in OPTIONS:
         default = f" [default: {option.default}]" if option.default not in (None, (), "") else ""
@@ -40,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
             )
         else:
             parser.add_argument(
-                option.flag, metavar=option.metavar or option.name.upper(),
+                option.flag,
+                metavar=option.metavar or option.name.upper(),
                 help=option.help + default + env,
             )
     return parser

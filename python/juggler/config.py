@@ -82,27 +82,42 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_level", "info", "Log level.", choices=LOG_LEVELS),
     Option("access_log", True, "Write an access log line per request.", kind="bool"),
     Option(
-        "timeout_keep_alive", 5.0, "Close idle keep-alive connections after this many seconds "
-        "(0 turns keep-alive off).", _non_negative, metavar="SECONDS",
+        "timeout_keep_alive",
+        5.0,
+        "Close idle keep-alive connections after this many seconds (0 turns keep-alive off).",
+        _non_negative,
+        metavar="SECONDS",
     ),
     Option(
-        "timeout_graceful_shutdown", 30.0, "On shutdown, wait this long for in-flight requests "
-        "before cancelling them.", _non_negative, metavar="SECONDS",
+        "timeout_graceful_shutdown",
+        30.0,
+        "On shutdown, wait this long for in-flight requests before cancelling them.",
+        _non_negative,
+        metavar="SECONDS",
     ),
     Option(
-        "limit_concurrency", None, "Answer 503 once this many requests are in flight.",
+        "limit_concurrency",
+        None,
+        "Answer 503 once this many requests are in flight.",
         _positive_int,
     ),
     Option(
-        "max_header_size", 65536, "Largest request head (request line and headers) in bytes; "
-        "larger ones get 431.", _positive_int, metavar="BYTES",
+        "max_header_size",
+        65536,
+        "Largest request head (request line and headers) in bytes; larger ones get 431.",
+        _positive_int,
+        metavar="BYTES",
     ),
     Option("factory", False, "Treat APP as a factory: call it with no arguments.", kind="flag"),
     Option("app_dir", ".", "Look for APP in this directory (added to sys.path).", metavar="DIR"),
     Option("loop", "auto", "Event loop implementation.", choices=LOOPS),
     Option(
-        "header", (), "Add a header to every response; repeat for more.", _header,
-        kind="multi", metavar="NAME:VALUE",
+        "header",
+        (),
+        "Add a header to every response; repeat for more.",
+        _header,
+        kind="multi",
+        metavar="NAME:VALUE",
     ),
     Option("server_header", True, "Send a 'server: juggler' header.", kind="bool"),
     Option("date_header", True, "Send a 'date' header.", kind="bool"),
@@ -133,9 +148,7 @@ def _convert(option: Option, value: Any, source: str) -> Any:
                 items = [v for v in value.split(",") if v.strip()]
             else:
                 items = list(value)
-            return tuple(
-                option.type(v) if isinstance(v, str) else _pair(v) for v in items
-            )
+            return tuple(option.type(v) if isinstance(v, str) else _pair(v) for v in items)
         if isinstance(value, str):
             value = option.type(value)
         elif option.type in (int, _port, _positive_int) and not isinstance(value, int):

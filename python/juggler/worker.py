@@ -25,7 +25,9 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
             import uvloop
         except ImportError:
             if kind == "uvloop":
-                raise RuntimeError("--loop uvloop was asked for, but uvloop is not installed") from None
+                raise RuntimeError(
+                    "--loop uvloop was asked for, but uvloop is not installed"
+                ) from None
         else:
             return uvloop.new_event_loop()
     return asyncio.new_event_loop()
@@ -80,9 +82,7 @@ class Worker:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig.name)
         server.start()
-        error_logger.info(
-            "juggler running on %s (Press CTRL+C to quit)", describe(self.sock)
-        )
+        error_logger.info("juggler running on %s (Press CTRL+C to quit)", describe(self.sock))
         try:
             await self._stop.wait()
             error_logger.info("Shutting down")

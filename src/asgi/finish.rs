@@ -36,7 +36,12 @@ impl AccessInfo {
             http::Version::HTTP_2 => "2",
             _ => "1.1",
         };
-        Self { client, method: parts.method.as_str().to_owned(), path, version }
+        Self {
+            client,
+            method: parts.method.as_str().to_owned(),
+            path,
+            version,
+        }
     }
 
     pub fn log(&self, py: Python<'_>, ctx: &LoopCtx, status: Option<StatusCode>) {
@@ -49,7 +54,10 @@ impl AccessInfo {
             self.version,
             status.as_u16(),
         );
-        if let Err(e) = ctx.access_logger.call_method1(py, intern!(py, "info"), args) {
+        if let Err(e) = ctx
+            .access_logger
+            .call_method1(py, intern!(py, "info"), args)
+        {
             e.print(py);
         }
     }
@@ -67,20 +75,34 @@ pub struct Finish {
 impl Finish {
     fn __call__(&self, py: Python<'_>, task: &Bound<'_, PyAny>) -> PyResult<()> {
         let cancelled = task.call_method0(intern!(py, "cancelled"))?.is_truthy()?;
-        let exc = if cancelled { None } else { Some(task.call_method0(intern!(py, "exception"))?) };
+        let exc = if cancelled {
+            None
+        } else {
+            Some(task.call_method0(intern!(py, "exception"))?)
+        };
         let exc = exc.filter(|e| !e.is_none());
         let outcome = self.exchange.finish();
         match (&exc, outcome) {
             (Some(e), _) if e.is_instance_of::<ClientDisconnected>() => {
-                self.ctx.log(py, "debug", "client disconnected before the response was sent");
+                self.ctx.log(
+                    py,
+                    "debug",
+                    "client disconnected before the response was sent",
+                );
             }
-            (Some(e), _) => self.ctx.log_error(py, "Exception in ASGI application", Some(e)),
-            (None, Finished::NoResponse) if !cancelled => {
-                self.ctx.log_error(py, "ASGI callable returned without starting response.", None)
-            }
-            (None, Finished::Incomplete) if !cancelled => {
-                self.ctx.log_error(py, "ASGI callable returned without completing response.", None)
-            }
+            (Some(e), _) => self
+                .ctx
+                .log_error(py, "Exception in ASGI application", Some(e)),
+            (None, Finished::NoResponse) if !cancelled => self.ctx.log_error(
+                py,
+                "ASGI callable returned without starting response.",
+                None,
+            ),
+            (None, Finished::Incomplete) if !cancelled => self.ctx.log_error(
+                py,
+                "ASGI callable returned without completing response.",
+                None,
+            ),
             _ => {}
         }
         if let Some(a) = &self.access {

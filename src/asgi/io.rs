@@ -78,7 +78,11 @@ pub struct Send {
 
 impl Send {
     pub fn new(exchange: Arc<Exchange>, ctx: Arc<LoopCtx>) -> Self {
-        Self { exchange, ctx, state: Mutex::new((SendState::Idle, None)) }
+        Self {
+            exchange,
+            ctx,
+            state: Mutex::new((SendState::Idle, None)),
+        }
     }
 }
 
@@ -93,10 +97,17 @@ fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
         let (name, value): (Vec<u8>, Vec<u8>) = item.extract().map_err(|_| {
             PyTypeError::new_err("ASGI response headers must be pairs of bytes, e.g. [(b'content-type', b'text/plain')]")
         })?;
-        let n = HeaderName::from_bytes(&name)
-            .map_err(|_| PyRuntimeError::new_err(format!("invalid response header name {:?}", String::from_utf8_lossy(&name))))?;
+        let n = HeaderName::from_bytes(&name).map_err(|_| {
+            PyRuntimeError::new_err(format!(
+                "invalid response header name {:?}",
+                String::from_utf8_lossy(&name)
+            ))
+        })?;
         let v = HeaderValue::from_bytes(&value).map_err(|_| {
-            PyRuntimeError::new_err(format!("invalid value for response header {:?}", String::from_utf8_lossy(&name)))
+            PyRuntimeError::new_err(format!(
+                "invalid value for response header {:?}",
+                String::from_utf8_lossy(&name)
+            ))
         })?;
         map.append(n, v);
     }
@@ -111,9 +122,9 @@ fn body_bytes(message: &Bound<'_, PyDict>) -> PyResult<Bytes> {
             if let Ok(b) = b.downcast::<PyBytes>() {
                 Ok(Bytes::copy_from_slice(b.as_bytes()))
             } else {
-                let v: Vec<u8> = b
-                    .extract()
-                    .map_err(|_| PyTypeError::new_err("'body' of http.response.body must be bytes"))?;
+                let v: Vec<u8> = b.extract().map_err(|_| {
+                    PyTypeError::new_err("'body' of http.response.body must be bytes")
+                })?;
                 Ok(Bytes::from(v))
             }
         }
@@ -131,16 +142,17 @@ impl Send {
         match kind {
             "http.response.start" => {
                 if st.0 != SendState::Idle {
-                    return Err(protocol_error(format!(
-                        "Unexpected ASGI message 'http.response.start' sent, after response already started."
-                    )));
+                    return Err(protocol_error(
+                        "Unexpected ASGI message 'http.response.start' sent, after response already started.".into(),
+                    ));
                 }
                 let status: u16 = message
                     .get_item(intern!(py, "status"))?
                     .ok_or_else(|| PyRuntimeError::new_err("http.response.start without 'status'"))?
                     .extract()?;
-                let status = StatusCode::from_u16(status)
-                    .map_err(|_| PyRuntimeError::new_err(format!("invalid HTTP status code {status}")))?;
+                let status = StatusCode::from_u16(status).map_err(|_| {
+                    PyRuntimeError::new_err(format!("invalid HTTP status code {status}"))
+                })?;
                 let headers = match message.get_item(intern!(py, "headers"))? {
                     Some(h) => parse_headers(&h)?,
                     None => HeaderMap::new(),
@@ -148,7 +160,10 @@ impl Send {
                 if self.exchange.lock().disconnected {
                     return Err(crate::error::Error::Disconnected.into());
                 }
-                *st = (SendState::HeadPending, Some(PendingHead { status, headers }));
+                *st = (
+                    SendState::HeadPending,
+                    Some(PendingHead { status, headers }),
+                );
                 Ok(self.ctx.done.clone_ref(py).into_any())
             }
             "http.response.body" => {
@@ -196,7 +211,9 @@ impl Send {
             }
             // Trailers need the request to have asked for them; nothing to do for HTTP/1.1.
             "http.response.trailers" => Ok(self.ctx.done.clone_ref(py).into_any()),
-            other => Err(protocol_error(format!("Unexpected ASGI message type '{other}' for an http scope."))),
+            other => Err(protocol_error(format!(
+                "Unexpected ASGI message type '{other}' for an http scope."
+            ))),
         }
     }
 }

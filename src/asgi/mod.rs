@@ -38,7 +38,10 @@ impl LoopCtx {
         if let Some(exc) = exc {
             let _ = kwargs.set_item(intern!(py, "exc_info"), exc);
         }
-        if let Err(e) = self.error_logger.call_method(py, intern!(py, "error"), (msg,), Some(&kwargs)) {
+        if let Err(e) =
+            self.error_logger
+                .call_method(py, intern!(py, "error"), (msg,), Some(&kwargs))
+        {
             e.print(py);
         }
     }
@@ -52,22 +55,43 @@ impl LoopCtx {
 
 /// Calls the app for a new request and schedules it as a task on the loop.
 pub fn start_request(py: Python<'_>, ctx: &Arc<LoopCtx>, req: Box<NewRequest>) {
-    let NewRequest { exchange, parts, conn } = *req;
+    let NewRequest {
+        exchange,
+        parts,
+        conn,
+    } = *req;
     let access = ctx.access_log.then(|| AccessInfo::new(&parts, &conn));
     let result = (|| -> PyResult<()> {
         let state = ctx.state.as_ref().map(|s| s.bind(py));
         let scope = ctx.scope.build(py, &parts, &conn, state)?;
-        let receive = Py::new(py, Receive { exchange: exchange.clone(), ctx: ctx.clone() })?;
+        let receive = Py::new(
+            py,
+            Receive {
+                exchange: exchange.clone(),
+                ctx: ctx.clone(),
+            },
+        )?;
         let send = Py::new(py, Send::new(exchange.clone(), ctx.clone()))?;
         let coro = ctx.app.call1(py, (scope, receive, send))?;
         let task = ctx.create_task.call1(py, (coro,))?;
-        let finish = Py::new(py, Finish { exchange: exchange.clone(), ctx: ctx.clone(), access: access.clone() })?;
+        let finish = Py::new(
+            py,
+            Finish {
+                exchange: exchange.clone(),
+                ctx: ctx.clone(),
+                access: access.clone(),
+            },
+        )?;
         task.call_method1(py, intern!(py, "add_done_callback"), (finish,))?;
         Ok(())
     })();
     if let Err(err) = result {
         // The app could not even be called (not an ASGI callable, or it raised at once).
-        ctx.log_error(py, "Exception in ASGI application", Some(err.value(py).as_any()));
+        ctx.log_error(
+            py,
+            "Exception in ASGI application",
+            Some(err.value(py).as_any()),
+        );
         exchange.finish();
         if let Some(a) = access {
             a.log(py, ctx, exchange.status());
@@ -85,7 +109,8 @@ pub fn wake(py: Python<'_>, exchange: &Arc<Exchange>) {
         loop {
             match exchange.next_received() {
                 Some(msg) => {
-                    let result = received_to_dict(py, msg).and_then(|d| fut.call_method1(py, intern!(py, "set_result"), (d,)));
+                    let result = received_to_dict(py, msg)
+                        .and_then(|d| fut.call_method1(py, intern!(py, "set_result"), (d,)));
                     if let Err(e) = result {
                         e.print(py);
                     }

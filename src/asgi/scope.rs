@@ -26,7 +26,10 @@ impl ScopeTemplate {
         d.set_item(intern!(py, "asgi"), asgi)?;
         d.set_item(intern!(py, "scheme"), intern!(py, "http"))?;
         d.set_item(intern!(py, "root_path"), PyString::new(py, root_path))?;
-        Ok(Self { template: d.unbind(), root_path: root_path.to_owned() })
+        Ok(Self {
+            template: d.unbind(),
+            root_path: root_path.to_owned(),
+        })
     }
 
     pub fn build<'py>(
@@ -54,7 +57,13 @@ impl ScopeTemplate {
 
         let headers = PyList::empty(py);
         for (name, value) in &parts.headers {
-            let pair = PyTuple::new(py, [PyBytes::new(py, name.as_str().as_bytes()), PyBytes::new(py, value.as_bytes())])?;
+            let pair = PyTuple::new(
+                py,
+                [
+                    PyBytes::new(py, name.as_str().as_bytes()),
+                    PyBytes::new(py, value.as_bytes()),
+                ],
+            )?;
             headers.append(pair)?;
         }
         scope.set_item(intern!(py, "headers"), headers)?;

@@ -38,7 +38,11 @@ impl Ready {
     }
 
     #[pyo3(signature = (exc, *_args))]
-    fn throw(&mut self, exc: Bound<'_, PyAny>, _args: Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+    fn throw(
+        &mut self,
+        exc: Bound<'_, PyAny>,
+        _args: Bound<'_, pyo3::types::PyTuple>,
+    ) -> PyResult<()> {
         self.value = None;
         Err(PyErr::from_value(exc))
     }

@@ -16,7 +16,10 @@ pub struct Mailbox<E> {
 
 impl<E> Mailbox<E> {
     pub fn new() -> io::Result<Self> {
-        Ok(Self { queue: Mutex::new(Vec::with_capacity(64)), wakeup: Wakeup::new()? })
+        Ok(Self {
+            queue: Mutex::new(Vec::with_capacity(64)),
+            wakeup: Wakeup::new()?,
+        })
     }
 
     pub fn fileno(&self) -> i32 {
@@ -67,7 +70,9 @@ mod tests {
                 total += 1;
             }
         }
-        producers.into_iter().for_each(|p| p.join().expect("producer"));
+        producers
+            .into_iter()
+            .for_each(|p| p.join().expect("producer"));
         for s in seen {
             assert_eq!(s, (0..1000).collect::<Vec<_>>());
         }

@@ -16,7 +16,9 @@ impl Wakeup {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        Ok(Self { fd: unsafe { OwnedFd::from_raw_fd(raw) } })
+        Ok(Self {
+            fd: unsafe { OwnedFd::from_raw_fd(raw) },
+        })
     }
 
     pub fn fileno(&self) -> RawFd {
@@ -48,7 +50,11 @@ mod tests {
     use super::*;
 
     fn readable(fd: RawFd) -> bool {
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd, zero timeout.
         unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
     }

@@ -84,8 +84,14 @@ pub enum SendOutcome {
 }
 
 impl Exchange {
-    pub fn new(shared: Arc<Shared>, responder: oneshot::Sender<Response<ResponseBody>>) -> Arc<Self> {
-        let inner = ExchangeInner { responder: Some(responder), ..Default::default() };
+    pub fn new(
+        shared: Arc<Shared>,
+        responder: oneshot::Sender<Response<ResponseBody>>,
+    ) -> Arc<Self> {
+        let inner = ExchangeInner {
+            responder: Some(responder),
+            ..Default::default()
+        };
         Arc::new(Self {
             inner: Mutex::new(inner),
             demand: Notify::new(),
@@ -220,7 +226,9 @@ impl Exchange {
                 g.chunks.pop_front().unwrap_or_default()
             } else {
                 let mut joined = Vec::with_capacity(g.buffered);
-                g.chunks.drain(..).for_each(|c| joined.extend_from_slice(&c));
+                g.chunks
+                    .drain(..)
+                    .for_each(|c| joined.extend_from_slice(&c));
                 Bytes::from(joined)
             };
             g.buffered = 0;
@@ -230,7 +238,10 @@ impl Exchange {
         }
         if g.body_complete && !g.last_body_delivered {
             g.last_body_delivered = true;
-            return Some(Received::Body { data: Bytes::new(), more: false });
+            return Some(Received::Body {
+                data: Bytes::new(),
+                more: false,
+            });
         }
         if g.response_complete {
             return Some(Received::Disconnect);
@@ -241,7 +252,11 @@ impl Exchange {
     pub fn add_receive_waiter(&self, fut: PyObject) -> Result<(), PyObject> {
         let mut g = self.inner.lock();
         // Something may have arrived between the first check and now.
-        if g.disconnected || !g.chunks.is_empty() || g.body_complete && !g.last_body_delivered || g.response_complete {
+        if g.disconnected
+            || !g.chunks.is_empty()
+            || g.body_complete && !g.last_body_delivered
+            || g.response_complete
+        {
             return Err(fut);
         }
         g.receive_waiters.push(fut);
@@ -297,7 +312,10 @@ impl Exchange {
                     g.out_buffered += first.len();
                     g.out.push_back(first);
                 }
-                (responder, ResponseBody::Stream(super::body::StreamBody::new(self.clone())))
+                (
+                    responder,
+                    ResponseBody::Stream(super::body::StreamBody::new(self.clone())),
+                )
             } else {
                 g.response_complete = true;
                 (responder, ResponseBody::full(first))
@@ -318,7 +336,11 @@ impl Exchange {
     }
 
     /// Queues a chunk on a response that is already streaming.
-    pub fn send_chunk(self: &Arc<Self>, data: Bytes, more: bool) -> crate::error::Result<SendOutcome> {
+    pub fn send_chunk(
+        self: &Arc<Self>,
+        data: Bytes,
+        more: bool,
+    ) -> crate::error::Result<SendOutcome> {
         let (waker, outcome) = {
             let mut g = self.inner.lock();
             if g.disconnected {
@@ -331,7 +353,11 @@ impl Exchange {
             if !more {
                 g.response_complete = true;
             }
-            let outcome = if more && g.out_buffered > HIGH_WATER { SendOutcome::Full } else { SendOutcome::Done };
+            let outcome = if more && g.out_buffered > HIGH_WATER {
+                SendOutcome::Full
+            } else {
+                SendOutcome::Done
+            };
             (g.body_waker.take(), outcome)
         };
         if let Some(w) = waker {
@@ -375,9 +401,12 @@ impl Exchange {
                 if let Some(r) = g.responder.take() {
                     if g.body_error {
                         g.status = Some(StatusCode::BAD_REQUEST);
-                        let mut resp = super::body::plain_response(StatusCode::BAD_REQUEST, "Bad Request");
-                        resp.headers_mut()
-                            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                        let mut resp =
+                            super::body::plain_response(StatusCode::BAD_REQUEST, "Bad Request");
+                        resp.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
                         let _ = r.send(resp);
                     }
                 }
@@ -396,7 +425,10 @@ impl Exchange {
             }
         };
         if let Some(r) = responder {
-            let _ = r.send(super::body::plain_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"));
+            let _ = r.send(super::body::plain_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error",
+            ));
         }
         if let Some(w) = waker {
             w.wake();

@@ -45,7 +45,11 @@ pub async fn handle(
         tokio::spawn(pump_body(exchange.clone(), body, lazy));
     }
 
-    shared.post(Event::Request(Box::new(NewRequest { exchange: exchange.clone(), parts, conn })));
+    shared.post(Event::Request(Box::new(NewRequest {
+        exchange: exchange.clone(),
+        parts,
+        conn,
+    })));
 
     let mut response = match rx.await {
         Ok(r) => r,

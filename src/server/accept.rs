@@ -25,7 +25,9 @@ pub fn http1_builder(shared: &Shared) -> http1::Builder {
         // hyper's header-read timer starts as soon as a connection waits for a request head,
         // so it bounds idle keep-alive connections and slow headers alike.
         Some(t) => b.keep_alive(true).header_read_timeout(t),
-        None => b.keep_alive(false).header_read_timeout(Duration::from_secs(5)),
+        None => b
+            .keep_alive(false)
+            .header_read_timeout(Duration::from_secs(5)),
     };
     b
 }

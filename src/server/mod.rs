@@ -157,12 +157,16 @@ impl Server {
 
     #[getter]
     fn connections(&self) -> usize {
-        self.shared.connections.load(std::sync::atomic::Ordering::Acquire)
+        self.shared
+            .connections
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     #[getter]
     fn inflight(&self) -> usize {
-        self.shared.inflight.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared
+            .inflight
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -174,7 +178,9 @@ impl Server {
             d.1.take()
         };
         if let Some(fut) = fut {
-            let done = fut.call_method0(py, intern!(py, "done")).and_then(|d| d.is_truthy(py));
+            let done = fut
+                .call_method0(py, intern!(py, "done"))
+                .and_then(|d| d.is_truthy(py));
             if let Ok(false) = done {
                 if let Err(e) = fut.call_method1(py, intern!(py, "set_result"), (py.None(),)) {
                     e.print(py);

@@ -47,6 +47,7 @@ async def stream(n: int = 5):
     async def gen():
         for i in range(n):
             yield f"data: {i}\n\n"
+
     return StreamingResponse(gen(), media_type="text/event-stream")
 
 
@@ -59,6 +60,7 @@ async def sse(request: Request, key: str):
                 await asyncio.sleep(0.05)
         finally:
             print(f"SSE-CLOSED {key}", flush=True)
+
     return StreamingResponse(gen(), media_type="text/event-stream")
 
 

@@ -57,7 +57,11 @@ async def app(scope, receive, send):
     q = query(scope)
     if path == "/scope":
         body = await read_body(receive)
-        out = {k: v for k, v in scope.items() if k not in ("headers", "raw_path", "query_string", "state")}
+        out = {
+            k: v
+            for k, v in scope.items()
+            if k not in ("headers", "raw_path", "query_string", "state")
+        }
         out["headers"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
         out["raw_path"] = scope["raw_path"].decode("latin-1")
         out["query_string"] = scope["query_string"].decode("latin-1")
@@ -82,9 +86,21 @@ async def app(scope, receive, send):
         return await respond(send, body=out, content_type=b"application/json")
     if path == "/stream":
         n, size = int(q.get("n", "3")), int(q.get("size", "5"))
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
         for i in range(n):
-            await send({"type": "http.response.body", "body": str(i % 10).encode() * size, "more_body": True})
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": str(i % 10).encode() * size,
+                    "more_body": True,
+                }
+            )
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return None
     if path == "/download":

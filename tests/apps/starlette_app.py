@@ -9,7 +9,9 @@ async def home(request):
 
 async def echo(request):
     body = await request.body()
-    return JSONResponse({"len": len(body), "method": request.method, "q": dict(request.query_params)})
+    return JSONResponse(
+        {"len": len(body), "method": request.method, "q": dict(request.query_params)}
+    )
 
 
 app = Starlette(routes=[Route("/", home), Route("/echo", echo, methods=["POST", "PUT"])])

@@ -1,0 +1,50 @@
+# The same targets locally and in CI. Everything installs itself into .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+# `cargo test` links libpython (maturin builds use pyo3's extension-module feature instead).
+export PYO3_PYTHON := $(abspath $(PY))
+PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+
+.PHONY: venv build serve test test-rust test-python lint fmt bench clean
+
+$(VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+build: venv
+	$(VENV)/bin/maturin develop --release --quiet
+
+serve: build
+	$(VENV)/bin/juggler examples.hello:app --host 127.0.0.1 --port 8000
+
+test-rust: venv
+	LD_LIBRARY_PATH=$(PYLIBDIR) cargo test --release --lib
+
+test-python: build
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test: build test-rust test-python
+
+lint: venv
+	cargo fmt --check
+	cargo clippy --release --all-targets -- -D warnings
+	$(VENV)/bin/ruff check python tests benches examples
+	$(VENV)/bin/ruff format --check python tests benches examples
+
+fmt: venv
+	cargo fmt
+	$(VENV)/bin/ruff format python tests benches examples
+
+bench: build
+	$(PY) -m pip install -q -r requirements-bench.txt
+	bash benches/run.sh
+
+clean:
+	rm -rf target $(VENV)
