@@ -32,11 +32,12 @@ test-python: build
 
 test: build test-rust test-python
 
-lint: venv
+lint: build
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
 	$(VENV)/bin/ruff check python tests benches examples
 	$(VENV)/bin/ruff format --check python tests benches examples
+	$(PY) -m mypy.stubtest juggler._juggler
 
 fmt: venv
 	cargo fmt

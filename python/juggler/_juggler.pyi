@@ -1,13 +1,18 @@
-from collections.abc import Callable
-from typing import Any
+"""Type stubs for juggler's Rust core (checked against it with mypy's stubtest)."""
 
+from collections.abc import Callable
+from typing import Any, final
+
+__all__ = ["ClientDisconnected", "CoreConfig", "Done", "Ready", "Server", "__version__"]
 __version__: str
 
-class ClientDisconnected(OSError): ...
+class ClientDisconnected(OSError):
+    """The client went away before the response was sent."""
 
+@final
 class CoreConfig:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         keep_alive_timeout: float,
         limit_concurrency: int | None,
@@ -16,11 +21,12 @@ class CoreConfig:
         default_headers: list[tuple[str, str]],
         root_path: str,
         access_log: bool,
-    ) -> None: ...
+    ) -> CoreConfig: ...
 
+@final
 class Server:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         config: CoreConfig,
         fd: int,
         unix: bool,
@@ -29,7 +35,7 @@ class Server:
         state: dict[str, Any] | None,
         error_logger: Any,
         access_logger: Any,
-    ) -> None: ...
+    ) -> Server: ...
     def fileno(self) -> int: ...
     def start(self) -> None: ...
     def process(self) -> None: ...
@@ -42,10 +48,20 @@ class Server:
     @property
     def inflight(self) -> int: ...
 
+@final
 class Ready:
     def __await__(self) -> Ready: ...
+    def __iter__(self) -> Ready: ...
     def __next__(self) -> Any: ...
+    def send(self, value: Any) -> Any: ...
+    def throw(self, exc: Any, *args: Any) -> None: ...
+    def close(self) -> None: ...
 
+@final
 class Done:
     def __await__(self) -> Done: ...
+    def __iter__(self) -> Done: ...
     def __next__(self) -> Any: ...
+    def send(self, value: Any) -> Any: ...
+    def throw(self, exc: Any, *args: Any) -> None: ...
+    def close(self) -> None: ...

@@ -33,7 +33,9 @@ impl Ready {
         }
     }
 
-    fn send(&mut self, _value: PyObject) -> PyResult<Option<PyObject>> {
+    /// `coroutine.send(value)`: the value sent in is ignored, as by a bare `yield`.
+    fn send(&mut self, value: PyObject) -> PyResult<Option<PyObject>> {
+        drop(value);
         self.__next__()
     }
 
@@ -70,7 +72,8 @@ impl Done {
         None
     }
 
-    fn send(&self, _value: PyObject) -> Option<PyObject> {
+    fn send(&self, value: PyObject) -> Option<PyObject> {
+        drop(value);
         None
     }
 
