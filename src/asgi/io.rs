@@ -12,7 +12,7 @@ use pyo3::types::{PyBytes, PyDict};
 
 use super::LoopCtx;
 use crate::bridge::awaitable::Ready;
-use crate::http::exchange::{Exchange, Received, SendOutcome};
+use crate::http::exchange::{Exchange, Received};
 
 #[pyclass(frozen, module = "juggler._juggler")]
 pub struct Receive {
@@ -198,16 +198,16 @@ impl Send {
                         ))
                     }
                 };
-                match outcome {
-                    SendOutcome::Done => Ok(self.ctx.done.clone_ref(py).into_any()),
-                    SendOutcome::Full => {
-                        let fut = self.ctx.create_future.call0(py)?;
-                        match self.exchange.set_send_waiter(fut.clone_ref(py)) {
-                            Ok(()) => Ok(fut),
-                            Err(_) => Ok(self.ctx.done.clone_ref(py).into_any()),
-                        }
+                if outcome.flush {
+                    self.ctx.call_soon.call1(py, (&self.ctx.flush,))?;
+                }
+                if outcome.full {
+                    let fut = self.ctx.create_future.call0(py)?;
+                    if self.exchange.set_send_waiter(fut.clone_ref(py)).is_ok() {
+                        return Ok(fut);
                     }
                 }
+                Ok(self.ctx.done.clone_ref(py).into_any())
             }
             // Trailers need the request to have asked for them; nothing to do for HTTP/1.1.
             "http.response.trailers" => Ok(self.ctx.done.clone_ref(py).into_any()),

@@ -23,6 +23,9 @@ pub struct LoopCtx {
     pub app: PyObject,
     pub create_task: PyObject,
     pub create_future: PyObject,
+    pub call_soon: PyObject,
+    /// Hands deferred responses to the I/O thread; scheduled with `call_soon`.
+    pub flush: PyObject,
     pub state: Option<Py<PyDict>>,
     pub error_logger: PyObject,
     pub access_logger: PyObject,

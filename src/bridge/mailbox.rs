@@ -1,23 +1,51 @@
-//! Work that Tokio hands to the event loop thread. Events pile up in a vector; the loop is
-//! woken only when the vector goes from empty to non-empty, so a burst of requests costs one
-//! wake-up and one GIL acquisition for the whole batch.
+//! Work that Tokio hands to the event loop thread.
+//!
+//! Events pile up in a vector and the loop is woken once for the whole pile. On the I/O thread
+//! the wake-up is held back until that thread is about to park (or the pile is large or old),
+//! because on a busy core every wake-up of the loop thread costs a context switch: waking it
+//! per request would make the two threads ping-pong instead of each working through a batch.
 
+use std::cell::Cell;
 use std::io;
 use std::mem;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use super::wakeup::Wakeup;
 
+/// Deferred events are delivered at once past this many, or this old.
+const MAX_DEFERRED: usize = 64;
+const MAX_DEFER_TIME: Duration = Duration::from_millis(1);
+
+thread_local! {
+    static DEFERS_WAKEUPS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread as one that calls [`Mailbox::flush`] before it sleeps.
+pub fn defer_wakeups_on_this_thread() {
+    DEFERS_WAKEUPS.with(|d| d.set(true));
+}
+
+struct Queue<E> {
+    events: Vec<E>,
+    /// Set while events wait for a wake-up that was held back.
+    deferred_since: Option<Instant>,
+}
+
 pub struct Mailbox<E> {
-    queue: Mutex<Vec<E>>,
+    queue: Mutex<Queue<E>>,
     wakeup: Wakeup,
 }
 
 impl<E> Mailbox<E> {
     pub fn new() -> io::Result<Self> {
+        let queue = Queue {
+            events: Vec::with_capacity(64),
+            deferred_since: None,
+        };
         Ok(Self {
-            queue: Mutex::new(Vec::with_capacity(64)),
+            queue: Mutex::new(queue),
             wakeup: Wakeup::new()?,
         })
     }
@@ -27,13 +55,35 @@ impl<E> Mailbox<E> {
     }
 
     pub fn post(&self, event: E) {
-        let was_empty = {
+        let defer = DEFERS_WAKEUPS.with(Cell::get);
+        let notify = {
             let mut q = self.queue.lock();
-            let was_empty = q.is_empty();
-            q.push(event);
-            was_empty
+            let was_empty = q.events.is_empty();
+            q.events.push(event);
+            if !defer {
+                // Also covers events an I/O thread deferred: they go out with this one.
+                was_empty || q.deferred_since.take().is_some()
+            } else if was_empty {
+                q.deferred_since = Some(Instant::now());
+                false
+            } else {
+                match q.deferred_since {
+                    Some(t) if q.events.len() >= MAX_DEFERRED || t.elapsed() >= MAX_DEFER_TIME => {
+                        q.deferred_since = None;
+                        true
+                    }
+                    _ => false,
+                }
+            }
         };
-        if was_empty {
+        if notify {
+            self.wakeup.notify();
+        }
+    }
+
+    /// Delivers held-back wake-ups; the I/O thread calls it before parking.
+    pub fn flush(&self) {
+        if self.queue.lock().deferred_since.take().is_some() {
             self.wakeup.notify();
         }
     }
@@ -42,7 +92,9 @@ impl<E> Mailbox<E> {
     /// Clearing before swapping means an event posted after the swap always wakes us again.
     pub fn drain_into(&self, into: &mut Vec<E>) {
         self.wakeup.clear();
-        mem::swap(&mut *self.queue.lock(), into);
+        let mut q = self.queue.lock();
+        mem::swap(&mut q.events, into);
+        q.deferred_since = None;
     }
 }
 
@@ -50,6 +102,16 @@ impl<E> Mailbox<E> {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    fn readable(fd: i32) -> bool {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout.
+        unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+    }
 
     #[test]
     fn batches_and_keeps_order_across_threads() {
@@ -76,5 +138,48 @@ mod tests {
         for s in seen {
             assert_eq!(s, (0..1000).collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn deferring_thread_wakes_on_flush_or_when_the_pile_is_large() {
+        let mb = Arc::new(Mailbox::new().expect("mailbox"));
+        let fd = mb.fileno();
+        let m = mb.clone();
+        std::thread::spawn(move || {
+            defer_wakeups_on_this_thread();
+            m.post(1);
+            assert!(!readable(m.fileno()));
+            m.flush();
+            assert!(readable(m.fileno()));
+        })
+        .join()
+        .expect("thread");
+        let mut batch = Vec::new();
+        mb.drain_into(&mut batch);
+        assert_eq!(batch, vec![1]);
+        assert!(!readable(fd));
+        let m = mb.clone();
+        std::thread::spawn(move || {
+            defer_wakeups_on_this_thread();
+            (0..MAX_DEFERRED as i32).for_each(|i| m.post(i));
+            assert!(readable(m.fileno()));
+        })
+        .join()
+        .expect("thread");
+    }
+
+    #[test]
+    fn other_threads_wake_at_once_and_take_deferred_events_along() {
+        let mb = Arc::new(Mailbox::new().expect("mailbox"));
+        let m = mb.clone();
+        std::thread::spawn(move || {
+            defer_wakeups_on_this_thread();
+            m.post(1);
+        })
+        .join()
+        .expect("thread");
+        assert!(!readable(mb.fileno()));
+        mb.post(2);
+        assert!(readable(mb.fileno()));
     }
 }

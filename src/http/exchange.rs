@@ -14,7 +14,7 @@ use pyo3::PyObject;
 use tokio::sync::{oneshot, Notify};
 
 use super::body::ResponseBody;
-use crate::server::shared::{Event, Shared};
+use crate::server::shared::{Deferred, Event, Shared};
 
 /// Request body buffered ahead of the app, and response body queued ahead of the socket,
 /// before the producer is paused. Large enough for few wake-ups, small enough for flat memory.
@@ -76,11 +76,11 @@ impl Drop for InflightToken {
     }
 }
 
-pub enum SendOutcome {
-    /// Accepted; the caller returns at once.
-    Done,
-    /// Accepted, but the queue is over the high-water mark: the caller waits for room.
-    Full,
+pub struct SendOutcome {
+    /// The queue is over the high-water mark: the caller waits for room.
+    pub full: bool,
+    /// Something was handed to [`Shared::defer`] into an empty outbox: schedule a flush.
+    pub flush: bool,
 }
 
 impl Exchange {
@@ -324,15 +324,10 @@ impl Exchange {
         let mut response = Response::new(body);
         *response.status_mut() = status;
         *response.headers_mut() = headers;
-        if responder.send(response).is_err() {
-            self.disconnect();
-            return Err(crate::error::Error::Disconnected);
-        }
+        let flush = self.shared.defer(Deferred::Respond(responder, response));
         self.after_response_step();
-        if more && self.inner.lock().out_buffered > HIGH_WATER {
-            return Ok(SendOutcome::Full);
-        }
-        Ok(SendOutcome::Done)
+        let full = more && self.inner.lock().out_buffered > HIGH_WATER;
+        Ok(SendOutcome { full, flush })
     }
 
     /// Queues a chunk on a response that is already streaming.
@@ -341,7 +336,7 @@ impl Exchange {
         data: Bytes,
         more: bool,
     ) -> crate::error::Result<SendOutcome> {
-        let (waker, outcome) = {
+        let (waker, full) = {
             let mut g = self.inner.lock();
             if g.disconnected {
                 return Err(crate::error::Error::Disconnected);
@@ -353,20 +348,13 @@ impl Exchange {
             if !more {
                 g.response_complete = true;
             }
-            let outcome = if more && g.out_buffered > HIGH_WATER {
-                SendOutcome::Full
-            } else {
-                SendOutcome::Done
-            };
-            (g.body_waker.take(), outcome)
+            (g.body_waker.take(), more && g.out_buffered > HIGH_WATER)
         };
-        if let Some(w) = waker {
-            w.wake();
-        }
+        let flush = waker.is_some_and(|w| self.shared.defer(Deferred::Wake(w)));
         if !more {
             self.after_response_step();
         }
-        Ok(outcome)
+        Ok(SendOutcome { full, flush })
     }
 
     pub fn set_send_waiter(&self, fut: PyObject) -> Result<(), PyObject> {

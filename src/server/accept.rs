@@ -34,6 +34,8 @@ pub fn http1_builder(shared: &Shared) -> http1::Builder {
 
 pub async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
     let builder = Arc::new(http1_builder(&shared));
+    let outbox = shared.clone();
+    tokio::spawn(async move { outbox.outbox_loop().await });
     let mut phase = shared.phase.subscribe();
     loop {
         if *phase.borrow_and_update() != Phase::Running {

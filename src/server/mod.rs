@@ -20,6 +20,17 @@ use crate::bridge::awaitable::Done;
 use crate::config::CoreConfig;
 use shared::{Event, LogLevel, Phase, Shared};
 
+/// `loop.call_soon(flush)`: one wake-up of the I/O thread per loop iteration.
+#[pyclass(frozen, module = "juggler._juggler")]
+pub struct FlushOutbox(Arc<Shared>);
+
+#[pymethods]
+impl FlushOutbox {
+    fn __call__(&self) {
+        self.0.flush_outbox();
+    }
+}
+
 #[pyclass(frozen, module = "juggler._juggler")]
 pub struct Server {
     shared: Arc<Shared>,
@@ -51,10 +62,14 @@ impl Server {
             && access_logger
                 .call_method1(py, intern!(py, "isEnabledFor"), (20,))?
                 .is_truthy(py)?;
+        let shared = Shared::new(config.clone()).map_err(crate::error::Error::from)?;
+        let flush = Py::new(py, FlushOutbox(shared.clone()))?.into_any();
         let ctx = LoopCtx {
             app,
             create_task: event_loop.getattr(intern!(py, "create_task"))?.unbind(),
             create_future: event_loop.getattr(intern!(py, "create_future"))?.unbind(),
+            call_soon: event_loop.getattr(intern!(py, "call_soon"))?.unbind(),
+            flush,
             state,
             error_logger,
             access_logger,
@@ -63,7 +78,7 @@ impl Server {
             scope: ScopeTemplate::new(py, &config.root_path)?,
         };
         Ok(Self {
-            shared: Shared::new(config).map_err(crate::error::Error::from)?,
+            shared,
             ctx: Arc::new(ctx),
             listener: Mutex::new(Some((listener, unix))),
             thread: Mutex::new(None),
@@ -84,8 +99,10 @@ impl Server {
             .lock()
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("server already started"))?;
+        let parking = self.shared.clone();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_park(move || parking.mailbox.flush())
             .build()
             .map_err(crate::error::Error::from)?;
         let listener = {
@@ -95,7 +112,12 @@ impl Server {
         let shared = self.shared.clone();
         let handle = std::thread::Builder::new()
             .name("juggler-io".into())
-            .spawn(move || rt.block_on(accept::accept_loop(listener, shared)))
+            .spawn(move || {
+                crate::bridge::mailbox::defer_wakeups_on_this_thread();
+                rt.block_on(accept::accept_loop(listener, shared.clone()));
+                // The thread ends without parking again: deliver what it held back.
+                shared.mailbox.flush();
+            })
             .map_err(crate::error::Error::from)?;
         *self.thread.lock() = Some(handle);
         Ok(())

@@ -6,10 +6,15 @@ use std::sync::Arc;
 use http::request::Parts;
 use pyo3::sync::GILOnceCell;
 use pyo3::PyObject;
-use tokio::sync::watch;
+use std::task::Waker;
+
+use http::Response;
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, watch, Notify};
 
 use crate::bridge::Mailbox;
 use crate::config::CoreConfig;
+use crate::http::body::ResponseBody;
 use crate::http::exchange::Exchange;
 
 /// Where a connection came from and arrived at; the Python tuples are built once per connection.
@@ -58,9 +63,22 @@ pub enum Phase {
     Abort,
 }
 
+/// Wake-ups of the I/O thread that the loop thread collects and hands over once per loop
+/// iteration, instead of paying a cross-thread wake-up (and on a busy core, a context switch)
+/// for every response.
+pub enum Deferred {
+    Respond(
+        oneshot::Sender<Response<ResponseBody>>,
+        Response<ResponseBody>,
+    ),
+    Wake(Waker),
+}
+
 pub struct Shared {
     pub config: CoreConfig,
     pub mailbox: Mailbox<Event>,
+    outbox: Mutex<Vec<Deferred>>,
+    outbox_ready: Notify,
     pub inflight: AtomicUsize,
     pub connections: AtomicUsize,
     pub phase: watch::Sender<Phase>,
@@ -71,6 +89,8 @@ impl Shared {
         Ok(Arc::new(Self {
             config,
             mailbox: Mailbox::new()?,
+            outbox: Mutex::new(Vec::with_capacity(64)),
+            outbox_ready: Notify::new(),
             inflight: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             phase: watch::channel(Phase::Running).0,
@@ -83,6 +103,35 @@ impl Shared {
 
     pub fn log(&self, level: LogLevel, message: String) {
         self.post(Event::Log(level, message));
+    }
+
+    /// Queues a hand-over; true if the outbox was empty, so the caller must arrange a
+    /// [`Shared::flush_outbox`] (the loop does it with `call_soon`, at the end of its iteration).
+    pub fn defer(&self, item: Deferred) -> bool {
+        let mut q = self.outbox.lock();
+        q.push(item);
+        q.len() == 1
+    }
+
+    /// One wake-up of the I/O thread for everything deferred so far.
+    pub fn flush_outbox(&self) {
+        self.outbox_ready.notify_one();
+    }
+
+    /// Runs on the I/O thread: completes deferred hand-overs as they are flushed.
+    pub async fn outbox_loop(&self) {
+        let mut batch = Vec::with_capacity(64);
+        loop {
+            self.outbox_ready.notified().await;
+            std::mem::swap(&mut *self.outbox.lock(), &mut batch);
+            for item in batch.drain(..) {
+                match item {
+                    // A dropped receiver means the client left; the guard already said so.
+                    Deferred::Respond(tx, response) => drop(tx.send(response)),
+                    Deferred::Wake(waker) => waker.wake(),
+                }
+            }
+        }
     }
 
     pub fn phase(&self) -> Phase {
