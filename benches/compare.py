@@ -1,10 +1,10 @@
-"""Side-by-side load test of juggler and its peers on one pinned core.
+"""Side-by-side benchmark of juggler and its peers, one after another in one run.
 
-Each server runs pinned to CPU 0 and wrk to CPU 1, one after the other in the same run.
-Reported per server: requests/s, p50 and p99 latency, and server CPU time per request
-(user+system of the whole process tree, from /proc), plus ratios to juggler.
+Each server is pinned to CPU 0 and the load generator to CPU 1. CPU time per request is the
+user+system time of the server's whole process tree (from /proc) over the requests completed.
 
-usage: python benches/compare.py [--duration S] [--scenarios hello,io] [--servers ...]
+usage: python benches/compare.py [--duration S] [--scenarios hello,fastapi,io,idle,stream]
+                                 [--servers juggler,uvicorn,granian,...]
 """
 
 from __future__ import annotations
@@ -14,29 +14,30 @@ import datetime
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
 BIN = Path(sys.executable).parent
+HYPERLIMIT = HERE / "hyperlimit" / "target" / "release" / "hyperlimit"
 PORT = 18080
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+IDLE_CONNECTIONS = 10_000
+STREAM_MIB = 1024
 
-SCENARIOS = {
-    # name: (app module, path, connections, description)
-    "hello": ("asgi_hello", "/", 64, "raw ASGI hello world, 64 connections"),
-    "io": ("asgi_io", "/", 512, "raw ASGI awaiting asyncio.sleep(0.01), 512 connections"),
-}
 
-SERVERS = {
-    "juggler": lambda m: [
+def juggler(*extra: str) -> Callable[[str], list[str]]:
+    return lambda m: [
         str(BIN / "juggler"),
         f"{m}:app",
         "--port",
@@ -44,18 +45,32 @@ SERVERS = {
         "--no-access-log",
         "--log-level",
         "warning",
-    ],
-    "juggler-asyncio": lambda m: [
-        str(BIN / "juggler"),
-        f"{m}:app",
+        "--timeout-keep-alive",
+        "60",
+        *extra,
+    ]
+
+
+def granian(*extra: str) -> Callable[[str], list[str]]:
+    return lambda m: [
+        str(BIN / "granian"),
+        "--interface",
+        "asgi",
         "--port",
         str(PORT),
-        "--no-access-log",
+        "--workers",
+        "1",
         "--log-level",
         "warning",
-        "--loop",
-        "asyncio",
-    ],
+        "--no-ws",
+        *extra,
+        f"{m}:app",
+    ]
+
+
+SERVERS: dict[str, Callable[[str], list[str]]] = {
+    "juggler": juggler(),
+    "juggler-asyncio": juggler("--loop", "asyncio"),
     "uvicorn": lambda m: [
         str(BIN / "uvicorn"),
         f"{m}:app",
@@ -68,35 +83,65 @@ SERVERS = {
         "--no-access-log",
         "--log-level",
         "warning",
+        "--timeout-keep-alive",
+        "60",
     ],
-    "granian": lambda m: [
-        str(BIN / "granian"),
-        "--interface",
-        "asgi",
-        "--port",
-        str(PORT),
-        "--workers",
-        "1",
-        "--log-level",
-        "warning",
-        "--no-ws",
-        f"{m}:app",
-    ],
-    "granian-uvloop": lambda m: [
-        str(BIN / "granian"),
-        "--interface",
-        "asgi",
-        "--port",
-        str(PORT),
-        "--workers",
-        "1",
-        "--loop",
-        "uvloop",
-        "--log-level",
-        "warning",
-        "--no-ws",
-        f"{m}:app",
-    ],
+    "granian": granian(),
+    "granian-uvloop": granian("--loop", "uvloop"),
+    "limit-hyper": lambda m: [str(HYPERLIMIT), str(PORT)],
+}
+PEERS = ("uvicorn", "granian", "granian-uvloop")
+
+
+@dataclass
+class Scenario:
+    name: str
+    kind: str  # "load", "idle" or "stream"
+    module: str
+    path: str = "/"
+    connections: int = 64
+    about: str = ""
+    wait_s: float = 0.0  # per-request wait in the app, for the Little's-law limit
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("hello", "load", "asgi_hello", "/", 64, "raw ASGI hello world, 64 connections"),
+        Scenario(
+            "fastapi",
+            "load",
+            "fastapi_items",
+            "/items/42?q=x",
+            64,
+            "FastAPI GET /items/{id} with a Pydantic response model, 64 connections",
+        ),
+        Scenario(
+            "io",
+            "load",
+            "asgi_io",
+            "/",
+            512,
+            "raw ASGI awaiting asyncio.sleep(0.01), 512 connections",
+            wait_s=0.01,
+        ),
+        Scenario(
+            "idle",
+            "idle",
+            "asgi_hello",
+            "/",
+            16,
+            f"{IDLE_CONNECTIONS:,} idle keep-alive connections held while wrk -c16 runs",
+        ),
+        Scenario(
+            "stream",
+            "stream",
+            "asgi_stream",
+            "/",
+            1,
+            f"{STREAM_MIB} MiB response body and {STREAM_MIB} MiB request body, one at a time",
+        ),
+    )
 }
 
 
@@ -104,28 +149,68 @@ SERVERS = {
 class Result:
     scenario: str
     server: str
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    cpu_us: float
-    errors: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+
+# ---- process helpers ----
+
+
+def tree_pids(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return out
 
 
 def tree_ticks(pid: int) -> int:
-    """user+system CPU ticks of a process and all its descendants."""
     total = 0
-    todo = [pid]
-    while todo:
-        p = todo.pop()
+    for p in tree_pids(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
-            for task in Path(f"/proc/{p}/task").iterdir():
-                children = (task / "children").read_text().split()
-                todo.extend(int(c) for c in children)
         except (FileNotFoundError, ProcessLookupError):
             continue
     return total
+
+
+def tree_kib(pid: int, key: str) -> int:
+    """Sum of a /proc/PID/status field (VmRSS, VmHWM) over the process tree, in KiB."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith(key + ":"):
+                    total += int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def established(port: int) -> int:
+    """Server-side TCP connections in ESTABLISHED state on ``port`` (IPv4 and IPv6)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+def raise_fd_limit() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def wait_port(deadline: float) -> bool:
@@ -138,27 +223,22 @@ def wait_port(deadline: float) -> bool:
     return False
 
 
-def to_ms(text: str) -> float:
-    m = re.match(r"([\d.]+)(us|ms|s)", text)
-    if not m:
-        return float("nan")
-    value, unit = float(m.group(1)), m.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-
-def wrk(path: str, conns: int, duration: float) -> str:
-    cmd = [
-        "taskset",
-        "-c",
-        "1",
-        "wrk",
-        "-t1",
-        f"-c{conns}",
-        f"-d{int(duration)}s",
-        "--latency",
-        f"http://127.0.0.1:{PORT}{path}",
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30).stdout
+def start(server: str, module: str) -> subprocess.Popen[bytes] | None:
+    cmd = ["taskset", "-c", "0", *SERVERS[server](module)]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=APPS,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=raise_fd_limit,
+    )
+    if wait_port(time.monotonic() + 30):
+        return proc
+    stop(proc)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    print(f"{server}: did not start: {err[-300:]}", file=sys.stderr)
+    return None
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -172,113 +252,290 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def run_one(scenario: str, server: str, duration: float) -> Result | None:
-    module, path, conns, _ = SCENARIOS[scenario]
-    cmd = ["taskset", "-c", "0", *SERVERS[server](module)]
-    proc = subprocess.Popen(
-        cmd, cwd=APPS, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
-    try:
-        if not wait_port(time.monotonic() + 20):
-            err = proc.stderr.read().decode(errors="replace") if proc.poll() is not None else ""
-            print(f"{server}: did not start {err[-300:]}", file=sys.stderr)
-            return None
-        wrk(path, min(conns, 64), 1)  # warm-up
-        before = tree_ticks(proc.pid)
-        out = wrk(path, conns, duration)
-        after = tree_ticks(proc.pid)
-    finally:
-        stop(proc)
+# ---- load generation ----
+
+
+def to_ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        return float("nan")
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def wrk(path: str, conns: int, duration: int) -> dict[str, float] | None:
+    cmd = [
+        "taskset",
+        "-c",
+        "1",
+        "wrk",
+        "-t1",
+        f"-c{conns}",
+        f"-d{duration}s",
+        "--latency",
+        f"http://127.0.0.1:{PORT}{path}",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
     reqs = re.search(r"(\d+) requests in", out)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     if not (reqs and rps and p50 and p99):
-        print(f"{server}: could not parse wrk output:\n{out}", file=sys.stderr)
+        print(f"could not parse wrk output:\n{out}", file=sys.stderr)
         return None
-    n = int(reqs.group(1))
-    errors = " ".join(
-        line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "requests": int(reqs.group(1)),
+        "rps": float(rps.group(1)),
+        "p50_ms": to_ms(p50.group(1)),
+        "p99_ms": to_ms(p99.group(1)),
+        "errors": (int(bad.group(1)) if bad else 0)
+        + (sum(int(x) for x in errs.groups()) if errs else 0),
+    }
+
+
+def run_load(sc: Scenario, server: str, proc: subprocess.Popen[bytes], duration: int) -> Result:
+    wrk(sc.path, min(sc.connections, 64), 1)  # warm-up
+    before = tree_ticks(proc.pid)
+    w = wrk(sc.path, sc.connections, duration)
+    after = tree_ticks(proc.pid)
+    r = Result(sc.name, server)
+    if w:
+        r.metrics = {k: w[k] for k in ("rps", "p50_ms", "p99_ms", "errors")}
+        r.metrics["cpu_us"] = (after - before) / CLK_TCK * 1e6 / max(1, w["requests"])
+        if sc.wait_s:
+            r.metrics["littles_law"] = w["rps"] / (sc.connections / sc.wait_s)
+    return r
+
+
+def run_idle(sc: Scenario, server: str, proc: subprocess.Popen[bytes], duration: int) -> Result:
+    wrk(sc.path, 16, 1)  # warm-up, so the baseline includes a served request
+    base_kib = tree_kib(proc.pid, "VmRSS")
+    client = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            "1",
+            sys.executable,
+            str(HERE / "idle_client.py"),
+            str(PORT),
+            str(IDLE_CONNECTIONS),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=raise_fd_limit,
     )
-    cpu_us = (after - before) / CLK_TCK * 1e6 / n if n else float("nan")
-    return Result(
-        scenario,
-        server,
-        float(rps.group(1)),
-        to_ms(p50.group(1)),
-        to_ms(p99.group(1)),
-        cpu_us,
-        errors,
-    )
+    r = Result(sc.name, server)
+    try:
+        line = client.stdout.readline() if client.stdout else ""
+        if not line.startswith("READY"):
+            r.note = "idle client failed"
+            return r
+        # Count what the server still holds open, not what the client thinks it holds.
+        held = established(PORT)
+        held_kib = tree_kib(proc.pid, "VmRSS")
+        w = wrk(sc.path, sc.connections, duration)
+        r.metrics = {
+            "held": held,
+            "rss_base_mib": base_kib / 1024,
+            "rss_held_mib": held_kib / 1024,
+            "kib_per_conn": (held_kib - base_kib) / max(1, held),
+        }
+        if w:
+            r.metrics.update({"rps": w["rps"], "p99_ms": w["p99_ms"], "errors": w["errors"]})
+    finally:
+        if client.stdin:
+            client.stdin.close()
+        client.wait(60)
+    return r
+
+
+def run_stream(sc: Scenario, server: str, proc: subprocess.Popen[bytes], duration: int) -> Result:
+    size = STREAM_MIB << 20
+    base_kib = tree_kib(proc.pid, "VmRSS")
+    r = Result(sc.name, server)
+    t0 = time.perf_counter()
+    got = 0
+    with socket.create_connection(("127.0.0.1", PORT)) as s:
+        s.sendall(f"GET /download?mib={STREAM_MIB} HTTP/1.1\r\nHost: b\r\n\r\n".encode())
+        buf = bytearray(1 << 20)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(65536)
+        got = len(head.split(b"\r\n\r\n", 1)[1])
+        while got < size:
+            n = s.recv_into(buf)
+            if not n:
+                break
+            got += n
+    down = time.perf_counter() - t0
+    block = b"u" * (1 << 20)
+    t0 = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", PORT)) as s:
+        s.sendall(f"POST /upload HTTP/1.1\r\nHost: b\r\nContent-Length: {size}\r\n\r\n".encode())
+        for _ in range(STREAM_MIB):
+            s.sendall(block)
+        answer = b""
+        while not answer.endswith(str(size).encode()):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    up = time.perf_counter() - t0
+    peak_kib = tree_kib(proc.pid, "VmHWM")
+    r.metrics = {
+        "down_gbps": got / down / 1e9,
+        "up_gbps": size / up / 1e9,
+        "rss_base_mib": base_kib / 1024,
+        "peak_rss_mib": peak_kib / 1024,
+    }
+    if got != size or not answer.endswith(str(size).encode()):
+        r.note = f"incomplete: down {got} of {size}, upload answer {answer[-40:]!r}"
+    return r
+
+
+RUNNERS = {"load": run_load, "idle": run_idle, "stream": run_stream}
+
+
+# ---- report ----
 
 
 def versions() -> str:
     out = []
-    for pkg in ("juggler", "uvicorn", "uvloop", "httptools", "granian"):
+    for pkg in ("juggler", "uvicorn", "uvloop", "httptools", "granian", "fastapi", "pydantic"):
         try:
-            from importlib.metadata import version
-
             out.append(f"{pkg} {version(pkg)}")
-        except Exception:
+        except PackageNotFoundError:
             out.append(f"{pkg} (not installed)")
     return ", ".join(out)
 
 
-def table(results: list[Result]) -> str:
+def fmt(v: float | None, spec: str = ".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def load_table(results: list[Result], scenario: str) -> list[str]:
+    rows = [r for r in results if r.scenario == scenario and r.metrics]
+    peers = [r for r in rows if r.server in PEERS]
+    best_rps = max((r.metrics["rps"] for r in peers), default=None)
+    best_cpu = min((r.metrics["cpu_us"] for r in peers), default=None)
+    limit = next((r for r in rows if r.server == "limit-hyper"), None)
     lines = [
-        "| scenario | server | req/s | p50 ms | p99 ms | CPU µs/req | req/s vs juggler "
-        "| CPU vs juggler | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        f"### {scenario}: {SCENARIOS[scenario].about}",
+        "",
+        "| server | req/s | p50 ms | p99 ms | CPU µs/req | req/s ÷ best peer "
+        "| CPU ÷ best peer | CPU ÷ limit | Little's law | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        m = r.metrics
+        lines.append(
+            f"| {r.server} | {m['rps']:,.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} "
+            f"| {m['cpu_us']:.1f} | {fmt(m['rps'] / best_rps if best_rps else None)} "
+            f"| {fmt(m['cpu_us'] / best_cpu if best_cpu else None)} "
+            f"| {fmt(m['cpu_us'] / limit.metrics['cpu_us'] if limit else None)} "
+            f"| {fmt(m.get('littles_law'))} | {m['errors']:.0f} |"
+        )
+    return lines
+
+
+def idle_table(results: list[Result]) -> list[str]:
+    lines = [
+        f"### idle: {SCENARIOS['idle'].about}",
+        "",
+        "| server | held | RSS before MiB | RSS held MiB | KiB/conn | req/s meanwhile "
+        "| p99 ms meanwhile | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        ours = next(
-            (x for x in results if x.scenario == r.scenario and x.server == "juggler"), None
+        if r.scenario == "idle":
+            m = r.metrics
+            lines.append(
+                f"| {r.server} | {m.get('held', 0):,.0f} | {fmt(m.get('rss_base_mib'), '.1f')} "
+                f"| {fmt(m.get('rss_held_mib'), '.1f')} | {fmt(m.get('kib_per_conn'), '.1f')} "
+                f"| {fmt(m.get('rps'), ',.0f')} | {fmt(m.get('p99_ms'))} "
+                f"| {fmt(m.get('errors'), '.0f')} {r.note} |"
+            )
+    return lines
+
+
+def stream_table(results: list[Result]) -> list[str]:
+    lines = [
+        f"### stream: {SCENARIOS['stream'].about}",
+        "",
+        "| server | download GB/s | upload GB/s | RSS before MiB | peak RSS MiB | note |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        if r.scenario == "stream":
+            m = r.metrics
+            lines.append(
+                f"| {r.server} | {fmt(m.get('down_gbps'))} | {fmt(m.get('up_gbps'))} "
+                f"| {fmt(m.get('rss_base_mib'), '.1f')} | {fmt(m.get('peak_rss_mib'), '.1f')} "
+                f"| {r.note or '-'} |"
+            )
+    return lines
+
+
+def report(results: list[Result], duration: int) -> str:
+    out = [
+        "# juggler benchmark results",
+        "",
+        f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
+        f"Python {platform.python_version()}",
+        f"- versions: {versions()}",
+        f"- method: each server pinned to CPU 0, the client (wrk -t1, or a Python client) pinned "
+        f"to CPU 1; {duration} s per load run after a 1 s warm-up. CPU µs/req is user+system "
+        f"time of the server's process tree over the requests wrk completed. 'best peer' is the "
+        f"best of {', '.join(PEERS)}; 'limit' is a pure-Rust hyper server (benches/hyperlimit). "
+        f"Little's law: req/s ÷ (connections ÷ wait).",
+        "- command: `make bench` (`python benches/compare.py`)",
+        "",
+    ]
+    for name in dict.fromkeys(r.scenario for r in results):
+        kind = SCENARIOS[name].kind
+        out += (
+            load_table(results, name)
+            if kind == "load"
+            else idle_table(results)
+            if kind == "idle"
+            else stream_table(results)
         )
-        rps_ratio = f"{r.rps / ours.rps:.2f}" if ours else "-"
-        cpu_ratio = f"{r.cpu_us / ours.cpu_us:.2f}" if ours and ours.cpu_us else "-"
-        lines.append(
-            f"| {r.scenario} | {r.server} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
-            f"| {r.cpu_us:.1f} | {rps_ratio} | {cpu_ratio} | {r.errors or '-'} |"
-        )
-    return "\n".join(lines)
+        out.append("")
+    return "\n".join(out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=8)
-    parser.add_argument("--scenarios", default="hello,io")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         sys.exit("benches need wrk and taskset (apt-get install wrk util-linux)")
-    results = []
-    for scenario in args.scenarios.split(","):
+    results: list[Result] = []
+    for name in args.scenarios.split(","):
+        sc = SCENARIOS[name]
         for server in args.servers.split(","):
-            r = run_one(scenario, server, args.duration)
-            if r:
-                print(
-                    f"{r.scenario:6} {r.server:16} {r.rps:10,.0f} req/s  p99 {r.p99_ms:7.2f} ms"
-                    f"  {r.cpu_us:6.1f} µs/req",
-                    flush=True,
-                )
-                results.append(r)
-    header = (
-        f"# juggler benchmark results\n\n"
-        f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC\n"
-        f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
-        f"Python {platform.python_version()}\n"
-        f"- versions: {versions()}\n"
-        f"- method: server pinned to CPU 0, wrk (1 thread) pinned to CPU 1, {args.duration:g} s "
-        f"per run after a 1 s warm-up; CPU µs/req is user+system time of the server's process "
-        f"tree divided by the requests wrk completed.\n"
-        f"- command: `make bench` (`python benches/compare.py`)\n\n"
-        + "\n".join(f"- {k}: {v[3]}" for k, v in SCENARIOS.items())
-        + "\n\n"
-    )
-    text = header + table(results) + "\n"
+            if server == "limit-hyper" and (name != "hello" or not HYPERLIMIT.exists()):
+                continue
+            proc = start(server, sc.module)
+            if proc is None:
+                continue
+            try:
+                r = RUNNERS[sc.kind](sc, server, proc, args.duration)
+            finally:
+                stop(proc)
+            results.append(r)
+            shown = ", ".join(f"{k}={v:,.2f}" for k, v in r.metrics.items())
+            print(f"{name:8} {server:16} {shown} {r.note}", flush=True)
+    text = report(results, args.duration)
     args.output.write_text(text)
-    print("\n" + table(results))
+    print("\n" + text)
 
 
 if __name__ == "__main__":

@@ -22,3 +22,8 @@ fn _juggler(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bridge::awaitable::Done>()?;
     Ok(())
 }
+
+// Per-connection buffers are many and small; mimalloc keeps idle connections cheap in memory
+// and the hot path's allocations fast.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

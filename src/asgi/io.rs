@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyTuple};
 
 use super::LoopCtx;
 use crate::bridge::awaitable::Ready;
@@ -94,24 +94,60 @@ fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
     let mut map = HeaderMap::new();
     for item in headers.try_iter()? {
         let item = item?;
-        let (name, value): (Vec<u8>, Vec<u8>) = item.extract().map_err(|_| {
-            PyTypeError::new_err("ASGI response headers must be pairs of bytes, e.g. [(b'content-type', b'text/plain')]")
-        })?;
-        let n = HeaderName::from_bytes(&name).map_err(|_| {
+        let (name, value) = match item.downcast::<PyTuple>() {
+            // The common case, [(b"name", b"value"), ...], without copying through Vecs.
+            Ok(t) if t.len() == 2 => (t.get_item(0)?, t.get_item(1)?),
+            _ => item
+                .extract::<(Bound<'_, PyAny>, Bound<'_, PyAny>)>()
+                .map_err(|_| bad_headers())?,
+        };
+        let (n, v) = (BytesLike::new(&name)?, BytesLike::new(&value)?);
+        let n = HeaderName::from_bytes(n.as_slice()).map_err(|_| {
             PyRuntimeError::new_err(format!(
                 "invalid response header name {:?}",
-                String::from_utf8_lossy(&name)
+                String::from_utf8_lossy(n.as_slice())
             ))
         })?;
-        let v = HeaderValue::from_bytes(&value).map_err(|_| {
+        let v = HeaderValue::from_bytes(v.as_slice()).map_err(|_| {
             PyRuntimeError::new_err(format!(
                 "invalid value for response header {:?}",
-                String::from_utf8_lossy(&name)
+                n.as_str()
             ))
         })?;
         map.append(n, v);
     }
     Ok(map)
+}
+
+fn bad_headers() -> PyErr {
+    PyTypeError::new_err(
+        "ASGI response headers must be pairs of bytes, e.g. [(b'content-type', b'text/plain')]",
+    )
+}
+
+/// `bytes` borrowed in place; other bytes-like objects (bytearray, memoryview) copied.
+enum BytesLike<'a, 'py> {
+    Borrowed(&'a Bound<'py, PyBytes>),
+    Owned(Vec<u8>),
+}
+
+impl<'a, 'py> BytesLike<'a, 'py> {
+    fn new(obj: &'a Bound<'py, PyAny>) -> PyResult<Self> {
+        match obj.downcast::<PyBytes>() {
+            Ok(b) => Ok(Self::Borrowed(b)),
+            Err(_) => obj
+                .extract::<Vec<u8>>()
+                .map(Self::Owned)
+                .map_err(|_| bad_headers()),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Borrowed(b) => b.as_bytes(),
+            Self::Owned(v) => v,
+        }
+    }
 }
 
 fn body_bytes(message: &Bound<'_, PyDict>) -> PyResult<Bytes> {

@@ -26,6 +26,20 @@ impl ScopeTemplate {
         d.set_item(intern!(py, "asgi"), asgi)?;
         d.set_item(intern!(py, "scheme"), intern!(py, "http"))?;
         d.set_item(intern!(py, "root_path"), PyString::new(py, root_path))?;
+        // Every per-request key is present already, so the copy has room for all of them
+        // and filling it in never resizes the dict.
+        for key in [
+            intern!(py, "http_version"),
+            intern!(py, "method"),
+            intern!(py, "path"),
+            intern!(py, "raw_path"),
+            intern!(py, "query_string"),
+            intern!(py, "headers"),
+            intern!(py, "client"),
+            intern!(py, "server"),
+        ] {
+            d.set_item(key, py.None())?;
+        }
         Ok(Self {
             template: d.unbind(),
             root_path: root_path.to_owned(),
