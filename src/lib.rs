@@ -20,6 +20,7 @@ fn _juggler(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<server::Server>()?;
     m.add_class::<bridge::awaitable::Ready>()?;
     m.add_class::<bridge::awaitable::Done>()?;
+    m.add_class::<asgi::finish::RunApp>()?;
     Ok(())
 }
 

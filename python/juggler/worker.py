@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import signal
 import socket
 from typing import Any
@@ -12,6 +13,9 @@ from .config import Config
 from .lifespan import Lifespan, LifespanFailed
 from .logging import access_logger, error_logger
 from .sockets import describe
+
+# Each request runs as a RunApp (implemented in Rust); create_task accepts only coroutines.
+collections.abc.Coroutine.register(_juggler.RunApp)
 
 #: Exit codes; a supervisor must not restart a worker that exits with EXIT_APP_LOAD.
 EXIT_OK = 0

@@ -14,7 +14,7 @@ use crate::bridge::awaitable::Done;
 use crate::error::ClientDisconnected;
 use crate::http::exchange::Exchange;
 use crate::server::shared::NewRequest;
-use finish::{AccessInfo, Finish};
+use finish::{AccessInfo, RunApp};
 use io::{received_to_dict, Receive, Send};
 use scope::ScopeTemplate;
 
@@ -76,29 +76,19 @@ pub fn start_request(py: Python<'_>, ctx: &Arc<LoopCtx>, req: Box<NewRequest>) {
         )?;
         let send = Py::new(py, Send::new(exchange.clone(), ctx.clone()))?;
         let coro = ctx.app.call1(py, (scope, receive, send))?;
-        let task = ctx.create_task.call1(py, (coro,))?;
-        let finish = Py::new(
-            py,
-            Finish {
-                exchange: exchange.clone(),
-                ctx: ctx.clone(),
-                access: access.clone(),
-            },
-        )?;
-        task.call_method1(py, intern!(py, "add_done_callback"), (finish,))?;
+        let run = RunApp::new(coro, exchange.clone(), ctx.clone(), access.clone());
+        ctx.create_task.call1(py, (Py::new(py, run)?,))?;
         Ok(())
     })();
     if let Err(err) = result {
         // The app could not even be called (not an ASGI callable, or it raised at once).
-        ctx.log_error(
+        finish::conclude(
             py,
-            "Exception in ASGI application",
-            Some(err.value(py).as_any()),
+            ctx,
+            &exchange,
+            access.as_ref(),
+            finish::Ending::Raised(&err),
         );
-        exchange.finish();
-        if let Some(a) = access {
-            a.log(py, ctx, exchange.status());
-        }
     }
 }
 
