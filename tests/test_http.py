@@ -216,3 +216,8 @@ def test_curl_get_and_post(raw_server):
         timeout=10,
     ).stdout
     assert out == b"from curl" * 1000
+
+
+def test_app_runs_inside_a_named_asyncio_task(raw_server):
+    # anyio and asyncio.timeout() need a current task; juggler names it for debugging.
+    assert httpx.get(f"{raw_server.url}/task").text == "juggler.request"

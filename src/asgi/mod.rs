@@ -21,7 +21,11 @@ use scope::ScopeTemplate;
 /// The Python objects one worker's requests need, looked up once.
 pub struct LoopCtx {
     pub app: PyObject,
+    /// `asyncio.Task` (or the loop's own `create_task` when a task factory is set) ...
     pub create_task: PyObject,
+    /// ... and its keyword arguments: the loop, and a fixed name, which spares Python from
+    /// formatting "Task-N" for every request.
+    pub task_kwargs: Option<Py<PyDict>>,
     pub create_future: PyObject,
     pub call_soon: PyObject,
     /// Hands deferred responses to the I/O thread; scheduled with `call_soon`.
@@ -77,7 +81,8 @@ pub fn start_request(py: Python<'_>, ctx: &Arc<LoopCtx>, req: Box<NewRequest>) {
         let send = Py::new(py, Send::new(exchange.clone(), ctx.clone()))?;
         let coro = ctx.app.call1(py, (scope, receive, send))?;
         let run = RunApp::new(coro, exchange.clone(), ctx.clone(), access.clone());
-        ctx.create_task.call1(py, (Py::new(py, run)?,))?;
+        let kwargs = ctx.task_kwargs.as_ref().map(|k| k.bind(py));
+        ctx.create_task.call(py, (Py::new(py, run)?,), kwargs)?;
         Ok(())
     })();
     if let Err(err) = result {

@@ -62,11 +62,13 @@ impl Server {
             && access_logger
                 .call_method1(py, intern!(py, "isEnabledFor"), (20,))?
                 .is_truthy(py)?;
+        let (create_task, task_kwargs) = task_spawner(py, event_loop)?;
         let shared = Shared::new(config.clone()).map_err(crate::error::Error::from)?;
         let flush = Py::new(py, FlushOutbox(shared.clone()))?.into_any();
         let ctx = LoopCtx {
             app,
-            create_task: event_loop.getattr(intern!(py, "create_task"))?.unbind(),
+            create_task,
+            task_kwargs,
             create_future: event_loop.getattr(intern!(py, "create_future"))?.unbind(),
             call_soon: event_loop.getattr(intern!(py, "call_soon"))?.unbind(),
             flush,
@@ -190,6 +192,26 @@ impl Server {
             .inflight
             .load(std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+/// How request tasks are made: `asyncio.Task(coro, loop=loop, name=...)` directly, unless the
+/// loop has a task factory, which `loop.create_task` must then go through.
+fn task_spawner(
+    py: Python<'_>,
+    event_loop: &Bound<'_, PyAny>,
+) -> PyResult<(PyObject, Option<Py<PyDict>>)> {
+    let factory = event_loop.call_method0(intern!(py, "get_task_factory"))?;
+    if !factory.is_none() {
+        return Ok((
+            event_loop.getattr(intern!(py, "create_task"))?.unbind(),
+            None,
+        ));
+    }
+    let task = py.import("asyncio")?.getattr(intern!(py, "Task"))?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item(intern!(py, "loop"), event_loop)?;
+    kwargs.set_item(intern!(py, "name"), intern!(py, "juggler.request"))?;
+    Ok((task.unbind(), Some(kwargs.unbind())))
 }
 
 impl Server {

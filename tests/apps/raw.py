@@ -147,6 +147,9 @@ async def app(scope, receive, send):
         EVENTS[key].append(message["type"])
         print(f"EVENT {key} {message['type']}", flush=True)
         return None
+    if path == "/task":
+        task = asyncio.current_task()
+        return await respond(send, body=(task.get_name() if task else "no task").encode())
     if path == "/events":
         return await respond(send, body=json.dumps(EVENTS.get(q["key"], [])).encode())
     if path == "/sleep":
