@@ -1,6 +1,6 @@
 """Opens N keep-alive connections to 127.0.0.1:PORT, makes one request on each, and holds them
 open (idle) until its standard input closes. Prints READY and how many it holds once every
-attempt has succeeded or given up (10 s each, 120 s in all)."""
+attempt has succeeded or given up (3 s each, 60 s in all)."""
 
 import asyncio
 import sys
@@ -16,7 +16,7 @@ async def one(port: int, held: list[asyncio.StreamWriter]) -> None:
 
 async def attempt(port: int, held: list[asyncio.StreamWriter]) -> None:
     try:
-        await asyncio.wait_for(one(port, held), 10)
+        await asyncio.wait_for(one(port, held), 3)
     except (TimeoutError, OSError, asyncio.IncompleteReadError):
         pass
 
@@ -30,7 +30,7 @@ async def main(port: int, count: int) -> None:
             await attempt(port, held)
 
     try:
-        await asyncio.wait_for(asyncio.gather(*(limited() for _ in range(count))), 120)
+        await asyncio.wait_for(asyncio.gather(*(limited() for _ in range(count))), 60)
     except TimeoutError:
         pass
     print(f"READY {len(held)}", flush=True)

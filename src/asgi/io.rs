@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 
 use super::LoopCtx;
@@ -150,12 +151,20 @@ impl<'a, 'py> BytesLike<'a, 'py> {
     }
 }
 
+/// Below this a copy is cheaper than keeping the `bytes` object alive (and releasing it later
+/// from the I/O thread).
+const ZERO_COPY_MIN: usize = 64 * 1024;
+
 fn body_bytes(message: &Bound<'_, PyDict>) -> PyResult<Bytes> {
     let py = message.py();
     match message.get_item(intern!(py, "body"))? {
         None => Ok(Bytes::new()),
         Some(b) => {
             if let Ok(b) = b.downcast::<PyBytes>() {
+                if b.as_bytes().len() >= ZERO_COPY_MIN {
+                    // Large chunks are written from the Python object itself, not a copy.
+                    return Ok(Bytes::from_owner(PyBackedBytes::from(b.clone())));
+                }
                 Ok(Bytes::copy_from_slice(b.as_bytes()))
             } else {
                 let v: Vec<u8> = b.extract().map_err(|_| {

@@ -16,10 +16,14 @@ use tokio::sync::{oneshot, Notify};
 use super::body::ResponseBody;
 use crate::server::shared::{Deferred, Event, Shared};
 
-/// Request body buffered ahead of the app, and response body queued ahead of the socket,
-/// before the producer is paused. Large enough for few wake-ups, small enough for flat memory.
+/// Request body buffered ahead of the app before the socket stops being read. Large enough
+/// for few wake-ups, small enough for flat memory.
 pub const HIGH_WATER: usize = 256 * 1024;
-const LOW_WATER: usize = 64 * 1024;
+/// Response body queued ahead of the socket before `send()` waits, and the level at which it
+/// resumes: with room for two typical 1 MiB chunks the socket never idles while the app is
+/// woken to produce the next one.
+const OUT_HIGH_WATER: usize = 1024 * 1024;
+const OUT_LOW_WATER: usize = 512 * 1024;
 
 /// What `receive()` hands to the app, decided under the lock, turned into a dict outside it.
 pub enum Received {
@@ -173,7 +177,7 @@ impl Exchange {
         let mut g = self.inner.lock();
         if let Some(chunk) = g.out.pop_front() {
             g.out_buffered -= chunk.len();
-            if g.out_buffered <= LOW_WATER {
+            if g.out_buffered <= OUT_LOW_WATER {
                 self.wake_app(&mut g);
             }
             return OutPoll::Data(chunk);
@@ -270,7 +274,7 @@ impl Exchange {
         let mut g = self.inner.lock();
         g.wake_posted = false;
         let receivers = std::mem::take(&mut g.receive_waiters);
-        let sender = if g.disconnected || g.out_buffered <= LOW_WATER || g.out_aborted {
+        let sender = if g.disconnected || g.out_buffered <= OUT_LOW_WATER || g.out_aborted {
             g.send_waiter.take()
         } else {
             None
@@ -326,7 +330,7 @@ impl Exchange {
         *response.headers_mut() = headers;
         let flush = self.shared.defer(Deferred::Respond(responder, response));
         self.after_response_step();
-        let full = more && self.inner.lock().out_buffered > HIGH_WATER;
+        let full = more && self.inner.lock().out_buffered > OUT_HIGH_WATER;
         Ok(SendOutcome { full, flush })
     }
 
@@ -348,7 +352,7 @@ impl Exchange {
             if !more {
                 g.response_complete = true;
             }
-            (g.body_waker.take(), more && g.out_buffered > HIGH_WATER)
+            (g.body_waker.take(), more && g.out_buffered > OUT_HIGH_WATER)
         };
         let flush = waker.is_some_and(|w| self.shared.defer(Deferred::Wake(w)));
         if !more {
@@ -359,7 +363,7 @@ impl Exchange {
 
     pub fn set_send_waiter(&self, fut: PyObject) -> Result<(), PyObject> {
         let mut g = self.inner.lock();
-        if g.disconnected || g.out_buffered <= LOW_WATER {
+        if g.disconnected || g.out_buffered <= OUT_LOW_WATER {
             return Err(fut);
         }
         g.send_waiter = Some(fut);
