@@ -103,7 +103,9 @@ async fn serve<I>(
             }
             _ => {}
         }
+        // Biased: the connection is polled first and no random number is drawn per wake-up.
         tokio::select! {
+            biased;
             res = conn.as_mut() => {
                 if let Err(e) = res {
                     report(&shared, &e);
