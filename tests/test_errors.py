@@ -136,3 +136,14 @@ def test_client_closing_mid_upload_does_not_hurt_the_server(raw_server):
             b"POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 100000
         )
     assert httpx.get(f"{raw_server.url}/headers").status_code == 200
+
+
+def test_send_after_disconnect_raises_an_oserror(raw_server):
+    key = uuid.uuid4().hex
+    s = socket.create_connection(("127.0.0.1", raw_server.port), timeout=10)
+    s.sendall(f"GET /send-after-disconnect?key={key} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    s.close()
+    raw_server.wait_for(f"SEND-RAISED {key} ClientDisconnected True")
+    # Raised by juggler for a gone client, it is not logged as an application error.
+    assert "boom" not in raw_server.output.split(f"SEND-RAISED {key}")[1]

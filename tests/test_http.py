@@ -6,6 +6,8 @@ import json
 import shutil
 import socket
 import subprocess
+import time
+import uuid
 
 import httpx
 import pytest
@@ -221,3 +223,33 @@ def test_curl_get_and_post(raw_server):
 def test_app_runs_inside_a_named_asyncio_task(raw_server):
     # anyio and asyncio.timeout() need a current task; juggler names it for debugging.
     assert httpx.get(f"{raw_server.url}/task").text == "juggler.request"
+
+
+def test_slow_reader_pauses_the_app(raw_server):
+    """send() waits while the client does not read, so memory stays bounded."""
+    key = uuid.uuid4().hex
+    total_mib = 128
+    with socket.socket() as s:
+        # A small, fixed receive window (set before connecting, so autotuning stays off).
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.settimeout(30)
+        s.connect(("127.0.0.1", raw_server.port))
+        s.sendall(f"GET /produce?mib={total_mib}&key={key} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        raw_server.wait_for(f"PRODUCED {key} 1")
+        # Let the app run until backpressure stops it: its progress must stall well short of
+        # the whole body while nothing is read.
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+        produced = max(
+            int(line.split()[-1])
+            for line in raw_server.lines
+            if line.startswith(f"PRODUCED {key} ")
+        )
+        assert produced < total_mib // 2
+        received = 0
+        while received < total_mib << 20:
+            chunk = s.recv(1 << 20)
+            assert chunk
+            received += len(chunk)
+    raw_server.wait_for(f"PRODUCED {key} {total_mib}")

@@ -19,8 +19,9 @@ pub fn http1_builder(shared: &Shared) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.timer(TokioTimer::new())
         .max_header_size(cfg.max_header_size)
-        .auto_date_header(cfg.date_header)
-        .pipeline_flush(true);
+        .auto_date_header(cfg.date_header);
+    // Not `pipeline_flush`: with it hyper buffers a streaming body without bound when the
+    // client reads slowly (its write buffer then always reports room), defeating backpressure.
     match cfg.keep_alive_timeout {
         // hyper's header-read timer starts as soon as a connection waits for a request head,
         // so it bounds idle keep-alive connections and slow headers alike.

@@ -147,6 +147,27 @@ async def app(scope, receive, send):
         EVENTS[key].append(message["type"])
         print(f"EVENT {key} {message['type']}", flush=True)
         return None
+    if path == "/produce":
+        # Streams without pausing itself: only send() backpressure can slow it down.
+        mib = int(q.get("mib", "1"))
+        chunk = b"p" * (64 * 1024)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for i in range(mib * 16):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if i % 16 == 15:
+                print(f"PRODUCED {q['key']} {(i + 1) // 16}", flush=True)
+        await send({"type": "http.response.body", "body": b""})
+        return None
+    if path == "/send-after-disconnect":
+        key = q["key"]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            while True:
+                await send({"type": "http.response.body", "body": b"x" * 1024, "more_body": True})
+                await asyncio.sleep(0.005)
+        except Exception as exc:
+            print(f"SEND-RAISED {key} {type(exc).__name__} {isinstance(exc, OSError)}", flush=True)
+            raise
     if path == "/task":
         task = asyncio.current_task()
         return await respond(send, body=(task.get_name() if task else "no task").encode())
