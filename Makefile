@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYO3_PYTHON := $(abspath $(PY))
 PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 
-.PHONY: venv build serve test test-rust test-python lint fmt bench clean
+.PHONY: venv build serve test test-rust test-python lint fmt bench bench-callgrind clean
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,12 @@ fmt: venv
 
 bench: build
 	$(PY) -m pip install -q -r requirements-bench.txt
+	cargo build --release --quiet --manifest-path benches/hyperlimit/Cargo.toml
 	bash benches/run.sh
+
+# Instructions per request through the Rust/Python crossing (stable on a noisy machine).
+bench-callgrind: build
+	bash benches/callgrind.sh
 
 clean:
 	rm -rf target $(VENV)

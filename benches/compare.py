@@ -492,7 +492,8 @@ def report(results: list[Result], duration: int) -> str:
         f"time of the server's process tree over the requests wrk completed. 'best peer' is the "
         f"best of {', '.join(PEERS)}; 'limit' is a pure-Rust hyper server (benches/hyperlimit). "
         f"Little's law: req/s ÷ (connections ÷ wait).",
-        "- command: `make bench` (`python benches/compare.py`)",
+        "- command: `make bench` (`python benches/compare.py`); where the time goes and what "
+        "the missed targets would need: [PROFILE.md](PROFILE.md)",
         "",
     ]
     for name in dict.fromkeys(r.scenario for r in results):
