@@ -100,18 +100,9 @@ impl<E> Mailbox<E> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::wakeup::readable;
     use super::*;
     use std::sync::Arc;
-
-    fn readable(fd: i32) -> bool {
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, zero timeout.
-        unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
-    }
 
     #[test]
     fn batches_and_keeps_order_across_threads() {
