@@ -10,6 +10,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
+use super::linger::Lingering;
 use super::listener::{Accepted, Listener};
 use super::shared::{ConnInfo, ConnectionToken, Event, LogLevel, Phase, Shared};
 use crate::http::service;
@@ -48,8 +49,8 @@ pub async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                     let token = ConnectionToken::new(&shared);
                     let (b, s, p) = (builder.clone(), shared.clone(), shared.phase.subscribe());
                     match io {
-                        Accepted::Tcp(io) => tokio::spawn(serve(io, info, b, s, p, token)),
-                        Accepted::Unix(io) => tokio::spawn(serve(io, info, b, s, p, token)),
+                        Accepted::Tcp(io) => tokio::spawn(serve(Lingering::new(io), info, b, s, p, token)),
+                        Accepted::Unix(io) => tokio::spawn(serve(Lingering::new(io), info, b, s, p, token)),
                     };
                 }
                 Err(e) => {

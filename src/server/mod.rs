@@ -2,6 +2,7 @@
 //! events to the asyncio loop (`process`, called by the loop when the mailbox fd is readable).
 
 pub mod accept;
+pub mod linger;
 pub mod listener;
 pub mod shared;
 
