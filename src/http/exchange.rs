@@ -282,16 +282,7 @@ impl Exchange {
         (receivers, sender)
     }
 
-    /// Puts back a waiter whose message is not there yet (another waiter took it).
-    pub fn requeue_receive_waiter(&self, fut: PyObject) {
-        self.inner.lock().receive_waiters.push(fut);
-    }
-
     // ---- loop side: send ----
-
-    pub fn head_sent(&self) -> bool {
-        self.inner.lock().status.is_some()
-    }
 
     /// Sends the head with either the whole body or the first chunk of a stream.
     pub fn start_response(

@@ -139,7 +139,6 @@ impl Server {
                     let name = match level {
                         LogLevel::Debug => "debug",
                         LogLevel::Warning => "warning",
-                        LogLevel::Error => "error",
                     };
                     self.ctx.log(py, name, &msg);
                 }

@@ -50,7 +50,6 @@ pub enum Event {
 pub enum LogLevel {
     Debug,
     Warning,
-    Error,
 }
 
 /// Shutdown phases, broadcast to the accept loop and every connection.
