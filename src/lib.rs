@@ -24,7 +24,3 @@ fn _juggler(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-// Per-connection buffers are many and small; mimalloc keeps idle connections cheap in memory
-// and the hot path's allocations fast.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
