@@ -23,4 +23,3 @@ fn _juggler(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<asgi::finish::RunApp>()?;
     Ok(())
 }
-
