@@ -61,11 +61,10 @@ struct PendingHead {
     headers: HeaderMap,
 }
 
-#[derive(Default, PartialEq, Eq, Clone, Copy)]
+/// Where the response stands, as the app's `send()` calls have taken it.
 enum SendState {
-    #[default]
     Idle,
-    HeadPending,
+    HeadPending(PendingHead),
     Streaming,
     Complete,
 }
@@ -74,7 +73,7 @@ enum SendState {
 pub struct Send {
     pub exchange: Arc<Exchange>,
     pub ctx: Arc<LoopCtx>,
-    state: Mutex<(SendState, Option<PendingHead>)>,
+    state: Mutex<SendState>,
 }
 
 impl Send {
@@ -82,7 +81,7 @@ impl Send {
         Self {
             exchange,
             ctx,
-            state: Mutex::new((SendState::Idle, None)),
+            state: Mutex::new(SendState::Idle),
         }
     }
 }
@@ -186,7 +185,7 @@ impl Send {
         let mut st = self.state.lock();
         match kind {
             "http.response.start" => {
-                if st.0 != SendState::Idle {
+                if !matches!(*st, SendState::Idle) {
                     return Err(protocol_error(
                         "Unexpected ASGI message 'http.response.start' sent, after response already started.".into(),
                     ));
@@ -202,13 +201,10 @@ impl Send {
                     Some(h) => parse_headers(&h)?,
                     None => HeaderMap::new(),
                 };
-                if self.exchange.lock().disconnected {
+                if self.exchange.is_disconnected() {
                     return Err(crate::error::Error::Disconnected.into());
                 }
-                *st = (
-                    SendState::HeadPending,
-                    Some(PendingHead { status, headers }),
-                );
+                *st = SendState::HeadPending(PendingHead { status, headers });
                 Ok(self.ctx.done.clone_ref(py).into_any())
             }
             "http.response.body" => {
@@ -217,20 +213,7 @@ impl Send {
                     Some(m) => m.is_truthy()?,
                     None => false,
                 };
-                let outcome = match st.0 {
-                    SendState::HeadPending => {
-                        let head = st.1.take().ok_or_else(|| protocol_error("response head missing".into()))?;
-                        st.0 = if more { SendState::Streaming } else { SendState::Complete };
-                        drop(st);
-                        self.exchange.start_response(head.status, head.headers, data, more)?
-                    }
-                    SendState::Streaming => {
-                        if !more {
-                            st.0 = SendState::Complete;
-                        }
-                        drop(st);
-                        self.exchange.send_chunk(data, more)?
-                    }
+                match *st {
                     SendState::Idle => {
                         return Err(protocol_error(
                             "Expected ASGI message 'http.response.start', but got 'http.response.body'.".into(),
@@ -242,6 +225,21 @@ impl Send {
                                 .into(),
                         ))
                     }
+                    SendState::HeadPending(_) | SendState::Streaming => {}
+                }
+                let next = if more {
+                    SendState::Streaming
+                } else {
+                    SendState::Complete
+                };
+                let previous = std::mem::replace(&mut *st, next);
+                drop(st);
+                let outcome = match previous {
+                    SendState::HeadPending(head) => {
+                        self.exchange
+                            .start_response(head.status, head.headers, data, more)?
+                    }
+                    _ => self.exchange.send_chunk(data, more)?,
                 };
                 if outcome.flush {
                     self.ctx.call_soon.call1(py, (&self.ctx.flush,))?;

@@ -123,7 +123,7 @@ pub fn wake(py: Python<'_>, exchange: &Arc<Exchange>) {
     }
     if let Some(fut) = sender {
         if !is_done(py, &fut) {
-            let result = if exchange.lock().disconnected {
+            let result = if exchange.is_disconnected() {
                 ClientDisconnected::new_err("client disconnected")
                     .into_bound_py_any(py)
                     .and_then(|exc| fut.call_method1(py, intern!(py, "set_exception"), (exc,)))

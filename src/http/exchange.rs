@@ -40,15 +40,14 @@ pub struct ExchangeInner {
     last_body_delivered: bool,
     receive_waiters: Vec<PyObject>,
     // lifecycle
-    pub disconnected: bool,
+    disconnected: bool,
     /// The request body was malformed (bad chunk framing): answer 400 if nothing was sent.
     body_error: bool,
     wake_posted: bool,
     // response
     responder: Option<oneshot::Sender<Response<ResponseBody>>>,
-    pub status: Option<StatusCode>,
-    pub response_complete: bool,
-    streaming: bool,
+    status: Option<StatusCode>,
+    response_complete: bool,
     out: VecDeque<Bytes>,
     out_buffered: usize,
     out_aborted: bool,
@@ -104,8 +103,8 @@ impl Exchange {
         })
     }
 
-    pub fn lock(&self) -> parking_lot::MutexGuard<'_, ExchangeInner> {
-        self.inner.lock()
+    pub fn is_disconnected(&self) -> bool {
+        self.inner.lock().disconnected
     }
 
     /// Posts one wake-up to the loop if the app is waiting on something.
@@ -302,7 +301,6 @@ impl Exchange {
             };
             g.status = Some(status);
             if more {
-                g.streaming = true;
                 if !first.is_empty() {
                     g.out_buffered += first.len();
                     g.out.push_back(first);
