@@ -1,11 +1,17 @@
-//! juggler's Rust core: socket I/O, HTTP and the bridge to the asyncio event loop.
+//! juggler's Rust core: socket I/O, HTTP and the bridge to the Python threads.
+//!
+//! Layers, each depending only on those below it (see docs/architecture.md):
+//! `asgi`, `wsgi` (interfaces) -> `interface` (what they plug into) -> `http` (protocol) ->
+//! `server` (transport) and `bridge` (thread crossing) -> `error`, `config`.
 
 pub mod asgi;
 pub mod bridge;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod interface;
 pub mod server;
+pub mod wsgi;
 
 use pyo3::prelude::*;
 
@@ -16,10 +22,10 @@ fn _juggler(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "ClientDisconnected",
         m.py().get_type::<error::ClientDisconnected>(),
     )?;
+    m.add("ProtocolError", m.py().get_type::<error::ProtocolError>())?;
     m.add_class::<config::CoreConfig>()?;
-    m.add_class::<server::Server>()?;
-    m.add_class::<bridge::awaitable::Ready>()?;
-    m.add_class::<bridge::awaitable::Done>()?;
-    m.add_class::<asgi::finish::RunApp>()?;
+    m.add_class::<interface::server::Server>()?;
+    asgi::register(m)?;
+    wsgi::register(m)?;
     Ok(())
 }

@@ -38,10 +38,13 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
 
 
 class Worker:
-    def __init__(self, config: Config, sock: socket.socket, app: Any) -> None:
+    def __init__(
+        self, config: Config, sock: socket.socket, app: Any, interface: str = "asgi"
+    ) -> None:
         self.config = config
         self.sock = sock
         self.app = app
+        self.interface = interface
         self._stop: asyncio.Event | None = None
         self._force = False
         #: Tasks of juggler's own (lifespan, shutdown helpers) that draining must not wait for.
@@ -72,15 +75,17 @@ class Worker:
             error_logger.error("Exiting.")
             return EXIT_STARTUP_FAILED
 
-        server = _juggler.Server(
-            _juggler.CoreConfig(**self.config.core_options()),
-            self.sock.fileno(),
-            self.sock.family == socket.AF_UNIX,
+        iface = _juggler.AsgiInterface(
             self.app,
             loop,
             lifespan.state if self.config.lifespan != "off" else None,
             error_logger,
             access_logger,
+        )
+        server = iface.server(
+            _juggler.CoreConfig(**self.config.core_options()),
+            self.sock.fileno(),
+            self.sock.family == socket.AF_UNIX,
         )
         loop.add_reader(server.fileno(), server.process)
         for sig in (signal.SIGINT, signal.SIGTERM):

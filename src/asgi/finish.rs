@@ -5,68 +5,16 @@
 
 use std::sync::Arc;
 
-use http::request::Parts;
-use http::StatusCode;
 use pyo3::exceptions::{PyException, PyStopIteration};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 
-use super::LoopCtx;
+use super::io::RequestIo;
 use crate::error::ClientDisconnected;
-use crate::http::exchange::{Exchange, Finished};
-use crate::server::shared::ConnInfo;
-
-/// What an access log line needs, captured before the request parts are dropped.
-#[derive(Clone)]
-pub struct AccessInfo {
-    client: String,
-    method: String,
-    path: String,
-    version: &'static str,
-}
-
-impl AccessInfo {
-    pub fn new(parts: &Parts, conn: &ConnInfo) -> Self {
-        let client = match &conn.client {
-            Some((host, port)) => format!("{host}:{port}"),
-            None => "-".to_owned(),
-        };
-        let path = match parts.uri.path_and_query() {
-            Some(pq) => pq.as_str().to_owned(),
-            None => parts.uri.path().to_owned(),
-        };
-        let version = match parts.version {
-            http::Version::HTTP_10 => "1.0",
-            http::Version::HTTP_2 => "2",
-            _ => "1.1",
-        };
-        Self {
-            client,
-            method: parts.method.as_str().to_owned(),
-            path,
-            version,
-        }
-    }
-
-    pub fn log(&self, py: Python<'_>, ctx: &LoopCtx, status: Option<StatusCode>) {
-        let Some(status) = status else { return };
-        let args = (
-            "%s - \"%s %s HTTP/%s\" %d",
-            self.client.as_str(),
-            self.method.as_str(),
-            self.path.as_str(),
-            self.version,
-            status.as_u16(),
-        );
-        if let Err(e) = ctx
-            .access_logger
-            .call_method1(py, intern!(py, "info"), args)
-        {
-            e.print(py);
-        }
-    }
-}
+use crate::http::exchange::Finished;
+use crate::interface::access::AccessInfo;
+use crate::server::LogLevel;
 
 /// How the app's coroutine ended.
 pub enum Ending<'a> {
@@ -76,33 +24,26 @@ pub enum Ending<'a> {
 }
 
 /// Settles the response after the app is done with it, and logs what needs logging.
-pub fn conclude(
-    py: Python<'_>,
-    ctx: &LoopCtx,
-    exchange: &Arc<Exchange>,
-    access: Option<&AccessInfo>,
-    ending: Ending<'_>,
-) {
-    let outcome = exchange.finish();
+pub fn conclude(py: Python<'_>, io: &RequestIo, access: Option<&AccessInfo>, ending: Ending<'_>) {
+    let outcome = io.exchange.finish();
+    let log = &io.core.loggers;
     match ending {
-        Ending::Raised(err) if err.is_instance_of::<ClientDisconnected>(py) => {
-            ctx.log(
-                py,
-                "debug",
-                "client disconnected before the response was sent",
-            );
-        }
-        Ending::Raised(err) => ctx.log_error(
+        Ending::Raised(err) if err.is_instance_of::<ClientDisconnected>(py) => log.log(
+            py,
+            LogLevel::Debug,
+            "client disconnected before the response was sent",
+        ),
+        Ending::Raised(err) => log.error(
             py,
             "Exception in ASGI application",
             Some(err.value(py).as_any()),
         ),
-        Ending::Returned if outcome == Finished::NoResponse => ctx.log_error(
+        Ending::Returned if outcome == Finished::NoResponse => log.error(
             py,
             "ASGI callable returned without starting response.",
             None,
         ),
-        Ending::Returned if outcome == Finished::Incomplete => ctx.log_error(
+        Ending::Returned if outcome == Finished::Incomplete => log.error(
             py,
             "ASGI callable returned without completing response.",
             None,
@@ -110,7 +51,7 @@ pub fn conclude(
         _ => {}
     }
     if let Some(a) = access {
-        a.log(py, ctx, exchange.status());
+        a.log(py, log, io.exchange.status());
     }
 }
 
@@ -118,22 +59,15 @@ pub fn conclude(
 #[pyclass(module = "juggler._juggler")]
 pub struct RunApp {
     coro: Option<PyObject>,
-    exchange: Arc<Exchange>,
-    ctx: Arc<LoopCtx>,
+    io: Arc<RequestIo>,
     access: Option<AccessInfo>,
 }
 
 impl RunApp {
-    pub fn new(
-        coro: PyObject,
-        exchange: Arc<Exchange>,
-        ctx: Arc<LoopCtx>,
-        access: Option<AccessInfo>,
-    ) -> Self {
+    pub fn new(coro: PyObject, io: Arc<RequestIo>, access: Option<AccessInfo>) -> Self {
         Self {
             coro: Some(coro),
-            exchange,
-            ctx,
+            io,
             access,
         }
     }
@@ -165,7 +99,7 @@ impl RunApp {
 
     fn end(&mut self, py: Python<'_>, ending: Ending<'_>) {
         self.coro = None;
-        conclude(py, &self.ctx, &self.exchange, self.access.as_ref(), ending);
+        conclude(py, &self.io, self.access.as_ref(), ending);
     }
 
     fn send_inner(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
@@ -227,13 +161,7 @@ impl RunApp {
     fn close(&mut self, py: Python<'_>) -> PyResult<()> {
         if let Some(coro) = self.coro.take() {
             coro.call_method0(py, intern!(py, "close"))?;
-            conclude(
-                py,
-                &self.ctx,
-                &self.exchange,
-                self.access.as_ref(),
-                Ending::Cancelled,
-            );
+            conclude(py, &self.io, self.access.as_ref(), Ending::Cancelled);
         }
         Ok(())
     }

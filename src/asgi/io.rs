@@ -1,24 +1,121 @@
-//! `receive` and `send`, the two callables an ASGI app gets per request.
+//! `receive` and `send`, the two callables an ASGI app gets per request, and how they wait:
+//! a request parks itself on its exchange and is woken through the loop's mailbox.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use parking_lot::Mutex;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyBytes, PyDict, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+use pyo3::IntoPyObjectExt;
 
-use super::LoopCtx;
-use crate::bridge::awaitable::Ready;
-use crate::http::exchange::{Exchange, Received};
+use super::awaitable::Ready;
+use super::AsgiCore;
+use crate::error::{ClientDisconnected, Error};
+use crate::http::exchange::{AppWaker, Exchange, Received, Want};
+use crate::interface::{LoopEvent, LoopWake};
 
-#[pyclass(frozen, module = "juggler._juggler")]
-pub struct Receive {
+/// One request's side of the exchange on the loop thread, and the futures its app awaits.
+pub struct RequestIo {
     pub exchange: Arc<Exchange>,
-    pub ctx: Arc<LoopCtx>,
+    pub core: Arc<AsgiCore>,
+    waiters: Mutex<Waiters>,
+}
+
+#[derive(Default)]
+struct Waiters {
+    receive: Vec<PyObject>,
+    send: Option<PyObject>,
+}
+
+impl RequestIo {
+    pub fn new(exchange: Arc<Exchange>, core: Arc<AsgiCore>) -> Self {
+        Self {
+            exchange,
+            core,
+            waiters: Mutex::new(Waiters::default()),
+        }
+    }
+
+    /// A future for `receive()`, parked until the exchange has news.
+    fn wait_receive(self: &Arc<Self>, py: Python<'_>) -> PyResult<Option<PyObject>> {
+        let fut = self.core.create_future.call0(py)?;
+        self.waiters.lock().receive.push(fut.clone_ref(py));
+        if self.exchange.park(Want::Body, self.clone()) {
+            return Ok(Some(fut));
+        }
+        // Something arrived in between: take it without waiting.
+        self.waiters.lock().receive.pop();
+        Ok(None)
+    }
+}
+
+impl AppWaker for RequestIo {
+    /// Any thread: asks the loop thread to look again (see [`LoopWake`]).
+    fn wake(self: Arc<Self>) {
+        let mailbox = self.core.host.mailbox.clone();
+        mailbox.post(LoopEvent::Wake(self));
+    }
+}
+
+impl LoopWake for RequestIo {
+    /// Loop thread: resolves the futures the exchange's news satisfies, parks the rest again.
+    fn wake_on_loop(self: Arc<Self>, py: Python<'_>) {
+        let Waiters { receive, send } = std::mem::take(&mut *self.waiters.lock());
+        for fut in receive {
+            if is_done(py, &fut) {
+                continue;
+            }
+            let result = match self.exchange.next_received() {
+                Some(msg) => received_to_dict(py, msg)
+                    .and_then(|d| fut.call_method1(py, intern!(py, "set_result"), (d,)))
+                    .map(drop),
+                None => {
+                    self.waiters.lock().receive.push(fut);
+                    if !self.exchange.park(Want::Body, self.clone()) {
+                        // News came in meanwhile: look again on the next turn.
+                        self.clone().wake();
+                    }
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                e.print(py);
+            }
+        }
+        if let Some(fut) = send {
+            if is_done(py, &fut) {
+                return;
+            }
+            let result = if self.exchange.is_disconnected() {
+                ClientDisconnected::new_err("client disconnected")
+                    .into_bound_py_any(py)
+                    .and_then(|exc| fut.call_method1(py, intern!(py, "set_exception"), (exc,)))
+                    .map(drop)
+            } else if self.exchange.has_room() {
+                fut.call_method1(py, intern!(py, "set_result"), (py.None(),))
+                    .map(drop)
+            } else {
+                self.waiters.lock().send = Some(fut);
+                if !self.exchange.park(Want::Room, self.clone()) {
+                    self.clone().wake();
+                }
+                Ok(())
+            };
+            if let Err(e) = result {
+                e.print(py);
+            }
+        }
+    }
+}
+
+fn is_done(py: Python<'_>, fut: &PyObject) -> bool {
+    fut.call_method0(py, intern!(py, "done"))
+        .and_then(|d| d.is_truthy(py))
+        .unwrap_or(true)
 }
 
 pub fn received_to_dict(py: Python<'_>, msg: Received) -> PyResult<Bound<'_, PyDict>> {
@@ -36,19 +133,27 @@ pub fn received_to_dict(py: Python<'_>, msg: Received) -> PyResult<Bound<'_, PyD
     Ok(d)
 }
 
+#[pyclass(frozen, module = "juggler._juggler")]
+pub struct AsgiReceive {
+    io: Arc<RequestIo>,
+}
+
+impl AsgiReceive {
+    pub fn new(io: Arc<RequestIo>) -> Self {
+        Self { io }
+    }
+}
+
 #[pymethods]
-impl Receive {
+impl AsgiReceive {
     fn __call__(&self, py: Python<'_>) -> PyResult<PyObject> {
         loop {
-            if let Some(msg) = self.exchange.next_received() {
+            if let Some(msg) = self.io.exchange.next_received() {
                 let d = received_to_dict(py, msg)?.into_any().unbind();
                 return Ok(Py::new(py, Ready::new(d))?.into_any());
             }
-            let fut = self.ctx.create_future.call0(py)?;
-            match self.exchange.add_receive_waiter(fut.clone_ref(py)) {
-                Ok(()) => return Ok(fut),
-                // A message arrived in between: take it without waiting.
-                Err(_) => continue,
+            if let Some(fut) = self.io.wait_receive(py)? {
+                return Ok(fut);
             }
         }
     }
@@ -70,47 +175,44 @@ enum SendState {
 }
 
 #[pyclass(frozen, module = "juggler._juggler")]
-pub struct Send {
-    pub exchange: Arc<Exchange>,
-    pub ctx: Arc<LoopCtx>,
+pub struct AsgiSend {
+    io: Arc<RequestIo>,
     state: Mutex<SendState>,
 }
 
-impl Send {
-    pub fn new(exchange: Arc<Exchange>, ctx: Arc<LoopCtx>) -> Self {
+impl AsgiSend {
+    pub fn new(io: Arc<RequestIo>) -> Self {
         Self {
-            exchange,
-            ctx,
+            io,
             state: Mutex::new(SendState::Idle),
         }
     }
 }
 
-fn protocol_error(msg: String) -> PyErr {
-    PyRuntimeError::new_err(msg)
+fn protocol_error(msg: impl Into<String>) -> PyErr {
+    Error::protocol(msg).into()
 }
 
+/// Headers as the spec allows them: any iterable of two-item iterables of bytes-likes.
 fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
     let mut map = HeaderMap::new();
-    for item in headers.try_iter()? {
+    for item in headers.try_iter().map_err(|_| bad_headers())? {
         let item = item?;
         let (name, value) = match item.downcast::<PyTuple>() {
-            // The common case, [(b"name", b"value"), ...], without copying through Vecs.
+            // The common case, [(b"name", b"value"), ...], without an iterator.
             Ok(t) if t.len() == 2 => (t.get_item(0)?, t.get_item(1)?),
-            _ => item
-                .extract::<(Bound<'_, PyAny>, Bound<'_, PyAny>)>()
-                .map_err(|_| bad_headers())?,
+            _ => pair(&item)?,
         };
         let (n, v) = (BytesLike::new(&name)?, BytesLike::new(&value)?);
         let n = HeaderName::from_bytes(n.as_slice()).map_err(|_| {
-            PyRuntimeError::new_err(format!(
-                "invalid response header name {:?}",
+            protocol_error(format!(
+                "http.response.start: invalid header name {:?}",
                 String::from_utf8_lossy(n.as_slice())
             ))
         })?;
         let v = HeaderValue::from_bytes(v.as_slice()).map_err(|_| {
-            PyRuntimeError::new_err(format!(
-                "invalid value for response header {:?}",
+            protocol_error(format!(
+                "http.response.start: invalid value for header {:?}",
                 n.as_str()
             ))
         })?;
@@ -119,9 +221,18 @@ fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
     Ok(map)
 }
 
+fn pair<'py>(item: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let mut it = item.try_iter().map_err(|_| bad_headers())?;
+    match (it.next(), it.next(), it.next()) {
+        (Some(a), Some(b), None) => Ok((a?, b?)),
+        _ => Err(bad_headers()),
+    }
+}
+
 fn bad_headers() -> PyErr {
-    PyTypeError::new_err(
-        "ASGI response headers must be pairs of bytes, e.g. [(b'content-type', b'text/plain')]",
+    protocol_error(
+        "http.response.start: 'headers' must be an iterable of [name, value] pairs of bytes, \
+         e.g. [(b'content-type', b'text/plain')]",
     )
 }
 
@@ -135,6 +246,7 @@ impl<'a, 'py> BytesLike<'a, 'py> {
     fn new(obj: &'a Bound<'py, PyAny>) -> PyResult<Self> {
         match obj.downcast::<PyBytes>() {
             Ok(b) => Ok(Self::Borrowed(b)),
+            Err(_) if obj.is_instance_of::<PyString>() => Err(bad_headers()),
             Err(_) => obj
                 .extract::<Vec<u8>>()
                 .map(Self::Owned)
@@ -166,9 +278,11 @@ fn body_bytes(message: &Bound<'_, PyDict>) -> PyResult<Bytes> {
                 }
                 Ok(Bytes::copy_from_slice(b.as_bytes()))
             } else {
-                let v: Vec<u8> = b.extract().map_err(|_| {
-                    PyTypeError::new_err("'body' of http.response.body must be bytes")
-                })?;
+                let v: Vec<u8> = b
+                    .extract()
+                    .ok()
+                    .filter(|_| !b.is_instance_of::<PyString>())
+                    .ok_or_else(|| protocol_error("http.response.body: 'body' must be bytes"))?;
                 Ok(Bytes::from(v))
             }
         }
@@ -176,36 +290,41 @@ fn body_bytes(message: &Bound<'_, PyDict>) -> PyResult<Bytes> {
 }
 
 #[pymethods]
-impl Send {
+impl AsgiSend {
     fn __call__(&self, py: Python<'_>, message: &Bound<'_, PyDict>) -> PyResult<PyObject> {
+        let core = &self.io.core;
         let kind = message
             .get_item(intern!(py, "type"))?
-            .ok_or_else(|| PyRuntimeError::new_err("ASGI message without a 'type' key"))?;
-        let kind = kind.downcast::<pyo3::types::PyString>()?.to_str()?;
+            .ok_or_else(|| protocol_error("ASGI message without a 'type' key"))?;
+        let kind = kind
+            .downcast::<PyString>()
+            .map_err(|_| protocol_error("ASGI message 'type' must be a str"))?
+            .to_str()?;
         let mut st = self.state.lock();
         match kind {
             "http.response.start" => {
                 if !matches!(*st, SendState::Idle) {
                     return Err(protocol_error(
-                        "Unexpected ASGI message 'http.response.start' sent, after response already started.".into(),
+                        "Unexpected ASGI message 'http.response.start' sent, after response already started.",
                     ));
                 }
                 let status: u16 = message
                     .get_item(intern!(py, "status"))?
-                    .ok_or_else(|| PyRuntimeError::new_err("http.response.start without 'status'"))?
-                    .extract()?;
+                    .ok_or_else(|| protocol_error("http.response.start without 'status'"))?
+                    .extract()
+                    .map_err(|_| protocol_error("http.response.start: 'status' must be an int"))?;
                 let status = StatusCode::from_u16(status).map_err(|_| {
-                    PyRuntimeError::new_err(format!("invalid HTTP status code {status}"))
+                    protocol_error(format!("http.response.start: invalid status {status}"))
                 })?;
                 let headers = match message.get_item(intern!(py, "headers"))? {
                     Some(h) => parse_headers(&h)?,
                     None => HeaderMap::new(),
                 };
-                if self.exchange.is_disconnected() {
-                    return Err(crate::error::Error::Disconnected.into());
+                if self.io.exchange.is_disconnected() {
+                    return Err(Error::Disconnected.into());
                 }
                 *st = SendState::HeadPending(PendingHead { status, headers });
-                Ok(self.ctx.done.clone_ref(py).into_any())
+                Ok(core.done.clone_ref(py).into_any())
             }
             "http.response.body" => {
                 let data = body_bytes(message)?;
@@ -216,13 +335,12 @@ impl Send {
                 match *st {
                     SendState::Idle => {
                         return Err(protocol_error(
-                            "Expected ASGI message 'http.response.start', but got 'http.response.body'.".into(),
+                            "Expected ASGI message 'http.response.start', but got 'http.response.body'.",
                         ))
                     }
                     SendState::Complete => {
                         return Err(protocol_error(
-                            "Unexpected ASGI message 'http.response.body' sent, after response already completed."
-                                .into(),
+                            "Unexpected ASGI message 'http.response.body' sent, after response already completed.",
                         ))
                     }
                     SendState::HeadPending(_) | SendState::Streaming => {}
@@ -234,26 +352,26 @@ impl Send {
                 };
                 let previous = std::mem::replace(&mut *st, next);
                 drop(st);
-                let outcome = match previous {
+                let exchange = &self.io.exchange;
+                let sent = match previous {
                     SendState::HeadPending(head) => {
-                        self.exchange
-                            .start_response(head.status, head.headers, data, more)?
+                        exchange.start_response(head.status, head.headers, data, more)?
                     }
-                    _ => self.exchange.send_chunk(data, more)?,
+                    _ => exchange.send_chunk(data, more)?,
                 };
-                if outcome.flush {
-                    self.ctx.call_soon.call1(py, (&self.ctx.flush,))?;
-                }
-                if outcome.full {
-                    let fut = self.ctx.create_future.call0(py)?;
-                    if self.exchange.set_send_waiter(fut.clone_ref(py)).is_ok() {
+                core.hand_over(py, sent.handover)?;
+                if sent.full {
+                    let fut = core.create_future.call0(py)?;
+                    self.io.waiters.lock().send = Some(fut.clone_ref(py));
+                    if exchange.park(Want::Room, self.io.clone()) {
                         return Ok(fut);
                     }
+                    self.io.waiters.lock().send = None;
                 }
-                Ok(self.ctx.done.clone_ref(py).into_any())
+                Ok(core.done.clone_ref(py).into_any())
             }
             // Trailers need the request to have asked for them; nothing to do for HTTP/1.1.
-            "http.response.trailers" => Ok(self.ctx.done.clone_ref(py).into_any()),
+            "http.response.trailers" => Ok(core.done.clone_ref(py).into_any()),
             other => Err(protocol_error(format!(
                 "Unexpected ASGI message type '{other}' for an http scope."
             ))),

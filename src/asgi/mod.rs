@@ -1,25 +1,113 @@
-//! ASGI: turning parsed requests into app calls on the event loop thread.
+//! ASGI 3 over HTTP: requests become app calls on the asyncio event loop thread.
 
+pub mod awaitable;
 pub mod finish;
 pub mod io;
 pub mod scope;
 
 use std::sync::Arc;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use pyo3::{intern, IntoPyObjectExt};
 
-use crate::bridge::awaitable::Done;
-use crate::error::ClientDisconnected;
-use crate::http::exchange::Exchange;
-use crate::server::shared::NewRequest;
-use finish::{AccessInfo, RunApp};
-use io::{received_to_dict, Receive, Send};
+use crate::bridge::Outbox;
+use crate::config::CoreConfig;
+use crate::error::Error;
+use crate::http::exchange::Handover;
+use crate::http::{Dispatch, NewRequest};
+use crate::interface::access::AccessInfo;
+use crate::interface::log::Loggers;
+use crate::interface::server::Server;
+use crate::interface::{Host, Interface, LoopEvent};
+use awaitable::Done;
+use finish::RunApp;
+use io::{AsgiReceive, AsgiSend, RequestIo};
 use scope::ScopeTemplate;
 
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<AsgiInterface>()?;
+    m.add_class::<awaitable::Ready>()?;
+    m.add_class::<awaitable::Done>()?;
+    m.add_class::<RunApp>()?;
+    Ok(())
+}
+
+/// `_juggler.AsgiInterface(app, event_loop, state, error_logger, access_logger)`: what an
+/// ASGI worker serves; `server()` turns it into a [`Server`].
+#[pyclass(frozen, module = "juggler._juggler")]
+pub struct AsgiInterface {
+    app: PyObject,
+    event_loop: PyObject,
+    state: Option<Py<PyDict>>,
+    error_logger: PyObject,
+    access_logger: PyObject,
+}
+
+#[pymethods]
+impl AsgiInterface {
+    #[new]
+    #[pyo3(signature = (app, event_loop, state, error_logger, access_logger))]
+    fn new(
+        app: PyObject,
+        event_loop: PyObject,
+        state: Option<Py<PyDict>>,
+        error_logger: PyObject,
+        access_logger: PyObject,
+    ) -> Self {
+        Self {
+            app,
+            event_loop,
+            state,
+            error_logger,
+            access_logger,
+        }
+    }
+
+    /// A server for this app on the listening socket `fd`.
+    fn server(&self, py: Python<'_>, config: CoreConfig, fd: i32, unix: bool) -> PyResult<Server> {
+        let event_loop = self.event_loop.bind(py);
+        let host = Host::new(config.clone()).map_err(Error::from)?;
+        let loggers = Arc::new(Loggers::new(
+            py,
+            self.error_logger.clone_ref(py),
+            self.access_logger.clone_ref(py),
+            config.access_log,
+        )?);
+        let (create_task, task_kwargs) = task_spawner(py, event_loop)?;
+        let outbox = Arc::new(Outbox::new());
+        let flush = Py::new(py, FlushOutbox(outbox.clone()))?.into_any();
+        let core = Arc::new(AsgiCore {
+            app: self.app.clone_ref(py),
+            create_task,
+            task_kwargs,
+            create_future: event_loop.getattr(intern!(py, "create_future"))?.unbind(),
+            call_soon: event_loop.getattr(intern!(py, "call_soon"))?.unbind(),
+            flush,
+            outbox,
+            state: self.state.as_ref().map(|s| s.clone_ref(py)),
+            loggers: loggers.clone(),
+            done: Py::new(py, Done)?,
+            scope: ScopeTemplate::new(py, &config.root_path)?,
+            host: host.clone(),
+        });
+        Server::new(py, host, core, loggers, event_loop, fd, unix)
+    }
+}
+
+/// `loop.call_soon(flush)`: one wake-up of the I/O thread per loop iteration.
+#[pyclass(frozen, module = "juggler._juggler")]
+pub struct FlushOutbox(Arc<Outbox<Handover>>);
+
+#[pymethods]
+impl FlushOutbox {
+    fn __call__(&self) {
+        self.0.flush();
+    }
+}
+
 /// The Python objects one worker's requests need, looked up once.
-pub struct LoopCtx {
+pub struct AsgiCore {
     pub app: PyObject,
     /// `asyncio.Task` (or the loop's own `create_task` when a task factory is set) ...
     pub create_task: PyObject,
@@ -30,115 +118,89 @@ pub struct LoopCtx {
     pub call_soon: PyObject,
     /// Hands deferred responses to the I/O thread; scheduled with `call_soon`.
     pub flush: PyObject,
+    pub outbox: Arc<Outbox<Handover>>,
     pub state: Option<Py<PyDict>>,
-    pub error_logger: PyObject,
-    pub access_logger: PyObject,
-    /// The access log is on and its logger would emit INFO.
-    pub access_log: bool,
+    pub loggers: Arc<Loggers>,
     pub done: Py<Done>,
     pub scope: ScopeTemplate,
+    pub host: Arc<Host>,
 }
 
-impl LoopCtx {
-    pub fn log_error(&self, py: Python<'_>, msg: &str, exc: Option<&Bound<'_, PyAny>>) {
-        let kwargs = PyDict::new(py);
-        if let Some(exc) = exc {
-            let _ = kwargs.set_item(intern!(py, "exc_info"), exc);
+impl AsgiCore {
+    /// Queues a hand-over for the I/O thread, scheduling a flush if the outbox was empty.
+    pub fn hand_over(&self, py: Python<'_>, handover: Option<Handover>) -> PyResult<()> {
+        if let Some(h) = handover {
+            if self.outbox.defer(h) {
+                self.call_soon.call1(py, (&self.flush,))?;
+            }
         }
-        if let Err(e) =
-            self.error_logger
-                .call_method(py, intern!(py, "error"), (msg,), Some(&kwargs))
-        {
-            e.print(py);
-        }
+        Ok(())
+    }
+}
+
+impl Dispatch for AsgiCore {
+    fn dispatch(&self, request: NewRequest) -> Result<(), Box<NewRequest>> {
+        self.host
+            .mailbox
+            .post(LoopEvent::Request(Box::new(request)));
+        Ok(())
+    }
+}
+
+impl Interface for AsgiCore {
+    fn start(self: Arc<Self>, py: Python<'_>, request: Box<NewRequest>) {
+        start_request(py, self, request);
     }
 
-    pub fn log(&self, py: Python<'_>, level: &str, msg: &str) {
-        if let Err(e) = self.error_logger.call_method1(py, level, (msg,)) {
-            e.print(py);
-        }
+    fn on_io_start(&self) {
+        let outbox = self.outbox.clone();
+        tokio::spawn(async move { outbox.run().await });
     }
 }
 
 /// Calls the app for a new request and schedules it as a task on the loop.
-pub fn start_request(py: Python<'_>, ctx: &Arc<LoopCtx>, req: Box<NewRequest>) {
+fn start_request(py: Python<'_>, core: Arc<AsgiCore>, req: Box<NewRequest>) {
     let NewRequest {
         exchange,
         parts,
         conn,
     } = *req;
-    let access = ctx.access_log.then(|| AccessInfo::new(&parts, &conn));
+    let mut access = AccessInfo::capture(&core.loggers, &parts, &conn);
+    let io = Arc::new(RequestIo::new(exchange, core));
     let result = (|| -> PyResult<()> {
-        let state = ctx.state.as_ref().map(|s| s.bind(py));
-        let scope = ctx.scope.build(py, &parts, &conn, state)?;
-        let receive = Py::new(
-            py,
-            Receive {
-                exchange: exchange.clone(),
-                ctx: ctx.clone(),
-            },
-        )?;
-        let send = Py::new(py, Send::new(exchange.clone(), ctx.clone()))?;
-        let coro = ctx.app.call1(py, (scope, receive, send))?;
-        let run = RunApp::new(coro, exchange.clone(), ctx.clone(), access.clone());
-        let kwargs = ctx.task_kwargs.as_ref().map(|k| k.bind(py));
-        ctx.create_task.call(py, (Py::new(py, run)?,), kwargs)?;
+        let core = &io.core;
+        let state = core.state.as_ref().map(|s| s.bind(py));
+        let scope = core.scope.build(py, &parts, &conn, state)?;
+        let receive = Py::new(py, AsgiReceive::new(io.clone()))?;
+        let send = Py::new(py, AsgiSend::new(io.clone()))?;
+        let coro = core.app.call1(py, (scope, receive, send))?;
+        let run = Py::new(py, RunApp::new(coro, io.clone(), access.take()))?;
+        let kwargs = core.task_kwargs.as_ref().map(|k| k.bind(py));
+        core.create_task.call(py, (run,), kwargs)?;
         Ok(())
     })();
     if let Err(err) = result {
         // The app could not even be called (not an ASGI callable, or it raised at once).
-        finish::conclude(
-            py,
-            ctx,
-            &exchange,
-            access.as_ref(),
-            finish::Ending::Raised(&err),
-        );
+        finish::conclude(py, &io, access.as_ref(), finish::Ending::Raised(&err));
     }
 }
 
-/// Resolves whatever `receive()`/`send()` futures the exchange's news satisfies.
-pub fn wake(py: Python<'_>, exchange: &Arc<Exchange>) {
-    let (receivers, sender) = exchange.take_waiters();
-    for fut in receivers {
-        if is_done(py, &fut) {
-            continue;
-        }
-        loop {
-            match exchange.next_received() {
-                Some(msg) => {
-                    let result = received_to_dict(py, msg)
-                        .and_then(|d| fut.call_method1(py, intern!(py, "set_result"), (d,)));
-                    if let Err(e) = result {
-                        e.print(py);
-                    }
-                    break;
-                }
-                None => match exchange.add_receive_waiter(fut.clone_ref(py)) {
-                    Ok(()) => break,
-                    Err(_) => continue,
-                },
-            }
-        }
+/// How request tasks are made: `asyncio.Task(coro, loop=loop, name=...)` directly, unless the
+/// loop has a task factory, which `loop.create_task` must then go through.
+fn task_spawner(
+    py: Python<'_>,
+    event_loop: &Bound<'_, PyAny>,
+) -> PyResult<(PyObject, Option<Py<PyDict>>)> {
+    let factory = event_loop.call_method0(intern!(py, "get_task_factory"))?;
+    if !factory.is_none() {
+        return Ok((
+            event_loop.getattr(intern!(py, "create_task"))?.unbind(),
+            None,
+        ));
     }
-    if let Some(fut) = sender {
-        if !is_done(py, &fut) {
-            let result = if exchange.is_disconnected() {
-                ClientDisconnected::new_err("client disconnected")
-                    .into_bound_py_any(py)
-                    .and_then(|exc| fut.call_method1(py, intern!(py, "set_exception"), (exc,)))
-            } else {
-                fut.call_method1(py, intern!(py, "set_result"), (py.None(),))
-            };
-            if let Err(e) = result {
-                e.print(py);
-            }
-        }
-    }
-}
-
-fn is_done(py: Python<'_>, fut: &PyObject) -> bool {
-    fut.call_method0(py, intern!(py, "done"))
-        .and_then(|d| d.is_truthy(py))
-        .unwrap_or(true)
+    let task = py.import("asyncio")?.getattr(intern!(py, "Task"))?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item(intern!(py, "loop"), event_loop)?;
+    kwargs.set_item(intern!(py, "name"), intern!(py, "juggler.request"))?;
+    Ok((task.unbind(), Some(kwargs.unbind())))
 }

@@ -4,11 +4,10 @@ use http::request::Parts;
 use http::{Method, Version};
 use percent_encoding::percent_decode;
 use pyo3::prelude::*;
-use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
-use crate::server::shared::{ConnInfo, ServerAddr};
+use crate::server::{ConnInfo, ServerAddr};
 
 /// The parts of every scope that never change, copied per request.
 pub struct ScopeTemplate {
@@ -81,8 +80,9 @@ impl ScopeTemplate {
             headers.append(pair)?;
         }
         scope.set_item(intern!(py, "headers"), headers)?;
-        scope.set_item(intern!(py, "client"), client(py, conn)?)?;
-        scope.set_item(intern!(py, "server"), server(py, conn)?)?;
+        let addr = addresses(py, conn)?;
+        scope.set_item(intern!(py, "client"), addr.client.bind(py))?;
+        scope.set_item(intern!(py, "server"), addr.server.bind(py))?;
         if let Some(state) = state {
             scope.set_item(intern!(py, "state"), state.copy()?)?;
         }
@@ -90,26 +90,34 @@ impl ScopeTemplate {
     }
 }
 
-fn cached<'py>(
-    py: Python<'py>,
-    cell: &GILOnceCell<PyObject>,
-    make: impl FnOnce() -> PyResult<PyObject>,
-) -> PyResult<Bound<'py, PyAny>> {
-    Ok(cell.get_or_try_init(py, make)?.bind(py).clone())
+/// The scope's `client` and `server` tuples, built once per connection.
+struct Addresses {
+    client: PyObject,
+    server: PyObject,
 }
 
-fn client<'py>(py: Python<'py>, conn: &ConnInfo) -> PyResult<Bound<'py, PyAny>> {
-    cached(py, &conn.client_py, || match &conn.client {
-        Some((host, port)) => (host.as_str(), *port).into_py_any(py),
-        None => Ok(py.None()),
-    })
-}
-
-fn server<'py>(py: Python<'py>, conn: &ConnInfo) -> PyResult<Bound<'py, PyAny>> {
-    cached(py, &conn.server_py, || match &conn.server {
-        ServerAddr::Tcp(host, port) => (host.as_str(), *port).into_py_any(py),
-        ServerAddr::Unix(path) => (path.as_str(), py.None()).into_py_any(py),
-    })
+fn addresses<'a>(py: Python<'_>, conn: &'a ConnInfo) -> PyResult<&'a Addresses> {
+    if let Some(a) = conn
+        .derived
+        .get()
+        .and_then(|d| d.downcast_ref::<Addresses>())
+    {
+        return Ok(a);
+    }
+    let client = match &conn.client {
+        Some((host, port)) => (host.as_str(), *port).into_py_any(py)?,
+        None => py.None(),
+    };
+    let server = match &conn.server {
+        ServerAddr::Tcp(host, port) => (host.as_str(), *port).into_py_any(py)?,
+        ServerAddr::Unix(path) => (path.as_str(), py.None()).into_py_any(py)?,
+    };
+    // Only the loop thread sets it, under the GIL, so nothing can have set it meanwhile.
+    let _ = conn.derived.set(Box::new(Addresses { client, server }));
+    conn.derived
+        .get()
+        .and_then(|d| d.downcast_ref::<Addresses>())
+        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("connection addresses"))
 }
 
 pub fn http_version(py: Python<'_>, v: Version) -> &Bound<'_, PyString> {

@@ -1,7 +1,24 @@
-//! How Rust work reaches the Python thread and back (see DESIGN.md, "The bridge").
+//! The crossing between the Tokio I/O thread and the Python thread, both ways.
+//!
+//! Every request crosses twice, so the crossing decides performance. A naive crossing pays a
+//! thread wake-up (and on a busy core a context switch) per message in each direction. Here
+//! each direction batches instead:
+//!
+//! * **In, to the loop thread: [`mailbox`].** The I/O thread posts events (a parsed request,
+//!   "body data arrived", a log line) into a vector and wakes the event loop through an
+//!   eventfd ([`wakeup`]) that the loop watches with `add_reader`. While the I/O thread is
+//!   busy it holds the wake-up back, until it is about to park (Tokio's `on_thread_park`), or
+//!   64 events or 1 ms have piled up; the loop then takes the whole pile under the GIL once.
+//!   Threads that are not I/O threads (WSGI workers) wake the loop at once.
+//! * **Out, to the I/O thread: [`outbox`].** Response heads and body wake-ups produced on the
+//!   loop thread are queued, and the loop schedules one flush per iteration (`call_soon`), so
+//!   all the responses of one iteration reach Tokio with one wake-up.
+//!
+//! Both are generic over what they carry; the interfaces decide what crosses.
 
-pub mod awaitable;
 pub mod mailbox;
+pub mod outbox;
 pub mod wakeup;
 
 pub use mailbox::Mailbox;
+pub use outbox::{Deliver, Outbox};

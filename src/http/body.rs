@@ -28,11 +28,16 @@ impl ResponseBody {
 
 pub struct StreamBody {
     exchange: Arc<Exchange>,
+    /// The app gave up mid-stream and hyper has been given one turn to flush what it holds.
+    flushed_before_abort: bool,
 }
 
 impl StreamBody {
     pub fn new(exchange: Arc<Exchange>) -> Self {
-        Self { exchange }
+        Self {
+            exchange,
+            flushed_before_abort: false,
+        }
     }
 }
 
@@ -55,6 +60,15 @@ impl Body for ResponseBody {
             ResponseBody::Stream(s) => match s.exchange.poll_out(cx.waker()) {
                 OutPoll::Data(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
                 OutPoll::End => Poll::Ready(None),
+                // A body error makes hyper close at once, dropping what it has not written
+                // yet. Returning Pending first lets it flush the head and the chunks sent so
+                // far (it flushes whenever the body has nothing), so the client sees the
+                // response as started, then cut.
+                OutPoll::Aborted if !s.flushed_before_abort => {
+                    s.flushed_before_abort = true;
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
                 OutPoll::Aborted => Poll::Ready(Some(Err(ResponseAborted))),
                 OutPoll::Pending => Poll::Pending,
             },

@@ -1,49 +1,105 @@
 //! The state of one request/response exchange, shared by the connection task (Tokio thread)
-//! and the app's `receive`/`send` (event loop thread). One mutex guards it; nobody holds it
-//! while calling into Python, so a finaliser that re-enters can never deadlock.
+//! and the app's side (an event loop or a WSGI thread). One mutex guards it, and nobody holds
+//! it while calling out, so a waker or finaliser that re-enters can never deadlock.
+//!
+//! The exchange holds no Python object and knows no interface: an app side that must wait
+//! parks an [`AppWaker`] here and is woken once when what it wants may have changed; response
+//! heads and body wake-ups come back as [`Handover`]s that the app side delivers to the I/O
+//! thread as suits it (batched through the bridge's outbox, or at once).
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use parking_lot::Mutex;
-use pyo3::PyObject;
 use tokio::sync::{oneshot, Notify};
 
-use super::body::ResponseBody;
-use crate::server::shared::{Deferred, Event, Shared};
+use super::body::{plain_response, ResponseBody, StreamBody};
+use crate::bridge::outbox::Deliver;
+use crate::error::{Error, Result};
 
 /// Request body buffered ahead of the app before the socket stops being read. Large enough
 /// for few wake-ups, small enough for flat memory.
 pub const HIGH_WATER: usize = 256 * 1024;
-/// Response body queued ahead of the socket before `send()` waits, and the level at which it
-/// resumes: with room for two typical 1 MiB chunks the socket never idles while the app is
-/// woken to produce the next one.
-const OUT_HIGH_WATER: usize = 1024 * 1024;
-const OUT_LOW_WATER: usize = 512 * 1024;
+/// Response body queued ahead of the socket before the app must wait, and the level at which
+/// it may go on: with room for two typical 1 MiB chunks the socket never idles while the app
+/// is woken to produce the next one.
+pub const OUT_HIGH_WATER: usize = 1024 * 1024;
+pub const OUT_LOW_WATER: usize = 512 * 1024;
 
-/// What `receive()` hands to the app, decided under the lock, turned into a dict outside it.
+/// The next thing the app learns about the request body.
+#[derive(Debug, PartialEq, Eq)]
 pub enum Received {
-    Body { data: Bytes, more: bool },
+    Body {
+        data: Bytes,
+        more: bool,
+    },
+    /// The client is gone, or the response is complete and nothing more will be read.
     Disconnect,
 }
 
+/// What a parked app side waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    /// Request body data, its end, or a disconnect.
+    Body,
+    /// Room in the response queue, or a disconnect.
+    Room,
+}
+
+/// How a waiting app side is woken: an event loop posts to its mailbox, a WSGI thread's
+/// condition variable is signalled. Called at most once per [`Exchange::park`], never under
+/// the exchange's lock.
+pub trait AppWaker: Send + Sync {
+    fn wake(self: Arc<Self>);
+}
+
+/// Work for the I/O thread that the app side produced.
+pub enum Handover {
+    /// The response head (and a whole body, or the stream that will carry it).
+    Respond(
+        oneshot::Sender<Response<ResponseBody>>,
+        Response<ResponseBody>,
+    ),
+    /// The response stream has new data.
+    Wake(Waker),
+}
+
+impl Deliver for Handover {
+    fn deliver(self) {
+        match self {
+            // A dropped receiver means the client left; the exchange already knows.
+            Handover::Respond(tx, response) => drop(tx.send(response)),
+            Handover::Wake(waker) => waker.wake(),
+        }
+    }
+}
+
+/// What a send step asks of the caller.
+pub struct Sent {
+    /// To be delivered to the I/O thread.
+    pub handover: Option<Handover>,
+    /// The response queue is over its high-water mark: wait for [`Want::Room`].
+    pub full: bool,
+}
+
 #[derive(Default)]
-pub struct ExchangeInner {
+struct Inner {
     // request body, filled by the connection task
     chunks: VecDeque<Bytes>,
     buffered: usize,
     body_complete: bool,
     last_body_delivered: bool,
-    receive_waiters: Vec<PyObject>,
     // lifecycle
     disconnected: bool,
     /// The request body was malformed (bad chunk framing): answer 400 if nothing was sent.
     body_error: bool,
-    wake_posted: bool,
+    waker: Option<Arc<dyn AppWaker>>,
+    want_body: bool,
+    want_room: bool,
     // response
     responder: Option<oneshot::Sender<Response<ResponseBody>>>,
     status: Option<StatusCode>,
@@ -52,54 +108,68 @@ pub struct ExchangeInner {
     out_buffered: usize,
     out_aborted: bool,
     body_waker: Option<Waker>,
-    send_waiter: Option<PyObject>,
+}
+
+impl Inner {
+    /// Takes the parked waker if the change at hand is one it waits for.
+    fn waker_for(&mut self, body: bool, room: bool) -> Option<Arc<dyn AppWaker>> {
+        if (body && self.want_body) || (room && self.want_room) {
+            self.want_body = false;
+            self.want_room = false;
+            self.waker.take()
+        } else {
+            None
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.disconnected || self.out_aborted || self.out_buffered <= OUT_LOW_WATER
+    }
+
+    fn body_ready(&self) -> bool {
+        self.disconnected
+            || !self.chunks.is_empty()
+            || (self.body_complete && !self.last_body_delivered)
+            || self.response_complete
+    }
 }
 
 pub struct Exchange {
-    inner: Mutex<ExchangeInner>,
-    /// Wakes the request-body pump when the app has room for more.
+    inner: Mutex<Inner>,
+    /// Wakes the request-body pump when the app has room for more or stopped caring.
     pub demand: Notify,
-    shared: Arc<Shared>,
     _inflight: InflightToken,
 }
 
 /// Counts an exchange towards `--limit-concurrency` for as long as either side holds it.
-pub struct InflightToken(Arc<Shared>);
-
-impl InflightToken {
-    pub fn new(shared: &Arc<Shared>) -> Self {
-        shared.inflight.fetch_add(1, Ordering::Relaxed);
-        Self(shared.clone())
-    }
-}
+struct InflightToken(Arc<AtomicUsize>);
 
 impl Drop for InflightToken {
     fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-pub struct SendOutcome {
-    /// The queue is over the high-water mark: the caller waits for room.
-    pub full: bool,
-    /// Something was handed to [`Shared::defer`] into an empty outbox: schedule a flush.
-    pub flush: bool,
+fn wake(waker: Option<Arc<dyn AppWaker>>) {
+    if let Some(w) = waker {
+        w.wake();
+    }
 }
 
 impl Exchange {
     pub fn new(
-        shared: Arc<Shared>,
+        inflight: &Arc<AtomicUsize>,
         responder: oneshot::Sender<Response<ResponseBody>>,
     ) -> Arc<Self> {
-        let inner = ExchangeInner {
+        inflight.fetch_add(1, Ordering::Relaxed);
+        let inner = Inner {
             responder: Some(responder),
             ..Default::default()
         };
         Arc::new(Self {
             inner: Mutex::new(inner),
             demand: Notify::new(),
-            _inflight: InflightToken::new(&shared),
-            shared,
+            _inflight: InflightToken(inflight.clone()),
         })
     }
 
@@ -107,37 +177,35 @@ impl Exchange {
         self.inner.lock().disconnected
     }
 
-    /// Posts one wake-up to the loop if the app is waiting on something.
-    fn wake_app(self: &Arc<Self>, g: &mut ExchangeInner) {
-        if !g.wake_posted && (!g.receive_waiters.is_empty() || g.send_waiter.is_some()) {
-            g.wake_posted = true;
-            self.shared.post(Event::Wake(self.clone()));
-        }
-    }
-
     // ---- Tokio side: request body ----
 
     /// Returns false once nobody will read more (disconnected or response done).
-    pub fn push_body(self: &Arc<Self>, data: Bytes) -> bool {
-        let mut g = self.inner.lock();
-        if g.disconnected || g.response_complete {
-            return false;
-        }
-        if !data.is_empty() {
-            g.buffered += data.len();
-            g.chunks.push_back(data);
-        }
-        self.wake_app(&mut g);
+    pub fn push_body(&self, data: Bytes) -> bool {
+        let waker = {
+            let mut g = self.inner.lock();
+            if g.disconnected || g.response_complete {
+                return false;
+            }
+            if !data.is_empty() {
+                g.buffered += data.len();
+                g.chunks.push_back(data);
+            }
+            g.waker_for(true, false)
+        };
+        wake(waker);
         true
     }
 
-    pub fn finish_body(self: &Arc<Self>) {
-        let mut g = self.inner.lock();
-        g.body_complete = true;
-        self.wake_app(&mut g);
+    pub fn finish_body(&self) {
+        let waker = {
+            let mut g = self.inner.lock();
+            g.body_complete = true;
+            g.waker_for(true, false)
+        };
+        wake(waker);
     }
 
-    /// True while the pump should wait before reading more.
+    /// None once nobody will read more; otherwise whether the pump should wait first.
     pub fn body_paused(&self) -> Option<bool> {
         let g = self.inner.lock();
         if g.disconnected || g.response_complete {
@@ -148,47 +216,52 @@ impl Exchange {
     }
 
     /// The request body could not be parsed; the app sees a disconnect.
-    pub fn body_failed(self: &Arc<Self>) {
+    pub fn body_failed(&self) {
         self.inner.lock().body_error = true;
         self.disconnect();
     }
 
     /// The client went away (or the connection was aborted).
-    pub fn disconnect(self: &Arc<Self>) {
-        let waker = {
+    pub fn disconnect(&self) {
+        let (waker, body_waker) = {
             let mut g = self.inner.lock();
             if g.disconnected {
                 return;
             }
             g.disconnected = true;
-            self.wake_app(&mut g);
-            g.body_waker.take()
+            (g.waker_for(true, true), g.body_waker.take())
         };
         self.demand.notify_one();
-        if let Some(w) = waker {
+        wake(waker);
+        if let Some(w) = body_waker {
             w.wake();
         }
     }
 
     // ---- Tokio side: response body ----
 
-    pub fn poll_out(self: &Arc<Self>, waker: &Waker) -> OutPoll {
-        let mut g = self.inner.lock();
-        if let Some(chunk) = g.out.pop_front() {
-            g.out_buffered -= chunk.len();
-            if g.out_buffered <= OUT_LOW_WATER {
-                self.wake_app(&mut g);
+    pub fn poll_out(&self, cx_waker: &Waker) -> OutPoll {
+        let (poll, waker) = {
+            let mut g = self.inner.lock();
+            if let Some(chunk) = g.out.pop_front() {
+                g.out_buffered -= chunk.len();
+                let waker = if g.out_buffered <= OUT_LOW_WATER {
+                    g.waker_for(false, true)
+                } else {
+                    None
+                };
+                (OutPoll::Data(chunk), waker)
+            } else if g.out_aborted {
+                (OutPoll::Aborted, None)
+            } else if g.response_complete {
+                (OutPoll::End, None)
+            } else {
+                g.body_waker = Some(cx_waker.clone());
+                (OutPoll::Pending, None)
             }
-            return OutPoll::Data(chunk);
-        }
-        if g.out_aborted {
-            return OutPoll::Aborted;
-        }
-        if g.response_complete {
-            return OutPoll::End;
-        }
-        g.body_waker = Some(waker.clone());
-        OutPoll::Pending
+        };
+        wake(waker);
+        poll
     }
 
     pub fn out_is_end(&self) -> bool {
@@ -197,7 +270,7 @@ impl Exchange {
     }
 
     /// The streaming body was dropped by hyper: finished, or the client went away mid-stream.
-    pub fn out_dropped(self: &Arc<Self>) {
+    pub fn out_dropped(&self) {
         let complete = {
             let g = self.inner.lock();
             g.response_complete && g.out.is_empty()
@@ -207,9 +280,9 @@ impl Exchange {
         }
     }
 
-    // ---- loop side: receive ----
+    // ---- app side: request body ----
 
-    /// The next message for `receive()`, or None if the app must wait.
+    /// The next message about the request body, or None if the app must wait for one.
     pub fn next_received(&self) -> Option<Received> {
         let mut g = self.inner.lock();
         let msg = Self::next_locked(&mut g);
@@ -220,7 +293,7 @@ impl Exchange {
         msg
     }
 
-    fn next_locked(g: &mut ExchangeInner) -> Option<Received> {
+    fn next_locked(g: &mut Inner) -> Option<Received> {
         if g.disconnected {
             return Some(Received::Disconnect);
         }
@@ -252,52 +325,53 @@ impl Exchange {
         None
     }
 
-    pub fn add_receive_waiter(&self, fut: PyObject) -> Result<(), PyObject> {
+    /// Parks `waker` until what the app wants may have changed. False if it already has, so
+    /// the caller looks again instead of waiting: the check and the park are one step here.
+    pub fn park(&self, want: Want, waker: Arc<dyn AppWaker>) -> bool {
         let mut g = self.inner.lock();
-        // Something may have arrived between the first check and now.
-        if g.disconnected
-            || !g.chunks.is_empty()
-            || g.body_complete && !g.last_body_delivered
-            || g.response_complete
-        {
-            return Err(fut);
-        }
-        g.receive_waiters.push(fut);
-        drop(g);
-        self.demand.notify_one();
-        Ok(())
-    }
-
-    /// Called on the loop thread for an `Event::Wake`: hands back the waiters to resolve.
-    pub fn take_waiters(&self) -> (Vec<PyObject>, Option<PyObject>) {
-        let mut g = self.inner.lock();
-        g.wake_posted = false;
-        let receivers = std::mem::take(&mut g.receive_waiters);
-        let sender = if g.disconnected || g.out_buffered <= OUT_LOW_WATER || g.out_aborted {
-            g.send_waiter.take()
-        } else {
-            None
+        let ready = match want {
+            Want::Body => g.body_ready(),
+            Want::Room => g.has_room(),
         };
-        (receivers, sender)
+        if ready {
+            return false;
+        }
+        match want {
+            Want::Body => g.want_body = true,
+            Want::Room => g.want_room = true,
+        }
+        g.waker = Some(waker);
+        drop(g);
+        if want == Want::Body {
+            // The pump may be paused waiting for the app to ask.
+            self.demand.notify_one();
+        }
+        true
     }
 
-    // ---- loop side: send ----
+    /// Whether a send may go on: there is room, or waiting is pointless (client gone).
+    pub fn has_room(&self) -> bool {
+        self.inner.lock().has_room()
+    }
 
-    /// Sends the head with either the whole body or the first chunk of a stream.
+    // ---- app side: response ----
+
+    /// Starts the response with either the whole body (`more` false) or the first chunk of a
+    /// stream.
     pub fn start_response(
         self: &Arc<Self>,
         status: StatusCode,
         headers: HeaderMap,
         first: Bytes,
         more: bool,
-    ) -> crate::error::Result<SendOutcome> {
-        let (responder, body) = {
+    ) -> Result<Sent> {
+        let (responder, body, full, waker) = {
             let mut g = self.inner.lock();
             if g.disconnected {
-                return Err(crate::error::Error::Disconnected);
+                return Err(Error::Disconnected);
             }
             let Some(responder) = g.responder.take() else {
-                return Err(crate::error::Error::Disconnected);
+                return Err(Error::Disconnected);
             };
             g.status = Some(status);
             if more {
@@ -305,75 +379,76 @@ impl Exchange {
                     g.out_buffered += first.len();
                     g.out.push_back(first);
                 }
+                let full = g.out_buffered > OUT_HIGH_WATER;
                 (
                     responder,
-                    ResponseBody::Stream(super::body::StreamBody::new(self.clone())),
+                    ResponseBody::Stream(StreamBody::new(self.clone())),
+                    full,
+                    None,
                 )
             } else {
                 g.response_complete = true;
-                (responder, ResponseBody::full(first))
+                let waker = g.waker_for(true, false);
+                (responder, ResponseBody::full(first), false, waker)
             }
         };
+        if !more {
+            self.response_done(waker);
+        }
         let mut response = Response::new(body);
         *response.status_mut() = status;
         *response.headers_mut() = headers;
-        let flush = self.shared.defer(Deferred::Respond(responder, response));
-        self.after_response_step();
-        let full = more && self.inner.lock().out_buffered > OUT_HIGH_WATER;
-        Ok(SendOutcome { full, flush })
+        Ok(Sent {
+            handover: Some(Handover::Respond(responder, response)),
+            full,
+        })
     }
 
     /// Queues a chunk on a response that is already streaming.
-    pub fn send_chunk(
-        self: &Arc<Self>,
-        data: Bytes,
-        more: bool,
-    ) -> crate::error::Result<SendOutcome> {
-        let (waker, full) = {
+    pub fn send_chunk(&self, data: Bytes, more: bool) -> Result<Sent> {
+        let (body_waker, full, waker) = {
             let mut g = self.inner.lock();
-            if g.disconnected {
-                return Err(crate::error::Error::Disconnected);
+            if g.disconnected || g.out_aborted {
+                return Err(Error::Disconnected);
             }
             if !data.is_empty() {
                 g.out_buffered += data.len();
                 g.out.push_back(data);
             }
-            if !more {
+            let waker = if more {
+                None
+            } else {
                 g.response_complete = true;
-            }
-            (g.body_waker.take(), more && g.out_buffered > OUT_HIGH_WATER)
+                g.waker_for(true, false)
+            };
+            (
+                g.body_waker.take(),
+                more && g.out_buffered > OUT_HIGH_WATER,
+                waker,
+            )
         };
-        let flush = waker.is_some_and(|w| self.shared.defer(Deferred::Wake(w)));
         if !more {
-            self.after_response_step();
+            self.response_done(waker);
         }
-        Ok(SendOutcome { full, flush })
+        Ok(Sent {
+            handover: body_waker.map(Handover::Wake),
+            full,
+        })
     }
 
-    pub fn set_send_waiter(&self, fut: PyObject) -> Result<(), PyObject> {
-        let mut g = self.inner.lock();
-        if g.disconnected || g.out_buffered <= OUT_LOW_WATER {
-            return Err(fut);
-        }
-        g.send_waiter = Some(fut);
-        Ok(())
+    /// Once the response is complete the request body is no longer wanted: a reader waiting
+    /// for it learns so, and the pump stops.
+    fn response_done(&self, waker: Option<Arc<dyn AppWaker>>) {
+        wake(waker);
+        self.demand.notify_one();
     }
 
-    /// Once the response is complete, the request body is no longer wanted.
-    fn after_response_step(self: &Arc<Self>) {
-        let mut g = self.inner.lock();
-        if g.response_complete {
-            self.wake_app(&mut g);
-            drop(g);
-            self.demand.notify_one();
-        }
-    }
-
-    /// The app is finished: answers a 500 if it never started a response, or cuts a
-    /// response it left half-sent. Returns what happened, for the log.
-    pub fn finish(self: &Arc<Self>) -> Finished {
-        let (responder, waker, outcome) = {
+    /// The app is finished: answers a 500 if it never started a response, or cuts a response
+    /// it left half-sent. Returns what happened, for the log.
+    pub fn finish(&self) -> Finished {
+        let (responder, body_waker, outcome, parked) = {
             let mut g = self.inner.lock();
+            let parked = g.waker.take();
             if g.response_complete {
                 return Finished::Complete;
             }
@@ -382,8 +457,7 @@ impl Exchange {
                 if let Some(r) = g.responder.take() {
                     if g.body_error {
                         g.status = Some(StatusCode::BAD_REQUEST);
-                        let mut resp =
-                            super::body::plain_response(StatusCode::BAD_REQUEST, "Bad Request");
+                        let mut resp = plain_response(StatusCode::BAD_REQUEST, "Bad Request");
                         resp.headers_mut().insert(
                             http::header::CONNECTION,
                             http::HeaderValue::from_static("close"),
@@ -397,21 +471,23 @@ impl Exchange {
                 Some(r) => {
                     g.status = Some(StatusCode::INTERNAL_SERVER_ERROR);
                     g.response_complete = true;
-                    (Some(r), None, Finished::NoResponse)
+                    (Some(r), None, Finished::NoResponse, parked)
                 }
                 None => {
                     g.out_aborted = true;
-                    (None, g.body_waker.take(), Finished::Incomplete)
+                    (None, g.body_waker.take(), Finished::Incomplete, parked)
                 }
             }
         };
+        // A waker left parked by an app that gave up waiting is dropped, not called.
+        drop(parked);
         if let Some(r) = responder {
-            let _ = r.send(super::body::plain_response(
+            let _ = r.send(plain_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal Server Error",
             ));
         }
-        if let Some(w) = waker {
+        if let Some(w) = body_waker {
             w.wake();
         }
         self.demand.notify_one();
@@ -439,7 +515,7 @@ pub enum Finished {
 }
 
 /// Held by the service future until the response head is handed to hyper: if hyper drops the
-/// future first (the client closed the connection), the app learns of it through `receive()`.
+/// future first (the client closed the connection), the app learns of it.
 pub struct DisconnectGuard(pub Option<Arc<Exchange>>);
 
 impl Drop for DisconnectGuard {
@@ -447,5 +523,260 @@ impl Drop for DisconnectGuard {
         if let Some(ex) = self.0.take() {
             ex.disconnect();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    /// Counts wake-ups: stands in for an event loop or a WSGI thread.
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl AppWaker for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Counter {
+        fn count(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    struct TaskWake(AtomicUsize);
+
+    impl Wake for TaskWake {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn exchange() -> (
+        Arc<Exchange>,
+        oneshot::Receiver<Response<ResponseBody>>,
+        Arc<AtomicUsize>,
+    ) {
+        let inflight = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = oneshot::channel();
+        (Exchange::new(&inflight, tx), rx, inflight)
+    }
+
+    fn body(data: &'static [u8], more: bool) -> Option<Received> {
+        Some(Received::Body {
+            data: Bytes::from_static(data),
+            more,
+        })
+    }
+
+    fn respond(sent: Sent) -> Response<ResponseBody> {
+        match sent.handover {
+            Some(Handover::Respond(_, r)) => r,
+            _ => panic!("expected a response head"),
+        }
+    }
+
+    #[test]
+    fn counts_inflight_while_alive() {
+        let (ex, _rx, inflight) = exchange();
+        assert_eq!(inflight.load(Ordering::SeqCst), 1);
+        drop(ex);
+        assert_eq!(inflight.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn body_chunks_are_joined_and_end_is_reported_once() {
+        let (ex, _rx, _) = exchange();
+        assert_eq!(ex.next_received(), None);
+        assert!(ex.push_body(Bytes::from_static(b"ab")));
+        assert!(ex.push_body(Bytes::from_static(b"cd")));
+        assert_eq!(ex.next_received(), body(b"abcd", true));
+        ex.finish_body();
+        assert_eq!(ex.next_received(), body(b"", false));
+        assert_eq!(
+            ex.next_received(),
+            None,
+            "nothing more until the response completes"
+        );
+    }
+
+    #[test]
+    fn parked_reader_is_woken_once_by_data_and_not_by_room() {
+        let (ex, _rx, _) = exchange();
+        let w = Arc::new(Counter::default());
+        assert!(ex.park(Want::Body, w.clone()));
+        ex.finish(); // takes nothing: the reader still waits
+        let (ex, _rx, _) = exchange();
+        assert!(ex.park(Want::Body, w.clone()));
+        let _ = ex.poll_out(&Arc::new(TaskWake(AtomicUsize::new(0))).into());
+        assert_eq!(
+            w.count(),
+            0,
+            "room in the response is not what it waits for"
+        );
+        ex.push_body(Bytes::from_static(b"x"));
+        ex.push_body(Bytes::from_static(b"y"));
+        assert_eq!(w.count(), 1, "woken once, not per chunk");
+        assert!(
+            !ex.park(Want::Body, w.clone()),
+            "data is there: no need to wait"
+        );
+        assert_eq!(ex.next_received(), body(b"xy", true));
+    }
+
+    #[test]
+    fn disconnect_wakes_any_waiter_and_reads_as_disconnect() {
+        let (ex, _rx, _) = exchange();
+        let w = Arc::new(Counter::default());
+        assert!(ex.park(Want::Room, w.clone()) || ex.has_room());
+        assert!(ex.park(Want::Body, w.clone()));
+        ex.disconnect();
+        ex.disconnect();
+        assert_eq!(w.count(), 1);
+        assert_eq!(ex.next_received(), Some(Received::Disconnect));
+        assert!(ex.has_room(), "a sender must not wait for a gone client");
+        assert!(ex.push_body(Bytes::from_static(b"late")).eq(&false));
+        assert!(matches!(
+            ex.send_chunk(Bytes::new(), false),
+            Err(Error::Disconnected)
+        ));
+    }
+
+    #[test]
+    fn whole_response_completes_and_ends_the_request_body() {
+        let (ex, _rx, _) = exchange();
+        let w = Arc::new(Counter::default());
+        assert!(ex.park(Want::Body, w.clone()));
+        let sent = ex
+            .start_response(
+                StatusCode::OK,
+                HeaderMap::new(),
+                Bytes::from_static(b"hi"),
+                false,
+            )
+            .expect("started");
+        assert!(!sent.full);
+        assert_eq!(
+            w.count(),
+            1,
+            "a reader waiting for the body learns it is over"
+        );
+        assert_eq!(ex.next_received(), Some(Received::Disconnect));
+        assert_eq!(ex.body_paused(), None, "the pump stops");
+        let r = respond(sent);
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(ex.finish(), Finished::Complete);
+        assert_eq!(ex.status(), Some(StatusCode::OK));
+    }
+
+    #[test]
+    fn streaming_applies_backpressure_and_wakes_the_sender_at_low_water() {
+        let (ex, _rx, _) = exchange();
+        let chunk = Bytes::from(vec![0u8; 256 * 1024]);
+        let sent = ex
+            .start_response(StatusCode::OK, HeaderMap::new(), chunk.clone(), true)
+            .expect("started");
+        assert!(!sent.full);
+        let _response = respond(sent);
+        let mut full = false;
+        for _ in 0..4 {
+            full = ex.send_chunk(chunk.clone(), true).expect("sent").full;
+        }
+        assert!(full, "1.25 MiB queued is over the high-water mark");
+        let w = Arc::new(Counter::default());
+        assert!(ex.park(Want::Room, w.clone()));
+        let task = Arc::new(TaskWake(AtomicUsize::new(0))).into();
+        let mut taken = 0;
+        while w.count() == 0 {
+            match ex.poll_out(&task) {
+                OutPoll::Data(d) => taken += d.len(),
+                _ => panic!("data expected"),
+            }
+        }
+        assert_eq!(taken, 3 * 256 * 1024, "woken once at or below 512 KiB");
+        assert!(ex.has_room());
+    }
+
+    #[test]
+    fn send_chunk_wakes_a_waiting_stream_through_a_handover() {
+        let (ex, _rx, _) = exchange();
+        // hyper holds the response (and its stream) until the end; dropping it would mean
+        // the client went away.
+        let _response = respond(
+            ex.start_response(StatusCode::OK, HeaderMap::new(), Bytes::new(), true)
+                .expect("started"),
+        );
+        let task = Arc::new(TaskWake(AtomicUsize::new(0)));
+        assert!(matches!(
+            ex.poll_out(&task.clone().into()),
+            OutPoll::Pending
+        ));
+        let sent = ex.send_chunk(Bytes::from_static(b"x"), true).expect("sent");
+        match sent.handover {
+            Some(h @ Handover::Wake(_)) => h.deliver(),
+            _ => panic!("expected a stream wake-up"),
+        }
+        assert_eq!(task.0.load(Ordering::SeqCst), 1);
+        let sent = ex.send_chunk(Bytes::new(), false).expect("sent");
+        assert!(sent.handover.is_none(), "nobody is waiting yet");
+        assert!(matches!(
+            ex.poll_out(&task.clone().into()),
+            OutPoll::Data(_)
+        ));
+        assert!(matches!(ex.poll_out(&task.into()), OutPoll::End));
+        assert!(ex.out_is_end());
+    }
+
+    #[test]
+    fn finish_without_response_answers_500() {
+        let (ex, mut rx, _) = exchange();
+        assert_eq!(ex.finish(), Finished::NoResponse);
+        let r = rx.try_recv().expect("a response");
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(ex.status(), Some(StatusCode::INTERNAL_SERVER_ERROR));
+    }
+
+    #[test]
+    fn finish_mid_stream_delivers_queued_data_then_aborts() {
+        let (ex, _rx, _) = exchange();
+        let _response = respond(
+            ex.start_response(
+                StatusCode::OK,
+                HeaderMap::new(),
+                Bytes::from_static(b"part"),
+                true,
+            )
+            .expect("started"),
+        );
+        assert_eq!(ex.finish(), Finished::Incomplete);
+        let task = Arc::new(TaskWake(AtomicUsize::new(0))).into();
+        assert!(matches!(ex.poll_out(&task), OutPoll::Data(d) if d == "part"));
+        assert!(matches!(ex.poll_out(&task), OutPoll::Aborted));
+        assert!(!ex.out_is_end());
+        assert!(ex.send_chunk(Bytes::new(), false).is_err());
+    }
+
+    #[test]
+    fn malformed_body_answers_400_if_nothing_was_sent() {
+        let (ex, mut rx, _) = exchange();
+        ex.body_failed();
+        assert_eq!(ex.next_received(), Some(Received::Disconnect));
+        assert_eq!(ex.finish(), Finished::Disconnected);
+        let r = rx.try_recv().expect("a response");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn pump_pauses_at_high_water() {
+        let (ex, _rx, _) = exchange();
+        assert_eq!(ex.body_paused(), Some(false));
+        ex.push_body(Bytes::from(vec![0u8; HIGH_WATER]));
+        assert_eq!(ex.body_paused(), Some(true));
+        let _ = ex.next_received();
+        assert_eq!(ex.body_paused(), Some(false));
     }
 }

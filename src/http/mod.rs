@@ -1,5 +1,38 @@
-//! HTTP serving with hyper: the per-request service and the bodies it reads and writes.
+//! HTTP with hyper: serving a connection, one exchange per request, the bodies both ways.
+//! Holds no Python object; an interface receives each request through [`Dispatch`].
 
 pub mod body;
+pub mod conn;
 pub mod exchange;
 pub mod service;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use http::request::Parts;
+
+use crate::config::CoreConfig;
+use crate::server::{ConnInfo, Registry};
+pub use exchange::Exchange;
+
+/// A parsed request head with the exchange that carries its bodies.
+pub struct NewRequest {
+    pub exchange: Arc<Exchange>,
+    pub parts: Parts,
+    pub conn: Arc<ConnInfo>,
+}
+
+/// How the interface above takes requests, called on the I/O thread.
+pub trait Dispatch: Send + Sync + 'static {
+    /// Takes the request, or hands it back when the app cannot take more (answered with 503).
+    fn dispatch(&self, request: NewRequest) -> Result<(), Box<NewRequest>>;
+}
+
+/// What every connection of one worker shares.
+pub struct Http {
+    pub config: CoreConfig,
+    pub registry: Arc<Registry>,
+    pub dispatch: Arc<dyn Dispatch>,
+    /// Exchanges alive on either side, for `--limit-concurrency`.
+    pub inflight: Arc<AtomicUsize>,
+}

@@ -12,23 +12,28 @@ use tokio::sync::oneshot;
 
 use super::body::{plain_response, ResponseBody};
 use super::exchange::{DisconnectGuard, Exchange};
-use crate::server::shared::{ConnInfo, Event, NewRequest, Shared};
+use super::{Http, NewRequest};
+use crate::server::ConnInfo;
+
+fn unavailable(http: &Http) -> Response<ResponseBody> {
+    let mut r = plain_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+    add_default_headers(r.headers_mut(), http);
+    r
+}
 
 pub async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnInfo>,
-    shared: Arc<Shared>,
+    http: Arc<Http>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    if let Some(limit) = shared.config.limit_concurrency {
-        if shared.inflight.load(Ordering::Relaxed) >= limit {
-            let mut r = plain_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
-            add_default_headers(r.headers_mut(), &shared);
-            return Ok(r);
+    if let Some(limit) = http.config.limit_concurrency {
+        if http.inflight.load(Ordering::Relaxed) >= limit {
+            return Ok(unavailable(&http));
         }
     }
     let (parts, body) = req.into_parts();
     let (tx, rx) = oneshot::channel();
-    let exchange = Exchange::new(shared.clone(), tx);
+    let exchange = Exchange::new(&http.inflight, tx);
     let mut guard = DisconnectGuard(Some(exchange.clone()));
 
     if body.is_end_stream() {
@@ -45,11 +50,17 @@ pub async fn handle(
         tokio::spawn(pump_body(exchange.clone(), body, lazy));
     }
 
-    shared.post(Event::Request(Box::new(NewRequest {
+    let request = NewRequest {
         exchange: exchange.clone(),
         parts,
         conn,
-    })));
+    };
+    if http.dispatch.dispatch(request).is_err() {
+        // The app side is full: refuse this one instead of queueing without bound.
+        guard.0 = None;
+        exchange.disconnect();
+        return Ok(unavailable(&http));
+    }
 
     let mut response = match rx.await {
         Ok(r) => r,
@@ -57,12 +68,12 @@ pub async fn handle(
         Err(_) => plain_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
     };
     guard.0 = None;
-    add_default_headers(response.headers_mut(), &shared);
+    add_default_headers(response.headers_mut(), &http);
     Ok(response)
 }
 
-fn add_default_headers(headers: &mut HeaderMap, shared: &Shared) {
-    for (name, value) in &shared.config.default_headers {
+fn add_default_headers(headers: &mut HeaderMap, http: &Http) {
+    for (name, value) in &http.config.default_headers {
         if !headers.contains_key(name) {
             headers.insert(name.clone(), value.clone());
         }
@@ -86,7 +97,7 @@ fn expects_continue(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
-async fn read_inline(exchange: &Arc<Exchange>, mut body: Incoming) -> Result<(), hyper::Error> {
+async fn read_inline(exchange: &Exchange, mut body: Incoming) -> Result<(), hyper::Error> {
     let mut buf: Option<Bytes> = None;
     while let Some(frame) = http_body_util_frame(&mut body).await {
         if let Ok(data) = frame?.into_data() {

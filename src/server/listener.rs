@@ -5,10 +5,24 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
-use pyo3::sync::GILOnceCell;
+use std::any::Any;
+use std::sync::OnceLock;
+
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
-use super::shared::{ConnInfo, ServerAddr};
+/// Where a connection came from and arrived at.
+pub struct ConnInfo {
+    pub client: Option<(String, u16)>,
+    pub server: ServerAddr,
+    /// Whatever the interface derives from the addresses once per connection rather than per
+    /// request (ASGI keeps its `client`/`server` tuples here); the transport never looks in.
+    pub derived: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+pub enum ServerAddr {
+    Tcp(String, u16),
+    Unix(String),
+}
 
 pub enum Listener {
     Tcp(TcpListener),
@@ -60,8 +74,7 @@ impl Listener {
                 let info = ConnInfo {
                     client: Some((peer.ip().to_canonical().to_string(), peer.port())),
                     server: ServerAddr::Tcp(local.ip().to_canonical().to_string(), local.port()),
-                    client_py: GILOnceCell::new(),
-                    server_py: GILOnceCell::new(),
+                    derived: OnceLock::new(),
                 };
                 Ok((Accepted::Tcp(stream), Arc::new(info)))
             }
@@ -70,8 +83,7 @@ impl Listener {
                 let info = ConnInfo {
                     client: None,
                     server: ServerAddr::Unix(path.clone()),
-                    client_py: GILOnceCell::new(),
-                    server_py: GILOnceCell::new(),
+                    derived: OnceLock::new(),
                 };
                 Ok((Accepted::Unix(stream), Arc::new(info)))
             }

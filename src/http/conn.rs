@@ -1,0 +1,88 @@
+//! One connection served by hyper, with graceful drain and hard abort.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::watch;
+
+use super::{service, Http};
+use crate::config::CoreConfig;
+use crate::server::{ConnInfo, Io, LogLevel, Phase, ServeConnection, Token};
+
+/// The HTTP/1.1 protocol for the transport's accept loop.
+pub struct Http1 {
+    http: Arc<Http>,
+    builder: http1::Builder,
+}
+
+impl Http1 {
+    pub fn new(http: Arc<Http>) -> Self {
+        let builder = builder(&http.config);
+        Self { http, builder }
+    }
+}
+
+fn builder(cfg: &CoreConfig) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .max_header_size(cfg.max_header_size)
+        .auto_date_header(cfg.date_header);
+    // Not `pipeline_flush`: with it hyper buffers a streaming body without bound when the
+    // client reads slowly (its write buffer then always reports room), defeating backpressure.
+    match cfg.keep_alive_timeout {
+        // hyper's header-read timer starts as soon as a connection waits for a request head,
+        // so it bounds idle keep-alive connections and slow headers alike.
+        Some(t) => b.keep_alive(true).header_read_timeout(t),
+        None => b
+            .keep_alive(false)
+            .header_read_timeout(Duration::from_secs(5)),
+    };
+    b
+}
+
+impl ServeConnection for Http1 {
+    async fn serve<I: Io>(
+        self: Arc<Self>,
+        io: I,
+        info: Arc<ConnInfo>,
+        mut phase: watch::Receiver<Phase>,
+        token: Token,
+    ) {
+        let _token = token;
+        let http = self.http.clone();
+        let svc = service_fn(move |req| service::handle(req, info.clone(), http.clone()));
+        let conn = self.builder.serve_connection(TokioIo::new(io), svc);
+        tokio::pin!(conn);
+        let mut draining = false;
+        loop {
+            match *phase.borrow_and_update() {
+                Phase::Abort => return,
+                Phase::Draining if !draining => {
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                _ => {}
+            }
+            // Biased: the connection is polled first and no random number is drawn per
+            // wake-up.
+            tokio::select! {
+                biased;
+                res = conn.as_mut() => {
+                    if let Err(e) = res {
+                        // Clients that vanish or send garbage are routine (hyper already
+                        // answered 400/431 where it could): only worth a debug line.
+                        self.http
+                            .registry
+                            .report()
+                            .log(LogLevel::Debug, format!("connection closed: {e}"));
+                    }
+                    return;
+                }
+                changed = phase.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+}

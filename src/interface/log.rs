@@ -1,0 +1,59 @@
+//! The loggers an interface writes to (`juggler.error`, `juggler.access`), called with the
+//! GIL held. A failing logger is reported by Python's own last-resort printing: there is
+//! nowhere else left to say it.
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::server::LogLevel;
+
+pub struct Loggers {
+    pub error: PyObject,
+    pub access: PyObject,
+    /// The access log is on and its logger would emit INFO.
+    pub access_enabled: bool,
+}
+
+impl Loggers {
+    pub fn new(
+        py: Python<'_>,
+        error: PyObject,
+        access: PyObject,
+        access_log: bool,
+    ) -> PyResult<Self> {
+        let access_enabled = access_log
+            && access
+                .call_method1(py, intern!(py, "isEnabledFor"), (20,))?
+                .is_truthy(py)?;
+        Ok(Self {
+            error,
+            access,
+            access_enabled,
+        })
+    }
+
+    /// Logs `msg` on `juggler.error` at ERROR, with the exception's traceback if given.
+    pub fn error(&self, py: Python<'_>, msg: &str, exc: Option<&Bound<'_, PyAny>>) {
+        let kwargs = PyDict::new(py);
+        if let Some(exc) = exc {
+            let _ = kwargs.set_item(intern!(py, "exc_info"), exc);
+        }
+        if let Err(e) = self
+            .error
+            .call_method(py, intern!(py, "error"), (msg,), Some(&kwargs))
+        {
+            e.print(py);
+        }
+    }
+
+    pub fn log(&self, py: Python<'_>, level: LogLevel, msg: &str) {
+        let method = match level {
+            LogLevel::Debug => intern!(py, "debug"),
+            LogLevel::Warning => intern!(py, "warning"),
+        };
+        if let Err(e) = self.error.call_method1(py, method, (msg,)) {
+            e.print(py);
+        }
+    }
+}

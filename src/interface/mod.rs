@@ -1,0 +1,72 @@
+//! What every interface (ASGI, WSGI) plugs into: the [`Interface`] trait, the worker's
+//! [`Host`] (mailbox to the loop thread, registry, counters), and the `Server` pyclass that
+//! runs the I/O thread for any interface. A new interface is a new folder implementing the
+//! trait, with a pyclass whose `server()` method builds the `Server`.
+
+pub mod access;
+pub mod log;
+pub mod server;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+
+use crate::bridge::Mailbox;
+use crate::config::CoreConfig;
+use crate::http::{Dispatch, NewRequest};
+use crate::server::{LogLevel, Registry, Report};
+
+/// An interface: takes requests on the I/O thread ([`Dispatch`]) and, for those it posts to
+/// the loop thread, starts them there.
+pub trait Interface: Dispatch {
+    /// Loop thread, GIL held: a request this interface posted as [`LoopEvent::Request`].
+    fn start(self: Arc<Self>, py: Python<'_>, request: Box<NewRequest>);
+    /// I/O thread, inside the runtime, before the first connection is accepted.
+    fn on_io_start(&self) {}
+}
+
+/// Something parked on the loop thread that can go on; woken with the GIL held.
+pub trait LoopWake: Send + Sync {
+    fn wake_on_loop(self: Arc<Self>, py: Python<'_>);
+}
+
+/// What the I/O thread (and WSGI threads) hand to the event loop thread.
+pub enum LoopEvent {
+    Request(Box<NewRequest>),
+    Wake(Arc<dyn LoopWake>),
+    /// After shutdown began, the last connection closed and the last app call returned.
+    Drained,
+    /// A message for `juggler.error`.
+    Log(LogLevel, String),
+}
+
+impl Report for Mailbox<LoopEvent> {
+    fn log(&self, level: LogLevel, message: String) {
+        self.post(LoopEvent::Log(level, message));
+    }
+
+    fn drained(&self) {
+        self.post(LoopEvent::Drained);
+    }
+}
+
+/// One worker's shared state below the interface.
+pub struct Host {
+    pub config: CoreConfig,
+    pub mailbox: Arc<Mailbox<LoopEvent>>,
+    pub registry: Arc<Registry>,
+    pub inflight: Arc<AtomicUsize>,
+}
+
+impl Host {
+    pub fn new(config: CoreConfig) -> std::io::Result<Arc<Self>> {
+        let mailbox = Arc::new(Mailbox::new()?);
+        Ok(Arc::new(Self {
+            config,
+            registry: Registry::new(mailbox.clone()),
+            mailbox,
+            inflight: Arc::new(AtomicUsize::new(0)),
+        }))
+    }
+}

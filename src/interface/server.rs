@@ -1,0 +1,179 @@
+//! The `Server` pyclass: one worker's I/O thread serving one interface, and the loop-thread
+//! end of the mailbox (`process`, called by the loop when the mailbox fd is readable).
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+
+use super::log::Loggers;
+use super::{Host, Interface, LoopEvent};
+use crate::error::Error;
+use crate::http::conn::Http1;
+use crate::http::Http;
+use crate::server::{listener, Phase};
+
+#[pyclass(frozen, module = "juggler._juggler")]
+pub struct Server {
+    host: Arc<Host>,
+    interface: Arc<dyn Interface>,
+    loggers: Arc<Loggers>,
+    create_future: PyObject,
+    listener: Mutex<Option<(OwnedFd, bool)>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    batch: Mutex<Vec<LoopEvent>>,
+    drained: Mutex<(bool, Option<PyObject>)>,
+}
+
+impl Server {
+    /// Built by an interface pyclass's `server()` method.
+    pub fn new(
+        py: Python<'_>,
+        host: Arc<Host>,
+        interface: Arc<dyn Interface>,
+        loggers: Arc<Loggers>,
+        event_loop: &Bound<'_, PyAny>,
+        fd: i32,
+        unix: bool,
+    ) -> PyResult<Self> {
+        let listener = listener::dup_fd(fd).map_err(Error::from)?;
+        Ok(Self {
+            host,
+            interface,
+            loggers,
+            create_future: event_loop.getattr(intern!(py, "create_future"))?.unbind(),
+            listener: Mutex::new(Some((listener, unix))),
+            thread: Mutex::new(None),
+            batch: Mutex::new(Vec::with_capacity(64)),
+            drained: Mutex::new((false, None)),
+        })
+    }
+
+    fn set_drained(&self, py: Python<'_>) {
+        let fut = {
+            let mut d = self.drained.lock();
+            d.0 = true;
+            d.1.take()
+        };
+        if let Some(fut) = fut {
+            let done = fut
+                .call_method0(py, intern!(py, "done"))
+                .and_then(|d| d.is_truthy(py));
+            if let Ok(false) = done {
+                if let Err(e) = fut.call_method1(py, intern!(py, "set_result"), (py.None(),)) {
+                    e.print(py);
+                }
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl Server {
+    /// The descriptor the loop watches (`loop.add_reader(server.fileno(), server.process)`).
+    fn fileno(&self) -> i32 {
+        self.host.mailbox.fileno()
+    }
+
+    /// Starts accepting on a Tokio thread of its own.
+    fn start(&self) -> PyResult<()> {
+        let (fd, unix) = self
+            .listener
+            .lock()
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("server already started"))?;
+        let http = Arc::new(Http {
+            config: self.host.config.clone(),
+            registry: self.host.registry.clone(),
+            dispatch: self.interface.clone(),
+            inflight: self.host.inflight.clone(),
+        });
+        let mailbox = self.host.mailbox.clone();
+        let interface = self.interface.clone();
+        let handle = crate::server::spawn_io_thread(
+            fd,
+            unix,
+            self.host.registry.clone(),
+            Arc::new(Http1::new(http)),
+            move || mailbox.flush(),
+            move || {
+                crate::bridge::mailbox::defer_wakeups_on_this_thread();
+                interface.on_io_start();
+            },
+        )
+        .map_err(Error::from)?;
+        *self.thread.lock() = Some(handle);
+        Ok(())
+    }
+
+    /// Drains the mailbox: starts new requests and wakes whatever waits on the loop.
+    fn process(&self, py: Python<'_>) {
+        let mut batch = std::mem::take(&mut *self.batch.lock());
+        self.host.mailbox.drain_into(&mut batch);
+        for event in batch.drain(..) {
+            match event {
+                LoopEvent::Request(req) => self.interface.clone().start(py, req),
+                LoopEvent::Wake(w) => w.wake_on_loop(py),
+                LoopEvent::Drained => self.set_drained(py),
+                LoopEvent::Log(level, msg) => self.loggers.log(py, level, &msg),
+            }
+        }
+        *self.batch.lock() = batch;
+    }
+
+    /// Stops accepting and lets open connections finish their current request.
+    fn shutdown(&self) {
+        self.host.registry.set_phase(Phase::Draining);
+    }
+
+    /// Drops every connection at once; apps waiting on the request get a disconnect.
+    fn abort(&self) {
+        self.host.registry.set_phase(Phase::Abort);
+    }
+
+    /// A future that completes once, after `shutdown()`, every connection is closed and
+    /// every app call has returned.
+    fn wait_drained(&self, py: Python<'_>) -> PyResult<PyObject> {
+        let fut = self.create_future.call0(py)?;
+        let mut d = self.drained.lock();
+        if d.0 {
+            fut.call_method1(py, intern!(py, "set_result"), (py.None(),))?;
+        } else {
+            d.1 = Some(fut.clone_ref(py));
+        }
+        Ok(fut)
+    }
+
+    /// Waits for the Tokio thread to end (after `shutdown` or `abort`).
+    fn join(&self, py: Python<'_>) {
+        let handle = self.thread.lock().take();
+        if let Some(h) = handle {
+            py.allow_threads(|| {
+                let _ = h.join();
+            });
+        }
+    }
+
+    #[getter]
+    fn connections(&self) -> usize {
+        self.host.registry.connections()
+    }
+
+    /// Requests whose app is still running or whose response is still going out.
+    #[getter]
+    fn inflight(&self) -> usize {
+        self.host
+            .inflight
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// App calls still running on threads of their own (WSGI).
+    #[getter]
+    fn running_calls(&self) -> usize {
+        self.host.registry.calls()
+    }
+}

@@ -1,0 +1,153 @@
+//! What is open in one worker (connections, and app calls still running on their own threads),
+//! and the shutdown phase every connection watches.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+/// Shutdown phases, broadcast to the accept loop and every connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Phase {
+    Running,
+    /// Stop accepting; finish in-flight requests; close idle keep-alive connections.
+    Draining,
+    /// Drop every connection now.
+    Abort,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Warning,
+}
+
+/// How the transport tells the layer above about itself, from the I/O thread.
+pub trait Report: Send + Sync + 'static {
+    fn log(&self, level: LogLevel, message: String);
+    /// After shutdown began, the last connection closed and the last app call returned.
+    fn drained(&self);
+}
+
+pub struct Registry {
+    phase: watch::Sender<Phase>,
+    connections: AtomicUsize,
+    /// App calls that outlive their connection's task (WSGI threads); drain waits for them.
+    calls: AtomicUsize,
+    report: Arc<dyn Report>,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Connection,
+    Call,
+}
+
+/// Counts one open connection or running call for as long as it lives.
+pub struct Token {
+    registry: Arc<Registry>,
+    kind: Kind,
+}
+
+impl Registry {
+    pub fn new(report: Arc<dyn Report>) -> Arc<Self> {
+        Arc::new(Self {
+            phase: watch::channel(Phase::Running).0,
+            connections: AtomicUsize::new(0),
+            calls: AtomicUsize::new(0),
+            report,
+        })
+    }
+
+    pub fn report(&self) -> &dyn Report {
+        &*self.report
+    }
+
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Phase> {
+        self.phase.subscribe()
+    }
+
+    pub fn set_phase(&self, phase: Phase) {
+        self.phase.send_replace(phase);
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::Acquire)
+    }
+
+    pub fn connection(self: &Arc<Self>) -> Token {
+        self.connections.fetch_add(1, Ordering::AcqRel);
+        Token {
+            registry: self.clone(),
+            kind: Kind::Connection,
+        }
+    }
+
+    pub fn call(self: &Arc<Self>) -> Token {
+        self.calls.fetch_add(1, Ordering::AcqRel);
+        Token {
+            registry: self.clone(),
+            kind: Kind::Call,
+        }
+    }
+
+    /// Reports `drained` if shutdown began and nothing is open; the accept loop checks once
+    /// when it stops, the last token to go checks again.
+    pub fn check_drained(&self) {
+        if self.phase() != Phase::Running && self.connections() == 0 && self.calls() == 0 {
+            self.report.drained();
+        }
+    }
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        let counter = match self.kind {
+            Kind::Connection => &self.registry.connections,
+            Kind::Call => &self.registry.calls,
+        };
+        if counter.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.registry.check_drained();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parking_lot::Mutex;
+
+    #[derive(Default)]
+    struct Seen(Mutex<usize>);
+
+    impl Report for Seen {
+        fn log(&self, _: LogLevel, _: String) {}
+        fn drained(&self) {
+            *self.0.lock() += 1;
+        }
+    }
+
+    #[test]
+    fn drained_once_connections_and_calls_are_gone_after_shutdown() {
+        let seen = Arc::new(Seen::default());
+        let reg = Registry::new(seen.clone());
+        let conn = reg.connection();
+        let call = reg.call();
+        drop(reg.connection());
+        assert_eq!(*seen.0.lock(), 0, "still running: no drain report");
+        reg.set_phase(Phase::Draining);
+        drop(conn);
+        assert_eq!(*seen.0.lock(), 0, "a call is still running");
+        drop(call);
+        assert_eq!(*seen.0.lock(), 1);
+        assert_eq!((reg.connections(), reg.calls()), (0, 0));
+    }
+}
