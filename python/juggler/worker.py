@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import logging
+import os
 import signal
 import socket
 from typing import Any
 
 from . import _juggler
 from .config import Config
+from .exit_codes import EXIT_OK, EXIT_STARTUP_FAILED
 from .lifespan import Lifespan, LifespanFailed
 from .logging import access_logger, error_logger
 from .sockets import describe
+from .wsgi import ErrorStream
 
 # Each request runs as a RunApp (implemented in Rust); create_task accepts only coroutines.
 collections.abc.Coroutine.register(_juggler.RunApp)
-
-#: Exit codes; a supervisor must not restart a worker that exits with EXIT_APP_LOAD.
-EXIT_OK = 0
-EXIT_STARTUP_FAILED = 3
-EXIT_APP_LOAD = 4
 
 
 def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -45,6 +44,9 @@ class Worker:
         self.sock = sock
         self.app = app
         self.interface = interface
+        #: WSGI calls were still running when the worker stopped: threads cannot be cancelled,
+        #: so the process must end without waiting for them.
+        self.abandoned_calls = 0
         self._stop: asyncio.Event | None = None
         self._force = False
         #: Tasks of juggler's own (lifespan, shutdown helpers) that draining must not wait for.
@@ -52,7 +54,34 @@ class Worker:
 
     def run(self) -> int:
         with asyncio.Runner(loop_factory=lambda: new_event_loop(self.config.loop)) as runner:
-            return runner.run(self.serve())
+            code = runner.run(self.serve())
+        if self.abandoned_calls:
+            # Interpreter shutdown would stop those threads mid-call in undefined ways;
+            # leave now, as a killed worker would, with the logs flushed.
+            logging.shutdown()
+            os._exit(code)
+        return code
+
+    def _make_server(self, loop: asyncio.AbstractEventLoop, state: dict[str, Any] | None) -> Any:
+        config = self.config
+        if self.interface == "wsgi":
+            iface = _juggler.WsgiInterface(
+                self.app,
+                loop,
+                error_logger,
+                access_logger,
+                ErrorStream(),
+                threads=config.threads,
+                queue_size=config.effective_queue_size,
+                write_timeout=float(config.timeout_write),
+            )
+        else:
+            iface = _juggler.AsgiInterface(self.app, loop, state, error_logger, access_logger)
+        return iface.server(
+            _juggler.CoreConfig(**config.core_options()),
+            self.sock.fileno(),
+            self.sock.family == socket.AF_UNIX,
+        )
 
     def _on_signal(self, signame: str) -> None:
         assert self._stop is not None
@@ -65,7 +94,9 @@ class Worker:
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        lifespan = Lifespan(self.app, self.config.lifespan)
+        # WSGI has no lifespan protocol.
+        lifespan_mode = "off" if self.interface == "wsgi" else self.config.lifespan
+        lifespan = Lifespan(self.app, lifespan_mode)
         try:
             await lifespan.startup()
             if lifespan.task is not None:
@@ -75,18 +106,7 @@ class Worker:
             error_logger.error("Exiting.")
             return EXIT_STARTUP_FAILED
 
-        iface = _juggler.AsgiInterface(
-            self.app,
-            loop,
-            lifespan.state if self.config.lifespan != "off" else None,
-            error_logger,
-            access_logger,
-        )
-        server = iface.server(
-            _juggler.CoreConfig(**self.config.core_options()),
-            self.sock.fileno(),
-            self.sock.family == socket.AF_UNIX,
-        )
+        server = self._make_server(loop, lifespan.state if lifespan_mode != "off" else None)
         loop.add_reader(server.fileno(), server.process)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig.name)
@@ -103,6 +123,12 @@ class Worker:
             server.join()
             server.process()
             loop.remove_reader(server.fileno())
+            self.abandoned_calls = server.running_calls
+            if self.abandoned_calls:
+                error_logger.warning(
+                    "%d WSGI call(s) still running after the graceful timeout; exiting anyway.",
+                    self.abandoned_calls,
+                )
         try:
             await lifespan.shutdown()
         except LifespanFailed as exc:
@@ -134,7 +160,7 @@ class Worker:
         finally:
             forced.cancel()
         pending = self._app_tasks()
-        if pending or server.connections:
+        if pending or server.connections or server.running_calls:
             error_logger.warning(
                 "Graceful shutdown timed out: closing %d connection(s), cancelling %d task(s).",
                 server.connections,

@@ -33,11 +33,7 @@ pub fn conclude(py: Python<'_>, io: &RequestIo, access: Option<&AccessInfo>, end
             LogLevel::Debug,
             "client disconnected before the response was sent",
         ),
-        Ending::Raised(err) => log.error(
-            py,
-            "Exception in ASGI application",
-            Some(err.value(py).as_any()),
-        ),
+        Ending::Raised(err) => log.error(py, "Exception in ASGI application", Some(err)),
         Ending::Returned if outcome == Finished::NoResponse => log.error(
             py,
             "ASGI callable returned without starting response.",

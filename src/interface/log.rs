@@ -34,10 +34,12 @@ impl Loggers {
     }
 
     /// Logs `msg` on `juggler.error` at ERROR, with the exception's traceback if given.
-    pub fn error(&self, py: Python<'_>, msg: &str, exc: Option<&Bound<'_, PyAny>>) {
+    pub fn error(&self, py: Python<'_>, msg: &str, exc: Option<&PyErr>) {
         let kwargs = PyDict::new(py);
         if let Some(exc) = exc {
-            let _ = kwargs.set_item(intern!(py, "exc_info"), exc);
+            // The traceback travels beside the value until it is raised again: pass all three.
+            let info = (exc.get_type(py), exc.value(py), exc.traceback(py));
+            let _ = kwargs.set_item(intern!(py, "exc_info"), info);
         }
         if let Err(e) = self
             .error

@@ -24,6 +24,8 @@ pub trait Interface: Dispatch {
     fn start(self: Arc<Self>, py: Python<'_>, request: Box<NewRequest>);
     /// I/O thread, inside the runtime, before the first connection is accepted.
     fn on_io_start(&self) {}
+    /// After the I/O thread ended: let go of threads of the interface's own.
+    fn stop(&self) {}
 }
 
 /// Something parked on the loop thread that can go on; woken with the GIL held.

@@ -156,6 +156,7 @@ impl Server {
                 let _ = h.join();
             });
         }
+        self.interface.stop();
     }
 
     #[getter]

@@ -1,7 +1,140 @@
-//! WSGI (PEP 3333): requests become app calls on a pool of blocking threads.
+//! WSGI (PEP 3333): requests become calls of the app on a pool of blocking threads. The GIL
+//! is held only while Python runs: a thread waiting for the client, for room to send, or
+//! for work, waits with it released; all socket I/O stays on the Tokio thread.
+
+pub mod call;
+pub mod environ;
+pub mod file_wrapper;
+pub mod input;
+pub mod pool;
+pub mod response;
+pub mod wait;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use pyo3::prelude::*;
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use crate::config::CoreConfig;
+use crate::error::Error;
+use crate::http::{Dispatch, NewRequest};
+use crate::interface::log::Loggers;
+use crate::interface::server::Server;
+use crate::interface::{Host, Interface};
+use call::{Caller, Job};
+use pool::Pool;
+
+/// Idle pool threads end after this long without work.
+const IDLE_THREAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<WsgiInterface>()?;
+    m.add_class::<file_wrapper::FileWrapper>()?;
     Ok(())
+}
+
+/// `_juggler.WsgiInterface(app, event_loop, error_logger, access_logger, errors, threads,
+/// queue_size, write_timeout)`: what a WSGI worker serves; `server()` makes the [`Server`].
+#[pyclass(frozen, module = "juggler._juggler")]
+pub struct WsgiInterface {
+    app: PyObject,
+    event_loop: PyObject,
+    error_logger: PyObject,
+    access_logger: PyObject,
+    errors: PyObject,
+    threads: usize,
+    queue_size: usize,
+    write_timeout: Option<Duration>,
+}
+
+#[pymethods]
+impl WsgiInterface {
+    #[new]
+    #[pyo3(signature = (app, event_loop, error_logger, access_logger, errors, *, threads, queue_size, write_timeout))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        app: PyObject,
+        event_loop: PyObject,
+        error_logger: PyObject,
+        access_logger: PyObject,
+        errors: PyObject,
+        threads: usize,
+        queue_size: usize,
+        write_timeout: f64,
+    ) -> PyResult<Self> {
+        if threads == 0 {
+            return Err(Error::Config("threads must be at least 1".into()).into());
+        }
+        if !write_timeout.is_finite() || write_timeout < 0.0 {
+            return Err(Error::Config(format!(
+                "timeout_write must be a non-negative number of seconds, got {write_timeout}"
+            ))
+            .into());
+        }
+        Ok(Self {
+            app,
+            event_loop,
+            error_logger,
+            access_logger,
+            errors,
+            threads,
+            queue_size,
+            write_timeout: (write_timeout > 0.0).then(|| Duration::from_secs_f64(write_timeout)),
+        })
+    }
+
+    /// A server for this app on the listening socket `fd`.
+    fn server(&self, py: Python<'_>, config: CoreConfig, fd: i32, unix: bool) -> PyResult<Server> {
+        let host = Host::new(config.clone()).map_err(Error::from)?;
+        let loggers = Arc::new(Loggers::new(
+            py,
+            self.error_logger.clone_ref(py),
+            self.access_logger.clone_ref(py),
+            config.access_log,
+        )?);
+        let file_wrapper = py
+            .get_type::<file_wrapper::FileWrapper>()
+            .into_any()
+            .unbind();
+        let caller = Arc::new(Caller {
+            app: self.app.clone_ref(py),
+            loggers: loggers.clone(),
+            environ: environ::EnvironTemplate::new(
+                py,
+                &config.root_path,
+                self.errors.clone_ref(py),
+                file_wrapper,
+            )?,
+            write_timeout: self.write_timeout,
+        });
+        let pool = Pool::new(self.threads, self.queue_size, IDLE_THREAD_TIMEOUT, caller);
+        let core = Arc::new(WsgiCore {
+            host: host.clone(),
+            pool,
+        });
+        Server::new(py, host, core, loggers, self.event_loop.bind(py), fd, unix)
+    }
+}
+
+struct WsgiCore {
+    host: Arc<Host>,
+    pool: Arc<Pool<Job>>,
+}
+
+impl Dispatch for WsgiCore {
+    fn dispatch(&self, request: NewRequest) -> Result<(), Box<NewRequest>> {
+        let token = self.host.registry.call();
+        self.pool
+            .submit(Job { request, token })
+            .map_err(|job| Box::new(job.request))
+    }
+}
+
+impl Interface for WsgiCore {
+    /// WSGI requests never go through the loop thread.
+    fn start(self: Arc<Self>, _py: Python<'_>, _request: Box<NewRequest>) {}
+
+    fn stop(&self) {
+        self.pool.stop();
+    }
 }

@@ -1,0 +1,281 @@
+//! A bounded pool of blocking threads that run jobs, with a bounded queue in front.
+//!
+//! Threads start on demand up to `max_threads` and retire after sitting idle for a while, so
+//! a generous limit costs nothing when the worker is quiet. A job that becomes long-lived
+//! (a streaming response: SSE, a large download) can [`Lease::detach`] from the limit: its
+//! thread stops counting, so streams cannot starve the pool of threads for ordinary requests.
+//! What bounds streams then is `--limit-concurrency`, as for every request.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+/// Runs one job on a pool thread.
+pub trait Run<J>: Send + Sync + 'static {
+    fn run(&self, job: J, lease: &Lease<'_, J>);
+
+    /// Wraps a pool thread's whole life (to set up per-thread state once).
+    fn thread(&self, main: &mut (dyn FnMut() + Send)) {
+        main();
+    }
+}
+
+struct State<J> {
+    queue: VecDeque<J>,
+    /// Threads alive, detached or not.
+    threads: usize,
+    /// Threads that detached from the limit for the job they run now.
+    detached: usize,
+    /// Threads waiting for a job.
+    idle: usize,
+    stopping: bool,
+}
+
+pub struct Pool<J> {
+    state: Mutex<State<J>>,
+    work: Condvar,
+    max_threads: usize,
+    max_queue: usize,
+    idle_timeout: Duration,
+    runner: Arc<dyn Run<J>>,
+}
+
+/// A thread's hold on its place in the pool while it runs a job.
+pub struct Lease<'a, J> {
+    pool: &'a Arc<Pool<J>>,
+    detached: std::cell::Cell<bool>,
+}
+
+impl<J: Send + 'static> Lease<'_, J> {
+    /// Stops counting this thread against the limit until its job ends; the pool starts a
+    /// replacement if requests are waiting.
+    pub fn detach(&self) {
+        if self.detached.replace(true) {
+            return;
+        }
+        let mut st = self.pool.state.lock();
+        st.detached += 1;
+        self.pool.grow_if_needed(&mut st);
+    }
+}
+
+impl<J: Send + 'static> Pool<J> {
+    pub fn new(
+        max_threads: usize,
+        max_queue: usize,
+        idle_timeout: Duration,
+        runner: Arc<dyn Run<J>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                threads: 0,
+                detached: 0,
+                idle: 0,
+                stopping: false,
+            }),
+            work: Condvar::new(),
+            max_threads: max_threads.max(1),
+            max_queue,
+            idle_timeout,
+            runner,
+        })
+    }
+
+    /// Queues a job; gives it back when the queue is full (or the pool stopped).
+    pub fn submit(self: &Arc<Self>, job: J) -> Result<(), J> {
+        let mut st = self.state.lock();
+        if st.stopping || st.queue.len() >= self.max_queue + st.idle {
+            return Err(job);
+        }
+        st.queue.push_back(job);
+        if st.idle > 0 {
+            self.work.notify_one();
+        }
+        self.grow_if_needed(&mut st);
+        Ok(())
+    }
+
+    /// Starts a thread when more jobs wait than idle threads will take, within the limit.
+    fn grow_if_needed(self: &Arc<Self>, st: &mut State<J>) {
+        if st.queue.len() > st.idle && st.threads - st.detached < self.max_threads {
+            let pool = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name("juggler-wsgi".into())
+                .spawn(move || {
+                    let runner = pool.runner.clone();
+                    runner.thread(&mut || pool.clone().thread_main());
+                });
+            // Out of threads: the queued job waits for a running thread to come back.
+            if spawned.is_ok() {
+                st.threads += 1;
+            }
+        }
+    }
+
+    /// No new jobs; idle threads exit, busy ones after their job.
+    pub fn stop(&self) {
+        self.state.lock().stopping = true;
+        self.work.notify_all();
+    }
+
+    /// (threads alive, threads running a job, jobs waiting)
+    pub fn stats(&self) -> (usize, usize, usize) {
+        let st = self.state.lock();
+        (st.threads, st.threads - st.idle, st.queue.len())
+    }
+
+    fn thread_main(self: Arc<Self>) {
+        while let Some(job) = self.next_job() {
+            let lease = Lease {
+                pool: &self,
+                detached: std::cell::Cell::new(false),
+            };
+            self.runner.run(job, &lease);
+            if lease.detached.get() {
+                let mut st = self.state.lock();
+                st.detached -= 1;
+                // Over the limit again (a replacement took this thread's place): retire.
+                if st.threads - st.detached > self.max_threads {
+                    st.threads -= 1;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The next job, or None when this thread should end (stopping, or idle too long).
+    fn next_job(&self) -> Option<J> {
+        let mut st = self.state.lock();
+        loop {
+            if let Some(job) = st.queue.pop_front() {
+                return Some(job);
+            }
+            if st.stopping {
+                st.threads -= 1;
+                return None;
+            }
+            st.idle += 1;
+            let timed_out = self.work.wait_for(&mut st, self.idle_timeout).timed_out();
+            st.idle -= 1;
+            if timed_out && st.queue.is_empty() {
+                st.threads -= 1;
+                return None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// Jobs are channels: a job runs until its channel says how to end.
+    struct Blocking {
+        started: Mutex<mpsc::Sender<usize>>,
+    }
+
+    enum Job {
+        Wait(usize, mpsc::Receiver<bool>),
+    }
+
+    impl Run<Job> for Blocking {
+        fn run(&self, job: Job, lease: &Lease<'_, Job>) {
+            let Job::Wait(id, rx) = job;
+            let _ = self.started.lock().send(id);
+            // true: become a stream (detach), then wait for the end.
+            if let Ok(true) = rx.recv() {
+                lease.detach();
+                let _ = rx.recv();
+            }
+        }
+    }
+
+    fn pool(threads: usize, queue: usize) -> (Arc<Pool<Job>>, mpsc::Receiver<usize>) {
+        let (tx, rx) = mpsc::channel();
+        let runner = Arc::new(Blocking {
+            started: Mutex::new(tx),
+        });
+        (
+            Pool::new(threads, queue, Duration::from_millis(200), runner),
+            rx,
+        )
+    }
+
+    fn job(id: usize) -> (Job, mpsc::Sender<bool>) {
+        let (tx, rx) = mpsc::channel();
+        (Job::Wait(id, rx), tx)
+    }
+
+    const T: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn bounded_threads_then_bounded_queue_then_refusal() {
+        let (pool, started) = pool(2, 1);
+        let (a, ea) = job(1);
+        let (b, eb) = job(2);
+        let (c, ec) = job(3);
+        assert!(pool.submit(a).is_ok());
+        assert!(pool.submit(b).is_ok());
+        let mut first = [started.recv_timeout(T).ok(), started.recv_timeout(T).ok()];
+        first.sort();
+        assert_eq!(first, [Some(1), Some(2)]);
+        assert!(pool.submit(c).is_ok(), "queued behind two busy threads");
+        let (d, _ed) = job(4);
+        assert!(pool.submit(d).is_err(), "queue of one is full");
+        assert_eq!(pool.stats(), (2, 2, 1));
+        ea.send(false).expect("end job 1");
+        assert_eq!(
+            started.recv_timeout(T).ok(),
+            Some(3),
+            "the queued job runs next"
+        );
+        eb.send(false).expect("end job 2");
+        ec.send(false).expect("end job 3");
+    }
+
+    #[test]
+    fn a_detached_stream_frees_its_place_for_waiting_jobs() {
+        let (pool, started) = pool(1, 4);
+        let (stream, es) = job(1);
+        let (plain, ep) = job(2);
+        assert!(pool.submit(stream).is_ok());
+        assert_eq!(started.recv_timeout(T).ok(), Some(1));
+        assert!(pool.submit(plain).is_ok());
+        assert!(started.recv_timeout(Duration::from_millis(100)).is_err());
+        es.send(true).expect("detach");
+        assert_eq!(
+            started.recv_timeout(T).ok(),
+            Some(2),
+            "a replacement thread ran it"
+        );
+        ep.send(false).expect("end");
+        es.send(false).expect("end stream");
+        // One of the two threads retires: back within the limit.
+        let deadline = std::time::Instant::now() + T;
+        while pool.stats().0 > 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(pool.stats().0 <= 1);
+    }
+
+    #[test]
+    fn idle_threads_retire_and_stop_ends_them() {
+        let (pool, started) = pool(3, 4);
+        let (a, ea) = job(1);
+        assert!(pool.submit(a).is_ok());
+        assert_eq!(started.recv_timeout(T).ok(), Some(1));
+        ea.send(false).expect("end");
+        let deadline = std::time::Instant::now() + T;
+        while pool.stats().0 > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(pool.stats().0, 0, "retired after the idle timeout");
+        pool.stop();
+        let (b, _eb) = job(2);
+        assert!(pool.submit(b).is_err(), "a stopped pool takes nothing");
+    }
+}

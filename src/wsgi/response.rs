@@ -1,0 +1,345 @@
+//! `start_response`, `write` and the response iterable: turning what a WSGI app returns into
+//! a response head and body on the exchange, with backpressure and a write time-out.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use parking_lot::Mutex;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyString, PyTuple};
+
+use super::wait::Waiter;
+use crate::error::Error;
+
+/// Where the response head stands.
+enum Head {
+    /// `start_response` not called yet.
+    None,
+    /// Called; the head leaves with the first non-empty body chunk (PEP 3333).
+    Pending {
+        status: StatusCode,
+        headers: HeaderMap,
+    },
+    Sent,
+}
+
+struct State {
+    head: Head,
+    /// What the app's Content-Length allows still to be sent, if it gave one.
+    remaining: Option<u64>,
+    complete: bool,
+}
+
+/// The response side of one WSGI call, shared by `start_response`, `write` and the loop over
+/// the iterable.
+pub struct Response {
+    waiter: Waiter,
+    state: Mutex<State>,
+}
+
+fn protocol_error(msg: impl Into<String>) -> PyErr {
+    Error::protocol(msg).into()
+}
+
+impl Response {
+    pub fn new(waiter: Waiter) -> Arc<Self> {
+        Arc::new(Self {
+            waiter,
+            state: Mutex::new(State {
+                head: Head::None,
+                remaining: None,
+                complete: false,
+            }),
+        })
+    }
+
+    pub fn head_sent(&self) -> bool {
+        matches!(self.state.lock().head, Head::Sent)
+    }
+
+    /// Whether the app's Content-Length is reached: iterating further is pointless (PEP 3333
+    /// says to stop).
+    pub fn complete(&self) -> bool {
+        self.state.lock().complete
+    }
+
+    /// Sends `data` (and the head, the first time); `more` false completes the response.
+    /// Blocks with the GIL released while the client is over a megabyte behind.
+    pub fn send(&self, py: Python<'_>, mut data: Bytes, mut more: bool) -> PyResult<()> {
+        let head = {
+            let mut st = self.state.lock();
+            if st.complete {
+                return Ok(());
+            }
+            if let Some(left) = st.remaining.as_mut() {
+                // Never more than the app's Content-Length: the connection would desync.
+                let n = (data.len() as u64).min(*left);
+                data.truncate(n as usize);
+                *left -= n;
+                if *left == 0 {
+                    more = false;
+                }
+            }
+            if more && data.is_empty() && !matches!(st.head, Head::Sent) {
+                // Headers wait for the first non-empty chunk.
+                return Ok(());
+            }
+            if matches!(st.head, Head::None) {
+                return Err(protocol_error(
+                    "the WSGI app produced a body before calling start_response()",
+                ));
+            }
+            st.complete = !more;
+            match std::mem::replace(&mut st.head, Head::Sent) {
+                Head::Pending { status, headers } => Some((status, headers)),
+                Head::None | Head::Sent => None,
+            }
+        };
+        let exchange = &self.waiter.exchange;
+        let sent = match head {
+            Some((status, headers)) => exchange.start_response(status, headers, data, more)?,
+            None => exchange.send_chunk(data, more)?,
+        };
+        if let Some(h) = sent.handover {
+            crate::bridge::Deliver::deliver(h);
+        }
+        if sent.full {
+            self.waiter.wait_room(py)?;
+        }
+        Ok(())
+    }
+
+    /// The end of the iterable: completes the response (sending the head if only empty
+    /// chunks came).
+    pub fn end(&self, py: Python<'_>) -> PyResult<()> {
+        if matches!(self.state.lock().head, Head::None) {
+            return Err(protocol_error(
+                "the WSGI app returned without calling start_response()",
+            ));
+        }
+        self.send(py, Bytes::new(), false)
+    }
+
+    /// Streams an open file from Rust, GIL released: the bytes never pass through Python.
+    pub fn send_file(&self, py: Python<'_>, fd: i32, mut offset: u64) -> PyResult<()> {
+        const CHUNK: usize = 256 * 1024;
+        {
+            let mut st = self.state.lock();
+            let size = file_size(fd)?;
+            let left = size.saturating_sub(offset);
+            if let Head::Pending { headers, .. } = &mut st.head {
+                if !headers.contains_key(header::CONTENT_LENGTH) {
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(left));
+                    st.remaining = Some(left);
+                }
+            }
+        }
+        loop {
+            let chunk = py
+                .allow_threads(|| pread(fd, offset, CHUNK))
+                .map_err(Error::from)?;
+            if chunk.is_empty() {
+                return self.end(py);
+            }
+            offset += chunk.len() as u64;
+            self.send(py, chunk, true)?;
+            if self.complete() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn file_size(fd: i32) -> Result<u64, Error> {
+    // SAFETY: fstat writes into the zeroed struct we own; the result is checked.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(u64::try_from(st.st_size).unwrap_or(0))
+}
+
+/// Reads up to `len` bytes at `offset` without moving the file's position.
+fn pread(fd: i32, offset: u64, len: usize) -> std::io::Result<Bytes> {
+    let mut buf = vec![0u8; len];
+    let offset = libc::off_t::try_from(offset)
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+    loop {
+        // SAFETY: reads at most `len` bytes into a buffer of that size that we own.
+        let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), len, offset) };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Ok(Bytes::from(buf));
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// "200 OK" -> 200; the reason phrase is not kept (hyper writes the standard one).
+fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<StatusCode> {
+    let text = status
+        .downcast::<PyString>()
+        .map_err(|_| protocol_error("start_response(): status must be a str like '200 OK'"))?
+        .to_str()?;
+    let bytes = text.as_bytes();
+    let code_ok = bytes.len() >= 3
+        && bytes[..3].iter().all(u8::is_ascii_digit)
+        && (bytes.len() == 3 || bytes[3] == b' ')
+        && !bytes.iter().any(|&b| b == b'\r' || b == b'\n');
+    let code = if code_ok {
+        StatusCode::from_bytes(&bytes[..3]).ok()
+    } else {
+        None
+    };
+    code.filter(|c| c.as_u16() >= 100)
+        .ok_or_else(|| protocol_error(format!("start_response(): invalid status {text:?}")))
+}
+
+fn native_bytes(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+    let text = value
+        .downcast::<PyString>()
+        .map_err(|_| protocol_error(format!("start_response(): {what} must be a str")))?
+        .to_str()?;
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(|| protocol_error(format!("start_response(): {what} {text:?} is not latin-1")))
+}
+
+fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<(HeaderMap, Option<u64>)> {
+    let mut map = HeaderMap::new();
+    let mut length = None;
+    let bad = || {
+        protocol_error("start_response(): headers must be a list of (name, value) tuples of str")
+    };
+    for item in headers.try_iter().map_err(|_| bad())? {
+        let item = item?;
+        let pair = item.downcast::<PyTuple>().map_err(|_| bad())?;
+        if pair.len() != 2 {
+            return Err(bad());
+        }
+        let name = native_bytes(&pair.get_item(0)?, "header name")?;
+        let value = native_bytes(&pair.get_item(1)?, "header value")?;
+        let name = HeaderName::from_bytes(&name).map_err(|_| {
+            protocol_error(format!(
+                "start_response(): invalid header name {:?}",
+                String::from_utf8_lossy(&name)
+            ))
+        })?;
+        let value = HeaderValue::from_bytes(&value).map_err(|_| {
+            protocol_error(format!(
+                "start_response(): invalid value for header {:?}",
+                name.as_str()
+            ))
+        })?;
+        if name == header::CONTENT_LENGTH {
+            length = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
+        }
+        map.append(name, value);
+    }
+    Ok((map, length))
+}
+
+/// The `start_response` callable of one request.
+#[pyclass(frozen, module = "juggler._juggler")]
+pub struct StartResponse {
+    response: Arc<Response>,
+}
+
+impl StartResponse {
+    pub fn new(response: Arc<Response>) -> Self {
+        Self { response }
+    }
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info=None))]
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        status: &Bound<'_, PyAny>,
+        headers: &Bound<'_, PyAny>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Write> {
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        let mut st = self.response.state.lock();
+        match (&st.head, exc_info) {
+            // Too late to replace the head: the app's error goes on up (PEP 3333).
+            (Head::Sent, Some(info)) => {
+                let exc = info.get_item(1)?;
+                let tb = info.get_item(2)?;
+                let exc = if tb.is_none() {
+                    exc
+                } else {
+                    exc.call_method1(intern!(py, "with_traceback"), (tb,))?
+                };
+                return Err(PyErr::from_value(exc));
+            }
+            (Head::None, _) | (Head::Pending { .. }, Some(_)) => {}
+            (_, None) => {
+                return Err(protocol_error(
+                    "start_response() called again without exc_info",
+                ))
+            }
+        }
+        let status = parse_status(status)?;
+        let (headers, length) = parse_headers(headers)?;
+        st.head = Head::Pending { status, headers };
+        st.remaining = length;
+        Ok(Write {
+            response: self.response.clone(),
+        })
+    }
+}
+
+/// The `write` callable `start_response` returns (for apps written before iterables).
+#[pyclass(frozen, module = "juggler._juggler")]
+pub struct Write {
+    response: Arc<Response>,
+}
+
+#[pymethods]
+impl Write {
+    fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = body_chunk(data)?;
+        self.response.send(py, data, true)
+    }
+}
+
+/// Below this a copy is cheaper than keeping the `bytes` object alive.
+const ZERO_COPY_MIN: usize = 64 * 1024;
+
+/// One item of the response iterable as bytes.
+pub fn body_chunk(item: &Bound<'_, PyAny>) -> PyResult<Bytes> {
+    if let Ok(b) = item.downcast::<PyBytes>() {
+        let data = b.as_bytes();
+        if data.len() >= ZERO_COPY_MIN {
+            return Ok(Bytes::from_owner(PyBackedBytes::from(b.clone())));
+        }
+        return Ok(Bytes::copy_from_slice(data));
+    }
+    if item.is_instance_of::<PyString>() {
+        return Err(protocol_error(
+            "WSGI response bodies must be bytes, not str (encode the text first)",
+        ));
+    }
+    item.extract::<Vec<u8>>().map(Bytes::from).map_err(|_| {
+        protocol_error(format!(
+            "WSGI response bodies must be bytes, got {}",
+            item.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })
+}
