@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -77,6 +78,11 @@ def test_help_lists_uvicorn_style_options():
         (("raw:app", "--limit-concurrency", "0"), ("--limit-concurrency",), 2),
         (("raw:app", "--header", "novalue"), ("--header", "NAME:VALUE"), 2),
         (("raw:app", "--timeout-keep-alive", "-1"), ("--timeout-keep-alive",), 2),
+        (("raw:app", "--interface", "cgi"), ("--interface", "cgi", "auto, asgi, wsgi"), 2),
+        (("raw:app", "--threads", "0"), ("--threads", "at least 1"), 2),
+        (("raw:app", "--threads", "many"), ("--threads", "many"), 2),
+        (("raw:app", "--queue-size", "-1"), ("--queue-size", "at least 1"), 2),
+        (("raw:app", "--timeout-write", "-1"), ("--timeout-write", "non-negative"), 2),
         (("raw:app", "--no-such-flag"), ("--no-such-flag",), 2),
         ((), ("APP",), 2),
         (("no_such_module:app",), ('Could not import module "no_such_module"',), 4),
@@ -188,3 +194,144 @@ def test_juggler_run_rejects_unknown_option():
         juggler.run("raw:app", prot=1)
     with pytest.raises(TypeError, match="--port"):
         juggler.run("raw:app", port="x")
+
+
+@pytest.mark.parametrize(
+    ("options", "flag"),
+    [
+        ({"interface": "cgi"}, "--interface"),
+        ({"threads": 0}, "--threads"),
+        ({"threads": 2.5}, "--threads"),
+        ({"queue_size": -1}, "--queue-size"),
+        ({"timeout_write": -1}, "--timeout-write"),
+    ],
+)
+def test_juggler_run_rejects_bad_interface_options(options, flag):
+    with pytest.raises(TypeError, match=re.escape(flag)):
+        juggler.run("raw:app", **options)
+
+
+def test_help_lists_interface_and_wsgi_options():
+    out = run_cli("--help").stdout
+    for text in (
+        "--interface",
+        "--threads",
+        "--queue-size",
+        "--timeout-write",
+        "JUGGLER_INTERFACE",
+        "JUGGLER_THREADS",
+        "JUGGLER_QUEUE_SIZE",
+        "JUGGLER_TIMEOUT_WRITE",
+    ):
+        assert text in out
+
+
+@pytest.mark.parametrize(
+    ("env", "fragments"),
+    [
+        ({"JUGGLER_INTERFACE": "cgi"}, ("JUGGLER_INTERFACE", "cgi")),
+        ({"JUGGLER_THREADS": "0"}, ("JUGGLER_THREADS", "at least 1")),
+        ({"JUGGLER_QUEUE_SIZE": "-1"}, ("JUGGLER_QUEUE_SIZE",)),
+        ({"JUGGLER_TIMEOUT_WRITE": "-1"}, ("JUGGLER_TIMEOUT_WRITE",)),
+    ],
+)
+def test_bad_interface_env_vars_name_the_variable(env, fragments):
+    assert_one_line_error(run_cli("raw:app", env=env), *fragments, code=2)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "fragments"),
+    [
+        (
+            ("raw:app", "--interface", "wsgi"),
+            {},
+            (
+                "--interface wsgi was given, but 'raw:app' is an ASGI app "
+                "(async callable taking scope, receive, send)",
+            ),
+        ),
+        (
+            ("raw:app",),
+            {"JUGGLER_INTERFACE": "wsgi"},
+            ("--interface wsgi was given, but 'raw:app' is an ASGI app",),
+        ),
+        (
+            ("iface_flask:app", "--interface", "asgi"),
+            {},
+            (
+                "--interface asgi was given, but 'iface_flask:app' is a WSGI app "
+                "(plain callable taking environ, start_response)",
+            ),
+        ),
+        (
+            ("iface_django:asgi_app", "--interface", "wsgi"),
+            {},
+            ("but 'iface_django:asgi_app' is an ASGI app",),
+        ),
+        (
+            ("iface_django:wsgi_app", "--interface", "asgi"),
+            {},
+            ("but 'iface_django:wsgi_app' is a WSGI app",),
+        ),
+        (
+            ("iface_apps:ambiguous",),
+            {},
+            (
+                "cannot tell whether 'iface_apps:ambiguous' is an ASGI or a WSGI app",
+                "(*args)",
+                "pass --interface asgi or --interface wsgi",
+            ),
+        ),
+        # Fatal errors are logged at CRITICAL, so the quietest log level still shows them.
+        (
+            ("iface_apps:ambiguous", "--log-level", "critical"),
+            {},
+            ("cannot tell whether 'iface_apps:ambiguous'",),
+        ),
+    ],
+)
+def test_interface_mismatch_or_doubt_is_one_line_and_exit_4(args, env, fragments):
+    if any(a.startswith(("iface_flask", "iface_django")) for a in args):
+        pytest.importorskip(args[0].split(":")[0].removeprefix("iface_"))
+    proc = run_cli(*args, "--app-dir", str(APPS), env=env)
+    assert_one_line_error(proc, *fragments, code=4)
+    assert "juggler running on" not in proc.stderr
+
+
+def test_fatal_errors_go_through_the_error_logger():
+    # iface_logged adds its own handler to juggler.error on import, then fails detection.
+    proc = run_cli("iface_logged:app", "--app-dir", str(APPS))
+    assert_one_line_error(proc, "cannot tell whether 'iface_logged:app'", code=4)
+    assert proc.stdout.splitlines() == [
+        "CAPTURED CRITICAL fatal=True " + proc.stderr.strip().removeprefix("juggler: error: ")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "line"),
+    [
+        (("raw:app",), {}, "Using the ASGI interface (detected)"),
+        (("raw:app", "--interface", "asgi"), {}, "Using the ASGI interface (chosen)"),
+        (("raw:app",), {"JUGGLER_INTERFACE": "asgi"}, "Using the ASGI interface (chosen)"),
+        (
+            ("iface_apps:wsgi_app",),
+            {},
+            "Using the WSGI interface with up to 32 threads (detected)",
+        ),
+        (
+            ("iface_apps:wsgi_object", "--threads", "4"),
+            {},
+            "Using the WSGI interface with up to 4 threads (detected)",
+        ),
+        (
+            ("iface_apps:ambiguous",),
+            {"JUGGLER_INTERFACE": "wsgi", "JUGGLER_THREADS": "8"},
+            "Using the WSGI interface with up to 8 threads (chosen)",
+        ),
+    ],
+)
+def test_startup_line_names_the_interface(juggler, args, env, line):
+    # Only the line logged before the worker starts: serving WSGI is tested elsewhere.
+    j = juggler(*args, "--lifespan", "off", env=env)
+    j.wait_for("^INFO: +" + re.escape(line) + "$")
+    j.kill()

@@ -12,10 +12,10 @@ __all__ = ["ClientDisconnected", "__version__", "run"]
 
 
 def run(app: Any, **options: Any) -> None:
-    """Serves ``app`` (an ASGI callable or a "module:attribute" string) until stopped.
+    """Serves ``app`` (an ASGI or WSGI callable or a "module:attribute" string) until stopped.
 
     Takes the same options as the command line, by their Python names
-    (``port=8001``, ``timeout_keep_alive=10``, ``header=[("x-a", "1")]``, ...).
+    (``port=8001``, ``interface="wsgi"``, ``threads=64``, ``header=[("x-a", "1")]``, ...).
     Exits the process with a non-zero status if the app cannot be loaded or started.
     """
     from .config import Config, ConfigError

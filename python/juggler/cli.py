@@ -8,19 +8,20 @@ from collections.abc import Sequence
 
 from . import __version__
 from .config import OPTIONS, Config, ConfigError
+from .exit_codes import EXIT_BAD_OPTION
 from .supervisor import run
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         # One readable line and exit code 2, without the usage block.
-        self.exit(2, f"juggler: error: {message}\n")
+        self.exit(EXIT_BAD_OPTION, f"juggler: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="juggler",
-        description="Serve an ASGI application with juggler's Rust core.",
+        description="Serve an ASGI or WSGI application with juggler's Rust core.",
         argument_default=argparse.SUPPRESS,
     )
     parser.add_argument(
@@ -55,8 +56,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         config = Config.resolve(app, args)
     except ConfigError as exc:
+        # Logging is not configured yet (--log-level is one of the options being read).
         print(f"juggler: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_OPTION)
     sys.exit(run(config))
 
 

@@ -16,6 +16,7 @@ ENV_PREFIX = "JUGGLER_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 LOOPS = ("auto", "asyncio", "uvloop")
 LIFESPANS = ("auto", "on", "off")
+INTERFACES = ("auto", "asgi", "wsgi")
 
 
 class ConfigError(ValueError):
@@ -78,6 +79,37 @@ OPTIONS: tuple[Option, ...] = (
     Option("fd", None, "Serve on an already bound socket with this file descriptor.", int),
     Option("backlog", 2048, "Maximum number of connections waiting to be accepted.", _positive_int),
     Option("root_path", "", "Set the ASGI 'root_path' for apps mounted below a URL prefix."),
+    Option(
+        "interface",
+        "auto",
+        "Which interface the app speaks: auto, asgi or wsgi; auto tells a WSGI callable from an"
+        " ASGI one.",
+        choices=INTERFACES,
+    ),
+    Option(
+        "threads",
+        32,
+        "WSGI: most threads running the app at once (started on demand, idle ones retire after"
+        " 60 s).",
+        _positive_int,
+        metavar="N",
+    ),
+    Option(
+        "queue_size",
+        None,
+        "WSGI: requests that may wait for a free thread; beyond this they get 503."
+        " [default: 4 x threads]",
+        _positive_int,
+        metavar="N",
+    ),
+    Option(
+        "timeout_write",
+        60.0,
+        "WSGI: how long a thread waits for a slow client to take more of the response before the"
+        " connection is closed.",
+        _non_negative,
+        metavar="SECONDS",
+    ),
     Option("lifespan", "auto", "Lifespan protocol handling.", choices=LIFESPANS),
     Option("log_level", "info", "Log level.", choices=LOG_LEVELS),
     Option("access_log", True, "Write an access log line per request.", kind="bool"),
@@ -210,6 +242,13 @@ class Config:
         if values["uds"] and values["fd"] is not None:
             raise ConfigError("--uds and --fd cannot be used together")
         return cls(app=app, values=values)
+
+    @property
+    def effective_queue_size(self) -> int:
+        """How many WSGI requests may wait for a thread: ``queue_size``, or 4 x ``threads``."""
+        if self.queue_size is None:
+            return 4 * int(self.threads)
+        return int(self.queue_size)
 
     def core_options(self) -> dict[str, Any]:
         """The keyword arguments of the Rust ``CoreConfig``."""
