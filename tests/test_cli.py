@@ -307,6 +307,11 @@ def test_fatal_errors_go_through_the_error_logger():
     ]
 
 
+def test_fatal_errors_are_seen_when_the_app_disabled_juggler_loggers():
+    proc = run_cli("iface_silenced:app", "--app-dir", str(APPS))
+    assert_one_line_error(proc, "cannot tell whether 'iface_silenced:app'", code=4)
+
+
 @pytest.mark.parametrize(
     ("args", "env", "line"),
     [

@@ -7,6 +7,7 @@ recycles them builds on this module (DESIGN.md, "Processes and threads").
 from __future__ import annotations
 
 import logging
+import sys
 
 from . import logging as jlogging
 from .config import Config
@@ -79,4 +80,9 @@ def _install_fatal_formatter() -> None:
 
 def _fatal(message: str) -> None:
     # CRITICAL, so that --log-level critical still shows why juggler exits.
-    jlogging.error_logger.critical("%s", message, extra={FATAL: True})
+    if jlogging.error_logger.isEnabledFor(logging.CRITICAL):
+        jlogging.error_logger.critical("%s", message, extra={FATAL: True})
+    else:
+        # The app's logging setup switched juggler's logger off (dictConfig disables existing
+        # loggers unless told not to); the reason juggler exits must still be seen.
+        print(f"juggler: error: {message}", file=sys.stderr)
