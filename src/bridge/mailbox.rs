@@ -27,6 +27,12 @@ pub fn defer_wakeups_on_this_thread() {
     DEFERS_WAKEUPS.with(|d| d.set(true));
 }
 
+/// Whether the calling thread is one that delivers held-back wake-ups before it sleeps (the
+/// I/O thread), so that other queues may hold theirs back too.
+pub fn defers_wakeups() -> bool {
+    DEFERS_WAKEUPS.with(Cell::get)
+}
+
 struct Queue<E> {
     events: Vec<E>,
     /// Set while events wait for a wake-up that was held back.

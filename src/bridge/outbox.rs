@@ -4,12 +4,24 @@
 //! Waking that thread for each one would cost a cross-thread wake-up (and on a busy core a
 //! context switch) per response; instead items pile up here and the loop schedules one
 //! [`Outbox::flush`] per iteration (`loop.call_soon`), so a whole iteration's worth of
-//! responses crosses with one wake-up. Threads that block anyway (WSGI) deliver directly.
+//! responses crosses with one wake-up.
+//!
+//! Producers that have no natural batch (WSGI threads finishing blocking calls one by one)
+//! use [`Outbox::flush_soon`]: while deliveries come thick (two within [`LOOKOUT`]), the I/O
+//! thread keeps a timer and looks again after `LOOKOUT` on its own, so those producers need
+//! not wake it at all; a response then waits at most `LOOKOUT`. When they come sparse, each
+//! wakes the I/O thread at once.
 
 use std::mem;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// How long the I/O thread looks out for more deliveries after a busy one.
+pub const LOOKOUT: Duration = Duration::from_millis(1);
 
 /// Something the I/O thread must act on: send a response head, wake a body stream.
 pub trait Deliver: Send {
@@ -19,6 +31,8 @@ pub trait Deliver: Send {
 pub struct Outbox<T> {
     queue: Mutex<Vec<T>>,
     ready: Notify,
+    /// Set while the I/O thread has a timer that will make it look again within LOOKOUT.
+    lookout: AtomicBool,
 }
 
 impl<T: Deliver> Outbox<T> {
@@ -26,6 +40,7 @@ impl<T: Deliver> Outbox<T> {
         Self {
             queue: Mutex::new(Vec::with_capacity(64)),
             ready: Notify::new(),
+            lookout: AtomicBool::new(false),
         }
     }
 
@@ -42,13 +57,51 @@ impl<T: Deliver> Outbox<T> {
         self.ready.notify_one();
     }
 
-    /// Runs on the I/O thread for the runtime's lifetime: delivers what each flush announces.
+    /// Delivery within [`LOOKOUT`]: wakes the I/O thread only if it is not looking out
+    /// already. Call after [`Outbox::defer`].
+    pub fn flush_soon(&self) {
+        // Ordered after the item's push (by the queue's lock): if the I/O thread stopped
+        // looking out before taking its batch, this sees it and wakes it.
+        if !self.lookout.load(Ordering::SeqCst) {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Runs on the I/O thread for the runtime's lifetime: delivers what each flush announces,
+    /// and while deliveries come thick, every LOOKOUT without being asked.
     pub async fn run(&self) {
         let mut batch = Vec::with_capacity(64);
+        let mut last = Instant::now();
+        let mut deadline: Option<Instant> = None;
         loop {
-            self.ready.notified().await;
+            // A look-out that finds something means deliveries still come thick.
+            let looked_out = match deadline {
+                Some(d) => {
+                    tokio::select! {
+                        biased;
+                        _ = self.ready.notified() => false,
+                        _ = tokio::time::sleep_until(d) => true,
+                    }
+                }
+                None => {
+                    self.ready.notified().await;
+                    false
+                }
+            };
+            // Stop looking out before taking the batch: a producer that pushes after the
+            // swap then sees it and wakes us.
+            self.lookout.store(false, Ordering::SeqCst);
             mem::swap(&mut *self.queue.lock(), &mut batch);
+            let now = Instant::now();
+            let thick = !batch.is_empty() && (looked_out || now.duration_since(last) < LOOKOUT);
+            if !batch.is_empty() {
+                last = now;
+            }
             batch.drain(..).for_each(Deliver::deliver);
+            deadline = thick.then(|| now + LOOKOUT);
+            if thick {
+                self.lookout.store(true, Ordering::SeqCst);
+            }
         }
     }
 }
@@ -62,7 +115,7 @@ impl<T: Deliver> Default for Outbox<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
 
     struct Count(Arc<AtomicUsize>);
@@ -99,5 +152,44 @@ mod tests {
         });
         // The outbox is empty again, so the next item asks for a flush.
         assert!(outbox.defer(Count(delivered.clone())));
+    }
+
+    #[test]
+    fn thick_deliveries_need_no_wake_up_and_sparse_ones_get_one() {
+        let outbox = Arc::new(Outbox::new());
+        let delivered = Arc::new(AtomicUsize::new(0));
+        let o = outbox.clone();
+        // The I/O thread of the test; it ends with the process.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move { o.run().await });
+        });
+        let wait_for = |n: usize| {
+            let give_up = std::time::Instant::now() + Duration::from_secs(5);
+            while delivered.load(Ordering::SeqCst) < n && std::time::Instant::now() < give_up {
+                std::thread::yield_now();
+            }
+            assert_eq!(delivered.load(Ordering::SeqCst), n);
+        };
+        assert!(!outbox.lookout.load(Ordering::SeqCst));
+        // Two quick deliveries: the second arms the look-out.
+        for n in 1..=2 {
+            outbox.defer(Count(delivered.clone()));
+            outbox.flush_soon();
+            wait_for(n);
+        }
+        assert!(
+            outbox.lookout.load(Ordering::SeqCst),
+            "deliveries came thick"
+        );
+        // Deferred without any wake-up, yet delivered by the look-out's timer.
+        outbox.defer(Count(delivered.clone()));
+        wait_for(3);
+        // Quiet for a few look-outs: it stops looking out, so the next one must wake it.
+        std::thread::sleep(LOOKOUT * 5);
+        assert!(!outbox.lookout.load(Ordering::SeqCst));
     }
 }

@@ -24,7 +24,9 @@ pub trait Interface: Dispatch {
     fn start(self: Arc<Self>, py: Python<'_>, request: Box<NewRequest>);
     /// I/O thread, inside the runtime, before the first connection is accepted.
     fn on_io_start(&self) {}
-    /// After the I/O thread ended: let go of threads of the interface's own.
+    /// I/O thread, each time it is about to sleep: deliver wake-ups held back meanwhile.
+    fn on_io_park(&self) {}
+    /// After the I/O thread ended, without the GIL: end threads of the interface's own.
     fn stop(&self) {}
 }
 

@@ -93,13 +93,17 @@ impl Server {
             inflight: self.host.inflight.clone(),
         });
         let mailbox = self.host.mailbox.clone();
+        let parking = self.interface.clone();
         let interface = self.interface.clone();
         let handle = crate::server::spawn_io_thread(
             fd,
             unix,
             self.host.registry.clone(),
             Arc::new(Http1::new(http)),
-            move || mailbox.flush(),
+            move || {
+                mailbox.flush();
+                parking.on_io_park();
+            },
             move || {
                 crate::bridge::mailbox::defer_wakeups_on_this_thread();
                 interface.on_io_start();
@@ -156,7 +160,8 @@ impl Server {
                 let _ = h.join();
             });
         }
-        self.interface.stop();
+        // Threads of the interface may need the GIL to end.
+        py.allow_threads(|| self.interface.stop());
     }
 
     #[getter]

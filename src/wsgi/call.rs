@@ -2,7 +2,7 @@
 //! always called, errors answered and logged.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pyo3::exceptions::PyOSError;
@@ -10,6 +10,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
+use super::delivery::Delivery;
 use super::environ::EnvironTemplate;
 use super::file_wrapper::FileWrapper;
 use super::input::WsgiInput;
@@ -37,17 +38,26 @@ pub struct Caller {
     pub loggers: Arc<Loggers>,
     pub environ: EnvironTemplate,
     pub write_timeout: Option<Duration>,
+    pub delivery: Arc<Delivery>,
 }
 
 impl Run<Job> for Caller {
     fn run(&self, job: Job, lease: &Lease<'_, Job>) {
+        let started = Instant::now();
         Python::with_gil(|py| self.call(py, job, lease));
+        self.delivery.after_job(started);
     }
 
     /// Keeps the thread's Python thread state for its whole life: without it each request's
     /// GIL acquisition would create and destroy one.
     fn thread(&self, main: &mut (dyn FnMut() + Send)) {
         Python::with_gil(|py| py.allow_threads(main));
+    }
+
+    /// One GIL hold, and one hand-over to the I/O thread, for a run of jobs taken back to
+    /// back.
+    fn session(&self, jobs: &mut dyn FnMut()) {
+        self.delivery.session(|| Python::with_gil(|_| jobs()));
     }
 }
 
@@ -65,6 +75,7 @@ impl Caller {
             exchange: exchange.clone(),
             waker: waker.clone(),
             timeout: self.write_timeout,
+            delivery: self.delivery.clone(),
         };
         let response = Response::new(waiter());
         let result = if exchange.is_disconnected() {

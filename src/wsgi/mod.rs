@@ -3,6 +3,7 @@
 //! for work, waits with it released; all socket I/O stays on the Tokio thread.
 
 pub mod call;
+pub mod delivery;
 pub mod environ;
 pub mod file_wrapper;
 pub mod input;
@@ -96,6 +97,7 @@ impl WsgiInterface {
             .get_type::<file_wrapper::FileWrapper>()
             .into_any()
             .unbind();
+        let delivery = Arc::new(delivery::Delivery::new());
         let caller = Arc::new(Caller {
             app: self.app.clone_ref(py),
             loggers: loggers.clone(),
@@ -106,11 +108,13 @@ impl WsgiInterface {
                 file_wrapper,
             )?,
             write_timeout: self.write_timeout,
+            delivery: delivery.clone(),
         });
         let pool = Pool::new(self.threads, self.queue_size, IDLE_THREAD_TIMEOUT, caller);
         let core = Arc::new(WsgiCore {
             host: host.clone(),
             pool,
+            delivery,
         });
         Server::new(py, host, core, loggers, self.event_loop.bind(py), fd, unix)
     }
@@ -119,6 +123,7 @@ impl WsgiInterface {
 struct WsgiCore {
     host: Arc<Host>,
     pool: Arc<Pool<Job>>,
+    delivery: Arc<delivery::Delivery>,
 }
 
 impl Dispatch for WsgiCore {
@@ -134,7 +139,18 @@ impl Interface for WsgiCore {
     /// WSGI requests never go through the loop thread.
     fn start(self: Arc<Self>, _py: Python<'_>, _request: Box<NewRequest>) {}
 
+    fn on_io_start(&self) {
+        let outbox = self.delivery.outbox();
+        tokio::spawn(async move { outbox.run().await });
+    }
+
+    fn on_io_park(&self) {
+        self.pool.flush_wakeups();
+    }
+
     fn stop(&self) {
-        self.pool.stop();
+        // Idle threads end at once; busy ones are waited for a little (the drain already
+        // waited for them up to the graceful time-out).
+        self.pool.stop(Duration::from_secs(2));
     }
 }

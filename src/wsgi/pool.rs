@@ -5,12 +5,22 @@
 //! (a streaming response: SSE, a large download) can [`Lease::detach`] from the limit: its
 //! thread stops counting, so streams cannot starve the pool of threads for ordinary requests.
 //! What bounds streams then is `--limit-concurrency`, as for every request.
+//!
+//! Waking a thread costs a context switch, and on a busy core the threads of one worker take
+//! turns on it anyway (and on the GIL), so the pool wakes as few as keep the work moving: at
+//! most one thread is ever "on its way" to the queue. A thread that takes a job while more are
+//! waiting wakes the next one (so a burst of blocking jobs fans out over the threads), and a
+//! thread that finishes a job takes the next one without sleeping ([`Run::session`] lets the
+//! WSGI runner keep the GIL across such a run of jobs).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
+
+/// Jobs the I/O thread may queue before it wakes a thread without waiting to park.
+const MAX_DEFERRED: usize = 64;
 
 /// Runs one job on a pool thread.
 pub trait Run<J>: Send + Sync + 'static {
@@ -19,6 +29,11 @@ pub trait Run<J>: Send + Sync + 'static {
     /// Wraps a pool thread's whole life (to set up per-thread state once).
     fn thread(&self, main: &mut (dyn FnMut() + Send)) {
         main();
+    }
+
+    /// Wraps a run of jobs taken one after another without sleeping in between.
+    fn session(&self, jobs: &mut dyn FnMut()) {
+        jobs();
     }
 }
 
@@ -30,12 +45,20 @@ struct State<J> {
     detached: usize,
     /// Threads waiting for a job.
     idle: usize,
+    /// Wake-ups (or new threads) sent that no thread has answered yet.
+    waking: usize,
+    /// Threads whose Python side has not finished yet (for a clean stop).
+    alive: usize,
+    /// The I/O thread queued jobs and holds the wake-up back until it is about to sleep.
+    wake_deferred: bool,
     stopping: bool,
 }
 
 pub struct Pool<J> {
     state: Mutex<State<J>>,
     work: Condvar,
+    /// Signalled when a thread has ended, for [`Pool::stop`].
+    ended: Condvar,
     max_threads: usize,
     max_queue: usize,
     idle_timeout: Duration,
@@ -74,9 +97,13 @@ impl<J: Send + 'static> Pool<J> {
                 threads: 0,
                 detached: 0,
                 idle: 0,
+                waking: 0,
+                alive: 0,
+                wake_deferred: false,
                 stopping: false,
             }),
             work: Condvar::new(),
+            ended: Condvar::new(),
             max_threads: max_threads.max(1),
             max_queue,
             idle_timeout,
@@ -87,38 +114,78 @@ impl<J: Send + 'static> Pool<J> {
     /// Queues a job; gives it back when the queue is full (or the pool stopped).
     pub fn submit(self: &Arc<Self>, job: J) -> Result<(), J> {
         let mut st = self.state.lock();
-        if st.stopping || st.queue.len() >= self.max_queue + st.idle {
+        // Jobs that an idle or a yet-to-start thread will take at once are not waiting.
+        let free = st.idle + self.max_threads.saturating_sub(st.threads - st.detached);
+        if st.stopping || st.queue.len() >= self.max_queue + free {
             return Err(job);
         }
         st.queue.push_back(job);
-        if st.idle > 0 {
-            self.work.notify_one();
+        // The I/O thread goes on reading other requests before it sleeps: waking a thread
+        // now would make the two take turns per request on a busy core.
+        if crate::bridge::mailbox::defers_wakeups() && st.queue.len() < MAX_DEFERRED {
+            st.wake_deferred = true;
+        } else {
+            self.wake_one(&mut st);
         }
-        self.grow_if_needed(&mut st);
         Ok(())
     }
 
-    /// Starts a thread when more jobs wait than idle threads will take, within the limit.
-    fn grow_if_needed(self: &Arc<Self>, st: &mut State<J>) {
-        if st.queue.len() > st.idle && st.threads - st.detached < self.max_threads {
+    /// Delivers a wake-up [`Pool::submit`] held back; the I/O thread calls it before parking.
+    pub fn flush_wakeups(self: &Arc<Self>) {
+        let mut st = self.state.lock();
+        if std::mem::take(&mut st.wake_deferred) {
+            self.wake_one(&mut st);
+        }
+    }
+
+    /// Sends one thread to the queue, unless one is on its way already: wakes an idle one, or
+    /// starts one within the limit.
+    fn wake_one(self: &Arc<Self>, st: &mut State<J>) {
+        if st.waking > 0 || st.queue.is_empty() {
+            return;
+        }
+        if st.idle > st.waking {
+            st.waking += 1;
+            self.work.notify_one();
+        } else if st.threads - st.detached < self.max_threads {
             let pool = self.clone();
             let spawned = std::thread::Builder::new()
                 .name("juggler-wsgi".into())
                 .spawn(move || {
                     let runner = pool.runner.clone();
                     runner.thread(&mut || pool.clone().thread_main());
+                    let mut st = pool.state.lock();
+                    st.alive -= 1;
+                    pool.ended.notify_all();
                 });
             // Out of threads: the queued job waits for a running thread to come back.
             if spawned.is_ok() {
                 st.threads += 1;
+                st.alive += 1;
+                st.waking += 1;
             }
         }
     }
 
-    /// No new jobs; idle threads exit, busy ones after their job.
-    pub fn stop(&self) {
-        self.state.lock().stopping = true;
+    /// A detached thread left a place free: use it if jobs wait.
+    fn grow_if_needed(self: &Arc<Self>, st: &mut State<J>) {
+        self.wake_one(st);
+    }
+
+    /// Takes no new jobs; idle threads end, busy ones after their job. Waits up to `wait` for
+    /// threads to end (the caller must not hold anything they need, like the GIL) and returns
+    /// how many are still running.
+    pub fn stop(&self, wait: Duration) -> usize {
+        let mut st = self.state.lock();
+        st.stopping = true;
         self.work.notify_all();
+        let deadline = std::time::Instant::now() + wait;
+        while st.alive > 0 {
+            if self.ended.wait_until(&mut st, deadline).timed_out() {
+                break;
+            }
+        }
+        st.alive
     }
 
     /// (threads alive, threads running a job, jobs waiting)
@@ -128,29 +195,62 @@ impl<J: Send + 'static> Pool<J> {
     }
 
     fn thread_main(self: Arc<Self>) {
-        while let Some(job) = self.next_job() {
-            let lease = Lease {
-                pool: &self,
-                detached: std::cell::Cell::new(false),
-            };
-            self.runner.run(job, &lease);
-            if lease.detached.get() {
-                let mut st = self.state.lock();
-                st.detached -= 1;
-                // Over the limit again (a replacement took this thread's place): retire.
-                if st.threads - st.detached > self.max_threads {
-                    st.threads -= 1;
-                    return;
+        // A new thread answers the wake-up that started it.
+        let mut woken = true;
+        while let Some(first) = self.next_job(&mut woken) {
+            let mut job = Some(first);
+            let runner = self.runner.clone();
+            runner.session(&mut || {
+                while let Some(j) = job.take().or_else(|| self.try_job()) {
+                    self.run_one(j);
                 }
+            });
+            if self.retire_if_over_limit() {
+                return;
             }
         }
     }
 
+    fn run_one(self: &Arc<Self>, job: J) {
+        let lease = Lease {
+            pool: self,
+            detached: std::cell::Cell::new(false),
+        };
+        self.runner.run(job, &lease);
+        if lease.detached.get() {
+            self.state.lock().detached -= 1;
+        }
+    }
+
+    /// Over the limit again (a replacement took a detached thread's place): end this one.
+    fn retire_if_over_limit(&self) -> bool {
+        let mut st = self.state.lock();
+        if st.threads - st.detached > self.max_threads {
+            st.threads -= 1;
+            return true;
+        }
+        false
+    }
+
+    /// The next job if one waits, without sleeping.
+    fn try_job(&self) -> Option<J> {
+        let mut st = self.state.lock();
+        if st.threads - st.detached > self.max_threads {
+            return None;
+        }
+        st.queue.pop_front()
+    }
+
     /// The next job, or None when this thread should end (stopping, or idle too long).
-    fn next_job(&self) -> Option<J> {
+    fn next_job(self: &Arc<Self>, woken: &mut bool) -> Option<J> {
         let mut st = self.state.lock();
         loop {
+            if std::mem::take(woken) {
+                st.waking = st.waking.saturating_sub(1);
+            }
             if let Some(job) = st.queue.pop_front() {
+                // More waiting: send the next thread, so blocking jobs fan out.
+                self.wake_one(&mut st);
                 return Some(job);
             }
             if st.stopping {
@@ -160,7 +260,8 @@ impl<J: Send + 'static> Pool<J> {
             st.idle += 1;
             let timed_out = self.work.wait_for(&mut st, self.idle_timeout).timed_out();
             st.idle -= 1;
-            if timed_out && st.queue.is_empty() {
+            *woken = !timed_out;
+            if timed_out && st.queue.is_empty() && !st.stopping {
                 st.threads -= 1;
                 return None;
             }
@@ -274,7 +375,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(pool.stats().0, 0, "retired after the idle timeout");
-        pool.stop();
+        assert_eq!(pool.stop(Duration::from_secs(5)), 0, "every thread ended");
         let (b, _eb) = job(2);
         assert!(pool.submit(b).is_err(), "a stopped pool takes nothing");
     }

@@ -104,7 +104,7 @@ impl Response {
             None => exchange.send_chunk(data, more)?,
         };
         if let Some(h) = sent.handover {
-            crate::bridge::Deliver::deliver(h);
+            self.waiter.delivery.hand_over(h, !more);
         }
         if sent.full {
             self.waiter.wait_room(py)?;

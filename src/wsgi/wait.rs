@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
 
+use super::delivery::Delivery;
 use crate::error::Error;
 use crate::http::exchange::{AppWaker, Exchange, Want};
 
@@ -58,6 +59,7 @@ pub struct Waiter {
     pub waker: Arc<ThreadWaker>,
     /// How long the client may keep a thread waiting (`--timeout-write`).
     pub timeout: Option<Duration>,
+    pub delivery: Arc<Delivery>,
 }
 
 impl Waiter {
@@ -68,6 +70,8 @@ impl Waiter {
         if !self.exchange.park(want, self.waker.clone()) {
             return Ok(());
         }
+        // What this thread held back may be what the client waits for before it sends more.
+        self.delivery.flush();
         let deadline = self.timeout.map(|t| started + t);
         let woken = py.allow_threads(|| self.waker.sleep(deadline));
         if !woken {
