@@ -5,14 +5,14 @@ use pyo3::prelude::*;
 use pyo3::PyErr;
 
 pyo3::create_exception!(
-    _juggler,
+    juggler,
     ClientDisconnected,
     PyOSError,
     "The client went away before the response was sent."
 );
 
 pyo3::create_exception!(
-    _juggler,
+    juggler,
     ProtocolError,
     PyRuntimeError,
     "The app broke its interface's protocol: an ASGI message out of order or of a wrong \

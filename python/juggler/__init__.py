@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ._juggler import ClientDisconnected
+from ._juggler import ClientDisconnected, ProtocolError
 from ._juggler import __version__ as __version__
 
-__all__ = ["ClientDisconnected", "__version__", "run"]
+__all__ = ["ClientDisconnected", "ProtocolError", "__version__", "run"]
 
 
 def run(app: Any, **options: Any) -> None:

@@ -3,11 +3,27 @@
 from collections.abc import Callable
 from typing import Any, final
 
-__all__ = ["ClientDisconnected", "CoreConfig", "Done", "Ready", "RunApp", "Server", "__version__"]
+__all__ = [
+    "AsgiInterface",
+    "ClientDisconnected",
+    "CoreConfig",
+    "Done",
+    "FileWrapper",
+    "ProtocolError",
+    "Ready",
+    "RunApp",
+    "Server",
+    "WsgiInterface",
+    "__version__",
+]
 __version__: str
 
 class ClientDisconnected(OSError):
     """The client went away before the response was sent."""
+
+class ProtocolError(RuntimeError):
+    """The app broke its interface's protocol (an ASGI message out of order or of a wrong
+    shape, start_response called twice, a malformed status or header)."""
 
 @final
 class CoreConfig:
@@ -25,17 +41,8 @@ class CoreConfig:
 
 @final
 class Server:
-    def __new__(
-        cls,
-        config: CoreConfig,
-        fd: int,
-        unix: bool,
-        app: Callable[..., Any],
-        event_loop: Any,
-        state: dict[str, Any] | None,
-        error_logger: Any,
-        access_logger: Any,
-    ) -> Server: ...
+    """One worker's I/O thread serving one interface; made by an interface's ``server()``."""
+
     def fileno(self) -> int: ...
     def start(self) -> None: ...
     def process(self) -> None: ...
@@ -47,6 +54,49 @@ class Server:
     def connections(self) -> int: ...
     @property
     def inflight(self) -> int: ...
+    @property
+    def running_calls(self) -> int: ...
+
+@final
+class AsgiInterface:
+    def __new__(
+        cls,
+        app: Callable[..., Any],
+        event_loop: Any,
+        state: dict[str, Any] | None,
+        error_logger: Any,
+        access_logger: Any,
+    ) -> AsgiInterface: ...
+    def server(self, config: CoreConfig, fd: int, unix: bool) -> Server: ...
+
+@final
+class WsgiInterface:
+    def __new__(
+        cls,
+        app: Callable[..., Any],
+        event_loop: Any,
+        error_logger: Any,
+        access_logger: Any,
+        errors: Any,
+        *,
+        threads: int,
+        queue_size: int,
+        write_timeout: float,
+    ) -> WsgiInterface: ...
+    def server(self, config: CoreConfig, fd: int, unix: bool) -> Server: ...
+
+@final
+class FileWrapper:
+    """``wsgi.file_wrapper``: juggler sends a regular file's bytes without Python reading them."""
+
+    def __new__(cls, filelike: Any, blksize: int = 8192) -> FileWrapper: ...
+    @property
+    def filelike(self) -> Any: ...
+    @property
+    def blksize(self) -> int: ...
+    def __iter__(self) -> FileWrapper: ...
+    def __next__(self) -> bytes: ...
+    def close(self) -> None: ...
 
 @final
 class Ready:
