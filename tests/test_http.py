@@ -253,3 +253,20 @@ def test_slow_reader_pauses_the_app(raw_server):
             assert chunk
             received += len(chunk)
     raw_server.wait_for(f"PRODUCED {key} {total_mib}")
+
+
+@pytest.mark.parametrize("shape", ["list", "generator", "none"])
+def test_response_messages_in_every_shape_the_spec_allows(raw_server, shape):
+    r = httpx.get(f"{raw_server.url}/shapes?h={shape}")
+    assert r.status_code == 200
+    assert r.content == b"abcd"
+    if shape != "none":
+        assert r.headers["content-type"] == "text/css"
+    if shape == "list":
+        assert r.headers["x-a"] == "1"
+
+
+def test_str_headers_are_a_protocol_error_naming_the_message(raw_server):
+    r = httpx.get(f"{raw_server.url}/bad-header-str")
+    assert r.status_code == 500
+    raw_server.wait_for(r"juggler\.ProtocolError: http\.response\.start: 'headers' must be")

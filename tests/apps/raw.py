@@ -181,6 +181,23 @@ async def app(scope, receive, send):
     if path == "/headers":
         headers = [(b"set-cookie", b"a=1"), (b"set-cookie", b"b=2"), (b"x-custom", b"yes")]
         return await respond(send, body=b"ok", headers=headers)
+    if path == "/shapes":
+        # Shapes the spec allows that real apps send: headers as lists or from a generator,
+        # no 'headers' key at all, bytearray and memoryview bodies.
+        shape = q.get("h", "list")
+        start = {"type": "http.response.start", "status": 200}
+        if shape == "list":
+            start["headers"] = [[b"content-type", b"text/css"], [b"x-a", bytearray(b"1")]]
+        elif shape == "generator":
+            start["headers"] = ((k, v) for k, v in [(b"content-type", b"text/css")])
+        await send(start)
+        await send({"type": "http.response.body", "body": bytearray(b"ab"), "more_body": True})
+        await send({"type": "http.response.body", "body": memoryview(b"cd")})
+        return None
+    if path == "/bad-header-str":
+        await send({"type": "http.response.start", "status": 200, "headers": [("a", "b")]})
+        await send({"type": "http.response.body", "body": b"never"})
+        return None
     if path == "/server-header":
         return await respond(send, body=b"ok", headers=[(b"server", b"mine")])
     if path == "/status":
