@@ -33,14 +33,26 @@ pub struct Outbox<T> {
     ready: Notify,
     /// Set while the I/O thread has a timer that will make it look again within LOOKOUT.
     lookout: AtomicBool,
+    /// Whether [`Outbox::flush_soon`] is used at all; without it `run` keeps no timer.
+    looks_out: bool,
 }
 
 impl<T: Deliver> Outbox<T> {
+    /// An outbox whose producers batch by themselves and always [`Outbox::flush`].
     pub fn new() -> Self {
         Self {
             queue: Mutex::new(Vec::with_capacity(64)),
             ready: Notify::new(),
             lookout: AtomicBool::new(false),
+            looks_out: false,
+        }
+    }
+
+    /// An outbox that also serves [`Outbox::flush_soon`].
+    pub fn with_lookout() -> Self {
+        Self {
+            looks_out: true,
+            ..Self::new()
         }
     }
 
@@ -71,6 +83,13 @@ impl<T: Deliver> Outbox<T> {
     /// and while deliveries come thick, every LOOKOUT without being asked.
     pub async fn run(&self) {
         let mut batch = Vec::with_capacity(64);
+        if !self.looks_out {
+            loop {
+                self.ready.notified().await;
+                mem::swap(&mut *self.queue.lock(), &mut batch);
+                batch.drain(..).for_each(Deliver::deliver);
+            }
+        }
         let mut last = Instant::now();
         let mut deadline: Option<Instant> = None;
         loop {
@@ -156,7 +175,7 @@ mod tests {
 
     #[test]
     fn thick_deliveries_need_no_wake_up_and_sparse_ones_get_one() {
-        let outbox = Arc::new(Outbox::new());
+        let outbox = Arc::new(Outbox::with_lookout());
         let delivered = Arc::new(AtomicUsize::new(0));
         let o = outbox.clone();
         // The I/O thread of the test; it ends with the process.

@@ -34,7 +34,7 @@ pub struct Delivery {
 impl Delivery {
     pub fn new() -> Self {
         Self {
-            outbox: Arc::new(Outbox::new()),
+            outbox: Arc::new(Outbox::with_lookout()),
         }
     }
 
