@@ -2,9 +2,19 @@
 
 Each server is pinned to CPU 0 and the load generator to CPU 1. CPU time per request is the
 user+system time of the server's whole process tree (from /proc) over the requests completed.
+ASGI scenarios (hello, fastapi, io, idle, stream) run only the ASGI servers, WSGI scenarios
+(wsgi-hello, wsgi-block) only the WSGI servers (juggler-wsgi, granian-wsgi, gunicorn-gthread,
+uwsgi; each with 32 threads in one process; uwsgi-router, uWSGI's --http router in front of
+the same worker, runs only when named in --servers).
 
-usage: python benches/compare.py [--duration S] [--scenarios hello,fastapi,io,idle,stream]
-                                 [--servers juggler,uvicorn,granian,...]
+usage: python benches/compare.py [--duration S] [--rounds N] [--output FILE]
+                                 [--scenarios hello,fastapi,io,idle,stream,wsgi-hello,...]
+                                 [--servers juggler,uvicorn,granian,granian-wsgi,...]
+
+A full run (every scenario and every server, as `make bench` does) writes benches/RESULTS.md.
+A partial run (a subset of --scenarios or --servers) only prints its tables and leaves
+RESULTS.md as it is, unless --output FILE names where to write them; the file is replaced
+whole, so --output benches/RESULTS.md with a subset drops the other scenarios' sections.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ PORT = 18080
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 IDLE_CONNECTIONS = 10_000
 STREAM_MIB = 1024
+THREADS = 32  # WSGI servers: threads running the app, in one process
 
 
 def juggler(*extra: str) -> Callable[[str], list[str]]:
@@ -68,6 +79,91 @@ def granian(*extra: str) -> Callable[[str], list[str]]:
     ]
 
 
+def juggler_wsgi(m: str) -> list[str]:
+    return juggler("--interface", "wsgi", "--threads", str(THREADS))(m)
+
+
+def granian_wsgi(m: str) -> list[str]:
+    # Granian's access log is off by default (--access-log / --no-access-log).
+    return [
+        str(BIN / "granian"),
+        "--interface",
+        "wsgi",
+        "--port",
+        str(PORT),
+        "--workers",
+        "1",
+        "--blocking-threads",
+        str(THREADS),
+        "--log-level",
+        "warning",
+        f"{m}:app",
+    ]
+
+
+def gunicorn_gthread(m: str) -> list[str]:
+    # An arbiter process and one worker; gunicorn's access log is off by default.
+    return [
+        str(BIN / "gunicorn"),
+        "-k",
+        "gthread",
+        "--threads",
+        str(THREADS),
+        "-w",
+        "1",
+        "--keep-alive",
+        "60",
+        "--log-level",
+        "warning",
+        "-b",
+        f"127.0.0.1:{PORT}",
+        f"{m}:app",
+    ]
+
+
+def uwsgi(m: str) -> list[str]:
+    # --http11-socket is uWSGI's keep-alive HTTP socket (--http-socket closes every connection
+    # after one response; --http-keepalive belongs to the separate --http router process). No
+    # --master, so it is one process. A thread keeps its connection until the client closes it
+    # or it idles for --socket-timeout (here 60 s, the others' keep-alive), so more connections
+    # than threads wait in the accept queue: the harness reports those in the errors column.
+    return [
+        str(BIN / "uwsgi"),
+        "--http11-socket",
+        f"127.0.0.1:{PORT}",
+        "--processes",
+        "1",
+        "--threads",
+        str(THREADS),
+        "--disable-logging",
+        "--socket-timeout",
+        "60",
+        "--need-app",
+        "--module",
+        f"{m}:app",
+    ]
+
+
+def uwsgi_router(m: str) -> list[str]:
+    # Opt-in: uWSGI's --http router (a gateway process that holds every client connection
+    # and forwards requests over the uwsgi protocol) in front of one worker, under a master.
+    return [
+        str(BIN / "uwsgi"),
+        "--http",
+        f"127.0.0.1:{PORT}",
+        "--http-keepalive",
+        "--master",
+        "--processes",
+        "1",
+        "--threads",
+        str(THREADS),
+        "--disable-logging",
+        "--need-app",
+        "--module",
+        f"{m}:app",
+    ]
+
+
 SERVERS: dict[str, Callable[[str], list[str]]] = {
     "juggler": juggler(),
     "juggler-asyncio": juggler("--loop", "asyncio"),
@@ -89,8 +185,22 @@ SERVERS: dict[str, Callable[[str], list[str]]] = {
     "granian": granian(),
     "granian-uvloop": granian("--loop", "uvloop"),
     "limit-hyper": lambda m: [str(HYPERLIMIT), str(PORT)],
+    "juggler-wsgi": juggler_wsgi,
+    "granian-wsgi": granian_wsgi,
+    "gunicorn-gthread": gunicorn_gthread,
+    "uwsgi": uwsgi,
+    "uwsgi-router": uwsgi_router,
 }
-PEERS = ("uvicorn", "granian", "granian-uvloop")
+WSGI_SERVERS = ("juggler-wsgi", "granian-wsgi", "gunicorn-gthread", "uwsgi", "uwsgi-router")
+OPT_IN = ("uwsgi-router",)  # only run when named in --servers
+PEERS = {
+    "asgi": ("uvicorn", "granian", "granian-uvloop"),
+    "wsgi": ("granian-wsgi", "gunicorn-gthread", "uwsgi"),
+}
+
+
+def interface(server: str) -> str:
+    return "wsgi" if server in WSGI_SERVERS else "asgi"
 
 
 @dataclass
@@ -102,6 +212,8 @@ class Scenario:
     connections: int = 64
     about: str = ""
     wait_s: float = 0.0  # per-request wait in the app, for the Little's-law limit
+    interface: str = "asgi"  # which servers run it
+    threads: int = 0  # when set, Little's law is against threads ÷ wait, not connections
 
 
 SCENARIOS = {
@@ -140,6 +252,27 @@ SCENARIOS = {
             "/",
             1,
             f"{STREAM_MIB} MiB response body and {STREAM_MIB} MiB request body, one at a time",
+        ),
+        Scenario(
+            "wsgi-hello",
+            "load",
+            "wsgi_hello",
+            "/",
+            64,
+            f"WSGI hello world, 64 connections, {THREADS} threads",
+            interface="wsgi",
+        ),
+        Scenario(
+            "wsgi-block",
+            "load",
+            "wsgi_block",
+            "/",
+            64,
+            f"WSGI app blocking in time.sleep(0.01), 64 connections, {THREADS} threads "
+            f"(thread limit {THREADS / 0.01:,.0f} req/s)",
+            wait_s=0.01,
+            interface="wsgi",
+            threads=THREADS,
         ),
     )
 }
@@ -208,6 +341,21 @@ def established(port: int) -> int:
     return count
 
 
+def accept_queue(port: int) -> int:
+    """Connections waiting in the accept queue of the listening socket on ``port``."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += int(fields[4].split(":")[1], 16)
+    return count
+
+
 def raise_fd_limit() -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -263,7 +411,10 @@ def to_ms(text: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def wrk(path: str, conns: int, duration: int) -> dict[str, float] | None:
+def wrk(
+    path: str, conns: int, duration: int, midway: Callable[[], None] | None = None
+) -> dict[str, float] | None:
+    """Runs wrk; ``midway`` is called halfway through the run (to look at the server)."""
     cmd = [
         "taskset",
         "-c",
@@ -275,7 +426,17 @@ def wrk(path: str, conns: int, duration: int) -> dict[str, float] | None:
         "--latency",
         f"http://127.0.0.1:{PORT}{path}",
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if midway:
+        try:
+            proc.wait(duration / 2)
+        except subprocess.TimeoutExpired:
+            midway()
+    try:
+        out, _ = proc.communicate(timeout=duration + 60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
     reqs = re.search(r"(\d+) requests in", out)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
@@ -297,15 +458,19 @@ def wrk(path: str, conns: int, duration: int) -> dict[str, float] | None:
 
 def run_load(sc: Scenario, server: str, proc: subprocess.Popen[bytes], duration: int) -> Result:
     wrk(sc.path, min(sc.connections, 64), 1)  # warm-up
+    queued: list[int] = []
     before = tree_ticks(proc.pid)
-    w = wrk(sc.path, sc.connections, duration)
+    w = wrk(sc.path, sc.connections, duration, lambda: queued.append(accept_queue(PORT)))
     after = tree_ticks(proc.pid)
     r = Result(sc.name, server)
     if w:
         r.metrics = {k: w[k] for k in ("rps", "p50_ms", "p99_ms", "errors")}
         r.metrics["cpu_us"] = (after - before) / CLK_TCK * 1e6 / max(1, w["requests"])
         if sc.wait_s:
-            r.metrics["littles_law"] = w["rps"] / (sc.connections / sc.wait_s)
+            r.metrics["littles_law"] = w["rps"] / ((sc.threads or sc.connections) / sc.wait_s)
+    if queued and queued[0]:
+        # wrk counts no error for a connection that is never accepted, so say it here.
+        r.note = f"({queued[0]} of {sc.connections} connections unaccepted midway)"
     return r
 
 
@@ -404,7 +569,17 @@ RUNNERS = {"load": run_load, "idle": run_idle, "stream": run_stream}
 
 def versions() -> str:
     out = []
-    for pkg in ("juggler", "uvicorn", "uvloop", "httptools", "granian", "fastapi", "pydantic"):
+    for pkg in (
+        "juggler",
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "granian",
+        "gunicorn",
+        "uwsgi",
+        "fastapi",
+        "pydantic",
+    ):
         try:
             out.append(f"{pkg} {version(pkg)}")
         except PackageNotFoundError:
@@ -418,7 +593,7 @@ def fmt(v: float | None, spec: str = ".2f") -> str:
 
 def load_table(results: list[Result], scenario: str) -> list[str]:
     rows = [r for r in results if r.scenario == scenario and r.metrics]
-    peers = [r for r in rows if r.server in PEERS]
+    peers = [r for r in rows if r.server in PEERS[SCENARIOS[scenario].interface]]
     best_rps = max((r.metrics["rps"] for r in peers), default=None)
     best_cpu = min((r.metrics["cpu_us"] for r in peers), default=None)
     limit = next((r for r in rows if r.server == "limit-hyper"), None)
@@ -436,7 +611,8 @@ def load_table(results: list[Result], scenario: str) -> list[str]:
             f"| {m['cpu_us']:.1f} | {fmt(m['rps'] / best_rps if best_rps else None)} "
             f"| {fmt(m['cpu_us'] / best_cpu if best_cpu else None)} "
             f"| {fmt(m['cpu_us'] / limit.metrics['cpu_us'] if limit else None)} "
-            f"| {fmt(m.get('littles_law'))} | {m['errors']:.0f} |"
+            f"| {fmt(m.get('littles_law'))} | {m['errors']:.0f} {r.note}".rstrip()
+            + " |"
         )
     return lines
 
@@ -492,8 +668,20 @@ def report(results: list[Result], duration: int, rounds: int) -> str:
         f"per load scenario, each server's median run (by CPU µs/req) shown. CPU µs/req is "
         f"user+system "
         f"time of the server's process tree over the requests wrk completed. 'best peer' is the "
-        f"best of {', '.join(PEERS)}; 'limit' is a pure-Rust hyper server (benches/hyperlimit). "
-        f"Little's law: req/s ÷ (connections ÷ wait).",
+        f"best of {', '.join(PEERS['asgi'])} for ASGI, of {', '.join(PEERS['wsgi'])} for WSGI; "
+        f"'limit' is a pure-Rust hyper server (benches/hyperlimit). Little's law: req/s ÷ "
+        f"(connections ÷ wait) for ASGI, req/s ÷ (threads ÷ wait) for WSGI. Every server logs "
+        f"at warning level with no access log, keep-alive 60 s where it has a setting.",
+        f"- WSGI servers, {THREADS} threads in one process each: juggler-wsgi `--interface wsgi "
+        f"--threads {THREADS}`; granian-wsgi `--interface wsgi --blocking-threads {THREADS} "
+        f"--workers 1` (one runtime thread, the default); gunicorn-gthread `-k gthread --threads "
+        f"{THREADS} -w 1` (an arbiter and one worker process, both counted); uwsgi "
+        f"`--http11-socket --processes 1 --threads {THREADS} --disable-logging --socket-timeout "
+        f"60`, no `--master`. `--http11-socket` is uWSGI's keep-alive HTTP socket: plain "
+        f"`--http-socket` closes each connection after one response, and `--http-keepalive` "
+        f"only applies to the separate `--http` router process. uWSGI's threads each keep one "
+        f"connection, so with more connections than threads the rest wait unaccepted: the "
+        f"errors column says how many were in the accept queue halfway through a run.",
         "- command: `make bench` (`python benches/compare.py`); where the time goes and what "
         "the missed targets would need: [PROFILE.md](PROFILE.md)",
         "",
@@ -516,9 +704,22 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="runs per load scenario")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
-    parser.add_argument("--servers", default=",".join(SERVERS))
-    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--servers", default=",".join(s for s in SERVERS if s not in OPT_IN))
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="file to write the report to; default: benches/RESULTS.md for a full run, "
+        "none (print only) for a partial one",
+    )
     args = parser.parse_args()
+    partial = args.scenarios != parser.get_default("scenarios") or (
+        args.servers != parser.get_default("servers")
+    )
+    output = args.output or (None if partial else HERE / "RESULTS.md")
+    unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
+    unknown |= set(args.servers.split(",")) - set(SERVERS)
+    if unknown:
+        sys.exit(f"unknown scenario or server: {', '.join(sorted(unknown))}")
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         sys.exit("benches need wrk and taskset (apt-get install wrk util-linux)")
     results: list[Result] = []
@@ -527,7 +728,8 @@ def main() -> None:
         servers = [
             s
             for s in args.servers.split(",")
-            if s != "limit-hyper" or (name == "hello" and HYPERLIMIT.exists())
+            if (s != "limit-hyper" and interface(s) == sc.interface)
+            or (s == "limit-hyper" and name == "hello" and HYPERLIMIT.exists())
         ]
         # Load scenarios run in interleaved rounds and keep each server's median run, so that
         # a noisy minute on a shared machine does not decide a ratio.
@@ -544,14 +746,16 @@ def main() -> None:
                     stop(proc)
                 runs[server].append(r)
                 shown = ", ".join(f"{k}={v:,.2f}" for k, v in r.metrics.items())
-                print(f"{name:8} {server:16} {shown} {r.note}", flush=True)
+                print(f"{name:10} {server:16} {shown} {r.note}", flush=True)
         for server in servers:
             done = sorted(runs[server], key=lambda r: r.metrics.get("cpu_us", 0.0))
             if done:
                 results.append(done[len(done) // 2])
     text = report(results, args.duration, args.rounds)
-    args.output.write_text(text)
+    if output:
+        output.write_text(text)
     print("\n" + text)
+    print(f"\nwritten to {output}" if output else "\npartial run: not written (see --output)")
 
 
 if __name__ == "__main__":
