@@ -30,7 +30,9 @@ class Juggler:
         port: bool = True,
         pass_fds: tuple[int, ...] = (),
     ) -> None:
-        cmd = [sys.executable, "-m", "juggler", *args, "--app-dir", str(APPS)]
+        cmd = [sys.executable, "-m", "juggler", *args]
+        if "--app-dir" not in args:
+            cmd += ["--app-dir", str(APPS)]
         if port and not any(a in ("--uds", "--fd", "--port") for a in args):
             cmd += ["--port", "0"]
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
