@@ -123,6 +123,10 @@ impl Caller {
 }
 
 fn close(py: Python<'_>, iterable: &Bound<'_, PyAny>) -> PyResult<()> {
+    // A plain list or tuple has no close(); asking would raise and swallow an AttributeError.
+    if iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>() {
+        return Ok(());
+    }
     if iterable.hasattr(intern!(py, "close"))? {
         iterable.call_method0(intern!(py, "close"))?;
     }
