@@ -13,7 +13,6 @@ use pyo3::types::PyDict;
 
 use crate::bridge::Outbox;
 use crate::config::CoreConfig;
-use crate::error::Error;
 use crate::http::exchange::Handover;
 use crate::http::{Dispatch, NewRequest};
 use crate::interface::access::AccessInfo;
@@ -67,13 +66,8 @@ impl AsgiInterface {
     /// A server for this app on the listening socket `fd`.
     fn server(&self, py: Python<'_>, config: CoreConfig, fd: i32, unix: bool) -> PyResult<Server> {
         let event_loop = self.event_loop.bind(py);
-        let host = Host::new(config.clone()).map_err(Error::from)?;
-        let loggers = Arc::new(Loggers::new(
-            py,
-            self.error_logger.clone_ref(py),
-            self.access_logger.clone_ref(py),
-            config.access_log,
-        )?);
+        let (host, loggers) =
+            Host::with_loggers(py, &config, &self.error_logger, &self.access_logger)?;
         let (create_task, task_kwargs) = task_spawner(py, event_loop)?;
         let outbox = Arc::new(Outbox::new());
         let flush = Py::new(py, FlushOutbox(outbox.clone()))?.into_any();

@@ -97,27 +97,18 @@ struct Addresses {
 }
 
 fn addresses<'a>(py: Python<'_>, conn: &'a ConnInfo) -> PyResult<&'a Addresses> {
-    if let Some(a) = conn
-        .derived
-        .get()
-        .and_then(|d| d.downcast_ref::<Addresses>())
-    {
-        return Ok(a);
-    }
-    let client = match &conn.client {
-        Some((host, port)) => (host.as_str(), *port).into_py_any(py)?,
-        None => py.None(),
-    };
-    let server = match &conn.server {
-        ServerAddr::Tcp(host, port) => (host.as_str(), *port).into_py_any(py)?,
-        ServerAddr::Unix(path) => (path.as_str(), py.None()).into_py_any(py)?,
-    };
-    // Only the loop thread sets it, under the GIL, so nothing can have set it meanwhile.
-    let _ = conn.derived.set(Box::new(Addresses { client, server }));
-    conn.derived
-        .get()
-        .and_then(|d| d.downcast_ref::<Addresses>())
-        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("connection addresses"))
+    let made = conn.derived(|| -> PyResult<Addresses> {
+        let client = match &conn.client {
+            Some((host, port)) => (host.as_str(), *port).into_py_any(py)?,
+            None => py.None(),
+        };
+        let server = match &conn.server {
+            ServerAddr::Tcp(host, port) => (host.as_str(), *port).into_py_any(py)?,
+            ServerAddr::Unix(path) => (path.as_str(), py.None()).into_py_any(py)?,
+        };
+        Ok(Addresses { client, server })
+    })?;
+    made.ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("connection addresses"))
 }
 
 pub fn http_version(py: Python<'_>, v: Version) -> &Bound<'_, PyString> {

@@ -64,6 +64,23 @@ pub struct Host {
 }
 
 impl Host {
+    /// A host for `config`, and the loggers its interface writes to.
+    pub fn with_loggers(
+        py: Python<'_>,
+        config: &CoreConfig,
+        error_logger: &PyObject,
+        access_logger: &PyObject,
+    ) -> PyResult<(Arc<Self>, Arc<log::Loggers>)> {
+        let host = Self::new(config.clone()).map_err(crate::error::Error::from)?;
+        let loggers = log::Loggers::new(
+            py,
+            error_logger.clone_ref(py),
+            access_logger.clone_ref(py),
+            config.access_log,
+        )?;
+        Ok((host, Arc::new(loggers)))
+    }
+
     pub fn new(config: CoreConfig) -> std::io::Result<Arc<Self>> {
         let mailbox = Arc::new(Mailbox::new()?);
         Ok(Arc::new(Self {

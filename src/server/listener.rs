@@ -19,6 +19,20 @@ pub struct ConnInfo {
     pub derived: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
+impl ConnInfo {
+    /// What the interface derived from the addresses, made on first use.
+    pub fn derived<T: Any + Send + Sync, E>(
+        &self,
+        make: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Option<&T>, E> {
+        if self.derived.get().is_none() {
+            // Only one request of a connection runs at a time, so nothing races this set.
+            let _ = self.derived.set(Box::new(make()?));
+        }
+        Ok(self.derived.get().and_then(|d| d.downcast_ref::<T>()))
+    }
+}
+
 pub enum ServerAddr {
     Tcp(String, u16),
     Unix(String),

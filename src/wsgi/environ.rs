@@ -133,31 +133,22 @@ struct Addresses {
 }
 
 fn addresses<'a>(py: Python<'_>, conn: &'a ConnInfo) -> PyResult<&'a Addresses> {
-    if let Some(a) = conn
-        .derived
-        .get()
-        .and_then(|d| d.downcast_ref::<Addresses>())
-    {
-        return Ok(a);
-    }
     let s = |text: &str| PyString::new(py, text).into_any().unbind();
-    let (server_name, server_port) = match &conn.server {
-        ServerAddr::Tcp(host, port) => (s(host), s(&port.to_string())),
-        // PEP 3333 wants both non-empty; a UNIX socket has no host or port of its own.
-        ServerAddr::Unix(_) => (s("localhost"), s("80")),
-    };
-    let remote = conn
-        .client
-        .as_ref()
-        .map(|(host, port)| (s(host), s(&port.to_string())));
-    // Only this connection's requests set it, one at a time under the GIL.
-    let _ = conn.derived.set(Box::new(Addresses {
-        server_name,
-        server_port,
-        remote,
-    }));
-    conn.derived
-        .get()
-        .and_then(|d| d.downcast_ref::<Addresses>())
-        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("connection addresses"))
+    let made = conn.derived(|| -> PyResult<Addresses> {
+        let (server_name, server_port) = match &conn.server {
+            ServerAddr::Tcp(host, port) => (s(host), s(&port.to_string())),
+            // PEP 3333 wants both non-empty; a UNIX socket has no host or port of its own.
+            ServerAddr::Unix(_) => (s("localhost"), s("80")),
+        };
+        let remote = conn
+            .client
+            .as_ref()
+            .map(|(host, port)| (s(host), s(&port.to_string())));
+        Ok(Addresses {
+            server_name,
+            server_port,
+            remote,
+        })
+    })?;
+    made.ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("connection addresses"))
 }

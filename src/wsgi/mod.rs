@@ -19,7 +19,6 @@ use pyo3::prelude::*;
 use crate::config::CoreConfig;
 use crate::error::Error;
 use crate::http::{Dispatch, NewRequest};
-use crate::interface::log::Loggers;
 use crate::interface::server::Server;
 use crate::interface::{Host, Interface};
 use call::{Caller, Job};
@@ -86,13 +85,8 @@ impl WsgiInterface {
 
     /// A server for this app on the listening socket `fd`.
     fn server(&self, py: Python<'_>, config: CoreConfig, fd: i32, unix: bool) -> PyResult<Server> {
-        let host = Host::new(config.clone()).map_err(Error::from)?;
-        let loggers = Arc::new(Loggers::new(
-            py,
-            self.error_logger.clone_ref(py),
-            self.access_logger.clone_ref(py),
-            config.access_log,
-        )?);
+        let (host, loggers) =
+            Host::with_loggers(py, &config, &self.error_logger, &self.access_logger)?;
         let file_wrapper = py
             .get_type::<file_wrapper::FileWrapper>()
             .into_any()
