@@ -15,12 +15,14 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-/// Jobs the I/O thread may queue before it wakes a thread without waiting to park.
+/// Jobs the I/O thread may queue, and how long, before it wakes a thread without waiting to
+/// park.
 const MAX_DEFERRED: usize = 64;
+const MAX_DEFER_TIME: Duration = Duration::from_millis(1);
 
 /// Runs one job on a pool thread.
 pub trait Run<J>: Send + Sync + 'static {
@@ -49,8 +51,8 @@ struct State<J> {
     waking: usize,
     /// Threads whose Python side has not finished yet (for a clean stop).
     alive: usize,
-    /// The I/O thread queued jobs and holds the wake-up back until it is about to sleep.
-    wake_deferred: bool,
+    /// Since when the I/O thread holds a wake-up back until it is about to sleep.
+    wake_deferred: Option<Instant>,
     stopping: bool,
 }
 
@@ -99,7 +101,7 @@ impl<J: Send + 'static> Pool<J> {
                 idle: 0,
                 waking: 0,
                 alive: 0,
-                wake_deferred: false,
+                wake_deferred: None,
                 stopping: false,
             }),
             work: Condvar::new(),
@@ -122,9 +124,16 @@ impl<J: Send + 'static> Pool<J> {
         st.queue.push_back(job);
         // The I/O thread goes on reading other requests before it sleeps: waking a thread
         // now would make the two take turns per request on a busy core.
-        if crate::bridge::mailbox::defers_wakeups() && st.queue.len() < MAX_DEFERRED {
-            st.wake_deferred = true;
+        // Bounded like the mailbox's: a busy I/O thread may not park for a while.
+        let defer = crate::bridge::mailbox::defers_wakeups()
+            && st.queue.len() < MAX_DEFERRED
+            && st
+                .wake_deferred
+                .is_none_or(|t| t.elapsed() < MAX_DEFER_TIME);
+        if defer {
+            st.wake_deferred.get_or_insert_with(Instant::now);
         } else {
+            st.wake_deferred = None;
             self.wake_one(&mut st);
         }
         Ok(())
@@ -133,7 +142,7 @@ impl<J: Send + 'static> Pool<J> {
     /// Delivers a wake-up [`Pool::submit`] held back; the I/O thread calls it before parking.
     pub fn flush_wakeups(self: &Arc<Self>) {
         let mut st = self.state.lock();
-        if std::mem::take(&mut st.wake_deferred) {
+        if st.wake_deferred.take().is_some() {
             self.wake_one(&mut st);
         }
     }
@@ -261,6 +270,12 @@ impl<J: Send + 'static> Pool<J> {
             let timed_out = self.work.wait_for(&mut st, self.idle_timeout).timed_out();
             st.idle -= 1;
             *woken = !timed_out;
+            // A wake-up sent while this thread was timing out reached nobody if fewer threads
+            // wait than wake-ups are pending: take it on, or `waking` would never drop to 0
+            // and no thread would be woken again.
+            if timed_out && st.waking > st.idle {
+                st.waking -= 1;
+            }
             if timed_out && st.queue.is_empty() && !st.stopping {
                 st.threads -= 1;
                 return None;
@@ -378,5 +393,25 @@ mod tests {
         assert_eq!(pool.stop(Duration::from_secs(5)), 0, "every thread ended");
         let (b, _eb) = job(2);
         assert!(pool.submit(b).is_err(), "a stopped pool takes nothing");
+    }
+
+    struct Quick(mpsc::Sender<usize>);
+
+    impl Run<usize> for Quick {
+        fn run(&self, job: usize, _lease: &Lease<'_, usize>) {
+            let _ = self.0.send(job);
+        }
+    }
+
+    #[test]
+    fn no_job_is_stranded_while_threads_time_out_and_retire() {
+        // Idle threads time out all the time here, racing the wake-ups sent to them.
+        let (tx, done) = mpsc::channel();
+        let pool = Pool::new(2, 8, Duration::from_micros(300), Arc::new(Quick(tx)));
+        for i in 0..400 {
+            assert!(pool.submit(i).is_ok());
+            assert_eq!(done.recv_timeout(T).ok(), Some(i), "job {i} was never run");
+            std::thread::sleep(Duration::from_micros((i as u64 * 37) % 500));
+        }
     }
 }
