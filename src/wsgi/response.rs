@@ -13,6 +13,8 @@ use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use super::wait::Waiter;
 use crate::error::Error;
+use crate::http::exchange::Handover;
+use hyper::ext::ReasonPhrase;
 
 /// Where the response head stands.
 enum Head {
@@ -22,6 +24,8 @@ enum Head {
     Pending {
         status: StatusCode,
         headers: HeaderMap,
+        /// The app's reason phrase when it is not the standard one ("200 Fine").
+        reason: Option<ReasonPhrase>,
     },
     Sent,
 }
@@ -94,13 +98,25 @@ impl Response {
             }
             st.complete = !more;
             match std::mem::replace(&mut st.head, Head::Sent) {
-                Head::Pending { status, headers } => Some((status, headers)),
+                Head::Pending {
+                    status,
+                    headers,
+                    reason,
+                } => Some((status, headers, reason)),
                 Head::None | Head::Sent => None,
             }
         };
         let exchange = &self.waiter.exchange;
         let sent = match head {
-            Some((status, headers)) => exchange.start_response(status, headers, data, more)?,
+            Some((status, headers, reason)) => {
+                let mut sent = exchange.start_response(status, headers, data, more)?;
+                if let (Some(reason), Some(Handover::Respond(_, response))) =
+                    (reason, sent.handover.as_mut())
+                {
+                    response.extensions_mut().insert(reason);
+                }
+                sent
+            }
             None => exchange.send_chunk(data, more)?,
         };
         if let Some(h) = sent.handover {
@@ -181,8 +197,8 @@ fn pread(fd: i32, offset: u64, len: usize) -> std::io::Result<Bytes> {
     }
 }
 
-/// "200 OK" -> 200; the reason phrase is not kept (hyper writes the standard one).
-fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<StatusCode> {
+/// "200 OK" -> 200, and the reason phrase if it is not the standard one.
+fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<(StatusCode, Option<ReasonPhrase>)> {
     let text = status
         .downcast::<PyString>()
         .map_err(|_| protocol_error("start_response(): status must be a str like '200 OK'"))?
@@ -197,8 +213,20 @@ fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<StatusCode> {
     } else {
         None
     };
-    code.filter(|c| c.as_u16() >= 100)
-        .ok_or_else(|| protocol_error(format!("start_response(): invalid status {text:?}")))
+    let code = code
+        .filter(|c| c.as_u16() >= 100)
+        .ok_or_else(|| protocol_error(format!("start_response(): invalid status {text:?}")))?;
+    let reason = text.get(4..).unwrap_or("");
+    let custom = if reason.is_empty() || Some(reason) == code.canonical_reason() {
+        None
+    } else {
+        Some(ReasonPhrase::try_from(reason.as_bytes()).map_err(|_| {
+            protocol_error(format!(
+                "start_response(): invalid reason phrase in {text:?}"
+            ))
+        })?)
+    };
+    Ok((code, custom))
 }
 
 fn native_bytes(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
@@ -292,9 +320,13 @@ impl StartResponse {
                 ))
             }
         }
-        let status = parse_status(status)?;
+        let (status, reason) = parse_status(status)?;
         let (headers, length) = parse_headers(headers)?;
-        st.head = Head::Pending { status, headers };
+        st.head = Head::Pending {
+            status,
+            headers,
+            reason,
+        };
         st.remaining = length;
         Ok(Write {
             response: self.response.clone(),
