@@ -11,6 +11,7 @@ import sys
 import httpx
 import pytest
 from conftest import ROOT, start
+from wsgi_servers import Server, juggler_only
 
 PROJECT = ROOT / "examples" / "django_app"
 
@@ -29,25 +30,25 @@ def db(tmp_path_factory):
     return path
 
 
-def serve(db, target: str, *args: str):
-    env = {"NOTES_DB": str(db)}
-    return start(target, "--app-dir", str(PROJECT), *args, env=env)
-
-
 @pytest.fixture(scope="module")
 def wsgi(db):
-    j = serve(db, "mysite.wsgi:application", "--interface", "wsgi", "--threads", "4")
-    yield j
-    j.kill()
+    """Django's WSGI handler (under Gunicorn with JUGGLER_TEST_REFERENCE=gunicorn)."""
+    s = Server(
+        "mysite.wsgi:application", "--threads", "4", app_dir=PROJECT, env={"NOTES_DB": str(db)}
+    ).ready()
+    yield s
+    s.kill()
 
 
 @pytest.fixture(scope="module")
 def asgi(db):
-    j = serve(db, "mysite.asgi:application")
+    """Django's ASGI handler, always under juggler."""
+    j = start("mysite.asgi:application", "--app-dir", str(PROJECT), env={"NOTES_DB": str(db)})
     yield j
     j.kill()
 
 
+@juggler_only
 def test_interfaces_detected(wsgi, asgi):
     wsgi.wait_for(r"Using the WSGI interface with up to 4 threads \(chosen\)")
     asgi.wait_for(r"Using the ASGI interface \(detected\)")

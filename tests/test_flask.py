@@ -6,18 +6,23 @@ import hashlib
 
 import httpx
 import pytest
-from conftest import ROOT, start
+from conftest import ROOT
+from wsgi_servers import REFERENCE, Server
 
 
 @pytest.fixture(scope="module")
 def flask_server():
-    j = start("app:app", "--app-dir", str(ROOT / "examples" / "flask_app"), "--threads", "4")
-    yield j
-    j.kill()
+    s = Server(
+        "app:app", "--threads", "4", app_dir=ROOT / "examples" / "flask_app", interface="auto"
+    )
+    s.ready()
+    yield s
+    s.kill()
 
 
 def test_detected_as_wsgi(flask_server):
-    flask_server.wait_for(r"Using the WSGI interface with up to 4 threads \(detected\)")
+    if not REFERENCE:
+        flask_server.wait_for(r"Using the WSGI interface with up to 4 threads \(detected\)")
     assert httpx.get(f"{flask_server.url}/").text == "flask home"
 
 

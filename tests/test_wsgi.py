@@ -1,4 +1,8 @@
-"""WSGI end to end: PEP 3333 environ and input, responses, errors, the thread pool, shutdown."""
+"""WSGI (PEP 3333) end to end: environ, wsgi.input, start_response, iterables, files, errors,
+the thread pool and its limits, shutdown and logs; tests/apps/wsgi_app.py is the app.
+
+``JUGGLER_TEST_REFERENCE=gunicorn`` runs these against Gunicorn (see wsgi_servers.py).
+"""
 
 from __future__ import annotations
 
@@ -9,507 +13,785 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from pathlib import Path
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import APPS, READY, raw_request, read_response, start
+from conftest import raw_request, read_response
+from wsgi_servers import REFERENCE, Server, juggler_only, reference_differs, wsgi
 
-#: What tests/apps/wsgi_app.py fills its files with.
-FILE_PATTERN = bytes(range(256))
+__all__ = ["wsgi"]  # the fixture, imported for pytest
+
+BODY = b"line one\nline two\n\nlast without newline"
 
 
 @pytest.fixture(scope="module")
-def wsgi():
-    """One shared WSGI server; tests against it must not change its state."""
-    j = start("wsgi_app:app", "--interface", "wsgi", "--threads", "8")
-    yield j
-    j.kill()
+def server() -> Iterator[Server]:
+    """One shared server; tests against it use their own keys and change nothing else."""
+    s = Server("wsgi_app:app", "--threads", "8").ready()
+    yield s
+    s.kill()
 
 
-def environ(server, path="/environ", **kwargs) -> dict:
-    r = httpx.get(f"{server.url}{path}", **kwargs)
+def new_key() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def environ_of(server: Server, path: str = "/environ", **kwargs) -> dict:
+    r = httpx.request(kwargs.pop("method", "GET"), f"{server.url}{path}", **kwargs)
     assert r.status_code == 200, r.text
     return r.json()
 
 
-def events(server, key: str) -> list[str]:
+def raw_environ(server: Server, request: bytes) -> dict:
+    resp = raw_request(server.port, request)
+    assert resp.startswith(b"HTTP/1."), resp
+    return json.loads(resp.split(b"\r\n\r\n", 1)[1])
+
+
+def events(server: Server, key: str) -> list[str]:
     return httpx.get(f"{server.url}/events", params={"key": key}).json()
 
 
-def vm_hwm_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM")
+def recv_until_close(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
-# ---- environ ----
+def dechunk(data: bytes) -> tuple[bytes, bool]:
+    """Decodes a chunked body as far as it goes; True if it ended with the 0-chunk."""
+    body = b""
+    while b"\r\n" in data:
+        size_line, _, rest = data.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return body, True
+        if len(rest) < size + 2:
+            break
+        body += rest[:size]
+        data = rest[size + 2 :]
+    return body, False
 
 
-def test_environ_has_every_required_key(wsgi):
-    env = environ(
-        wsgi,
-        "/environ/a%20b?x=1&y=%20",
-        headers=[
-            ("X-Multi", "a"),
-            ("X-Multi", "b"),
-            ("Cookie", "a=1"),
-            ("Cookie", "b=2"),
-            ("Content-Type", "text/x-test"),
-            ("X_Spoofed", "1"),
-        ],
+def vm_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+# --- startup --------------------------------------------------------------------------------
+
+
+@juggler_only
+def test_startup_names_the_wsgi_interface_before_the_ready_line(server):
+    lines = server.output.splitlines()
+    using = next(i for i, line in enumerate(lines) if "Using the WSGI interface" in line)
+    ready = next(i for i, line in enumerate(lines) if "juggler running on http://" in line)
+    assert lines[using].startswith("INFO:")
+    assert "8 threads" in lines[using]
+    assert using < ready
+
+
+@juggler_only
+def test_auto_interface_detects_the_wsgi_app(juggler):
+    j = juggler("wsgi_app:app").ready()
+    assert re.search(r"Using the WSGI interface .*\(detected\)", j.output)
+    assert httpx.get(f"{j.url}/environ").json()["wsgi.version"] == [1, 0]
+
+
+@juggler_only
+def test_juggler_run_serves_a_wsgi_app(tmp_path):
+    script = tmp_path / "serve.py"
+    script.write_text(
+        "import juggler\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'wsgi from run ', environ['SERVER_PROTOCOL'].encode()]\n"
+        "juggler.run(app, interface='wsgi', port=0, threads=2, access_log=False)\n"
     )
+    proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if "juggler running on" in line:
+                url = line.split("running on ")[1].split()[0]
+                assert httpx.get(url).text == "wsgi from run HTTP/1.1"
+                break
+        else:
+            pytest.fail("juggler.run never became ready")
+        proc.terminate()
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+# --- environ --------------------------------------------------------------------------------
+
+
+def test_environ_of_a_get(server):
+    env = environ_of(server, "/environ?a=1&b=%20x", headers={"X-Custom": "v"})
     assert env["REQUEST_METHOD"] == "GET"
     assert env["SCRIPT_NAME"] == ""
-    assert env["PATH_INFO"] == "/environ/a b"
-    assert env["QUERY_STRING"] == "x=1&y=%20"
+    assert env["PATH_INFO"] == "/environ"
+    assert env["QUERY_STRING"] == "a=1&b=%20x"
     assert env["SERVER_NAME"] == "127.0.0.1"
-    assert env["SERVER_PORT"] == str(wsgi.port)
+    assert env["SERVER_PORT"] == str(server.port)
     assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
     assert env["REMOTE_ADDR"] == "127.0.0.1"
-    assert env["REMOTE_PORT"].isdigit()
-    assert env["HTTP_HOST"] == f"127.0.0.1:{wsgi.port}"
-    assert env["HTTP_X_MULTI"] == "a,b"
-    assert env["HTTP_COOKIE"] == "a=1; b=2"
-    assert env["CONTENT_TYPE"] == "text/x-test"
-    assert "HTTP_CONTENT_TYPE" not in env
-    assert "CONTENT_LENGTH" not in env
-    # A name with '_' would pose as the '-' one; it is dropped, as Gunicorn does.
-    assert "HTTP_X_SPOOFED" not in env
+    assert isinstance(env["REMOTE_PORT"], str) and int(env["REMOTE_PORT"]) > 0
+    assert env["HTTP_HOST"] == f"127.0.0.1:{server.port}"
+    assert env["HTTP_X_CUSTOM"] == "v"
     assert env["wsgi.version"] == [1, 0]
     assert env["wsgi.url_scheme"] == "http"
     assert env["wsgi.multithread"] is True
     assert env["wsgi.multiprocess"] is False
     assert env["wsgi.run_once"] is False
     assert env["wsgi.input_terminated"] is True
-    assert "ErrorStream" in env["wsgi.errors"]
-    assert "FileWrapper" in env["wsgi.file_wrapper"]
-    assert env["_thread"] != "MainThread", "the app runs on a pool thread, not the loop thread"
+    for key in ("wsgi.input", "wsgi.errors", "wsgi.file_wrapper"):
+        assert key in env
+    # Nothing was sent, so neither is there.
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+        assert key not in env
+    # The environ's keys and values are all native strings (or the wsgi.* objects).
+    assert all(isinstance(v, str) for k, v in env.items() if k.isupper())
+    assert env["_thread"] != "MainThread", "the app runs on a pool thread"
 
 
-def test_path_info_is_decoded_as_latin1_per_pep_3333(wsgi):
-    env = environ(wsgi, "/environ/a/%E2%82%AC")
-    assert env["PATH_INFO"] == "/environ/a/\xe2\x82\xac"
-    # What Django and Werkzeug do with it gives the text back.
-    assert env["PATH_INFO"].encode("latin-1").decode("utf-8") == "/environ/a/€"
+def test_environ_is_fresh_for_each_request(server):
+    first = environ_of(server, headers={"X-Once": "1"})
+    second = environ_of(server)
+    assert first["HTTP_X_ONCE"] == "1"
+    assert "HTTP_X_ONCE" not in second
 
 
-def test_content_length_and_body(wsgi):
-    r = httpx.post(f"{wsgi.url}/environ", content=b"hello")
-    env = r.json()
-    assert env["CONTENT_LENGTH"] == "5"
-    assert env["_body"] == "hello"
+def test_content_type_and_length_when_sent_without_http_duplicates(server):
+    env = environ_of(
+        server,
+        method="POST",
+        content=b"hello",
+        headers={"Content-Type": "text/x-test; charset=utf-8"},
+    )
     assert env["REQUEST_METHOD"] == "POST"
+    assert env["CONTENT_TYPE"] == "text/x-test; charset=utf-8"
+    assert env["CONTENT_LENGTH"] == "5"
+    assert "HTTP_CONTENT_TYPE" not in env and "HTTP_CONTENT_LENGTH" not in env
+    assert env["_body"] == "hello"
 
 
-def test_root_path_is_script_name(juggler):
-    j = juggler("wsgi_app:app", "--interface", "wsgi", "--root-path", "/mount").ready()
-    env = environ(j, "/environ/x")
-    assert env["SCRIPT_NAME"] == "/mount"
-    assert env["PATH_INFO"] == "/environ/x"
+def test_path_info_is_percent_decoded_then_latin1(server):
+    env = raw_environ(
+        server,
+        b"GET /environ/%E2%82%AC/sp%20ace/%41?x=%41&y=%E2%82%AC HTTP/1.1\r\n"
+        b"Host: t\r\nConnection: close\r\n\r\n",
+    )
+    assert env["PATH_INFO"] == "/environ/\xe2\x82\xac/sp ace/A"
+    # Round-trips to the UTF-8 the client meant, as PEP 3333 intends.
+    assert env["PATH_INFO"].encode("latin-1").decode() == "/environ/€/sp ace/A"
+    assert env["QUERY_STRING"] == "x=%41&y=%E2%82%AC"
 
 
-def test_http10_protocol(wsgi):
-    resp = raw_request(wsgi.port, b"GET /environ HTTP/1.0\r\nHost: t\r\n\r\n")
-    assert resp.startswith(b"HTTP/1.0 200")
-    env = json.loads(resp.partition(b"\r\n\r\n")[2])
+def test_http10_server_protocol(server):
+    env = raw_environ(server, b"GET /environ HTTP/1.0\r\n\r\n")
     assert env["SERVER_PROTOCOL"] == "HTTP/1.0"
 
 
-# ---- wsgi.input ----
-
-BODY = b"line1\nline2\n\nlast-no-newline"
-
-
-@pytest.mark.parametrize(
-    ("how", "pieces"),
-    [
-        ("read", [BODY]),
-        ("read-none", [BODY]),
-        ("read-minus1", [BODY]),
-        ("read-10", [BODY[0:10], BODY[10:20], BODY[20:]]),
-        ("readline", [b"line1\n", b"line2\n", b"\n", b"last-no-newline"]),
-        (
-            "readline-4",
-            [b"line", b"1\n", b"line", b"2\n", b"\n", b"last", b"-no-", b"newl", b"ine"],
-        ),
-        ("readlines", [b"line1\n", b"line2\n", b"\n", b"last-no-newline"]),
-        ("iter", [b"line1\n", b"line2\n", b"\n", b"last-no-newline"]),
-    ],
-)
-def test_input_methods(wsgi, how, pieces):
-    r = httpx.post(f"{wsgi.url}/input", params={"how": how}, content=BODY)
-    got = r.json()
-    assert [p.encode("latin-1") for p in got["pieces"]] == pieces
-    assert got["types"] == ["bytes"]
-    assert got["after"] == ["", "", ""], "the end of the body reads as b''"
-
-
-def test_chunked_request_body_ends_with_eof(wsgi):
-    req = (
-        b"POST /input?how=read-4 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
-        b"Connection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+def test_repeated_headers_are_joined_with_commas(server):
+    env = raw_environ(
+        server,
+        b"GET /environ HTTP/1.1\r\nHost: t\r\nX-Rep: one\r\nX-Other: o\r\nX-Rep: two\r\n"
+        b"Connection: close\r\n\r\n",
     )
-    resp = raw_request(wsgi.port, req)
-    head, _, body = resp.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200 OK")
-    got = json.loads(body)
-    assert "".join(got["pieces"]) == "hello world"
-    assert got["after"] == ["", "", ""]
+    assert env["HTTP_X_REP"] == "one,two"
+    assert env["HTTP_X_OTHER"] == "o"
 
 
-def test_expect_100_continue(wsgi):
-    with socket.create_connection(("127.0.0.1", wsgi.port), timeout=10) as s:
+@juggler_only
+def test_repeated_cookie_headers_are_joined_with_semicolons(server):
+    env = raw_environ(
+        server,
+        b"GET /environ HTTP/1.1\r\nHost: t\r\nCookie: a=1\r\nCookie: b=2; c=3\r\n"
+        b"Connection: close\r\n\r\n",
+    )
+    assert env["HTTP_COOKIE"] == "a=1; b=2; c=3"
+
+
+def test_header_names_with_underscores_are_dropped(server):
+    env = raw_environ(
+        server,
+        b"GET /environ HTTP/1.1\r\nHost: t\r\nX_Auth_User: spoofed\r\nX-Auth-User: real\r\n"
+        b"X_Only_Underscore: 1\r\nConnection: close\r\n\r\n",
+    )
+    assert env["HTTP_X_AUTH_USER"] == "real"
+    assert "HTTP_X_ONLY_UNDERSCORE" not in env
+    assert not any("spoofed" in str(v) for v in env.values())
+
+
+def test_root_path_becomes_script_name(wsgi):
+    s = wsgi("wsgi_app:app", "--root-path", "/mnt").ready()
+    # juggler, like Uvicorn, expects the proxy to have stripped the prefix; Gunicorn wants it.
+    prefix = "/mnt" if REFERENCE == "gunicorn" else ""
+    env = environ_of(s, f"{prefix}/environ/x?q=1")
+    assert env["SCRIPT_NAME"] == "/mnt"
+    assert env["PATH_INFO"] == "/environ/x"
+    assert env["QUERY_STRING"] == "q=1"
+
+
+def test_wsgi_errors_lines_reach_the_error_log(server):
+    key = new_key()
+    assert httpx.get(f"{server.url}/log", params={"msg": key}).text == "logged"
+    for line in (f"app-says {key}", f"app-lines {key} 1", f"app-lines {key} 2"):
+        server.wait_for(re.escape(line) + "$")
+    if not REFERENCE:  # Gunicorn writes the stream as it is: the unfinished line waits
+        server.wait_for(f"app-flushed {key}$")
+
+
+# --- wsgi.input -----------------------------------------------------------------------------
+
+
+def expected_pieces(how: str, body: bytes) -> list[bytes]:
+    if how in ("read", "read-none", "read-minus1"):
+        return [body]
+    if how.startswith("read-"):
+        n = int(how.split("-")[1])
+        return [body[i : i + n] for i in range(0, len(body), n)]
+    lines = body.splitlines(keepends=True)
+    if how.startswith("readline-"):
+        n = int(how.split("-")[1])
+        return [line[i : i + n] for line in lines for i in range(0, len(line), n)]
+    return lines  # readline, readlines, iter
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize(
+    "how",
+    "read read-none read-minus1 read-5 read-1 readline readline-4 readlines iter".split(),
+)
+def test_wsgi_input_methods(server, how, chunked):
+    def gen():
+        yield BODY[:7]
+        yield BODY[7:20]
+        yield BODY[20:]
+
+    r = httpx.post(f"{server.url}/input", params={"how": how}, content=gen() if chunked else BODY)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["pieces"] == [p.decode() for p in expected_pieces(how, BODY)]
+    assert out["types"] == ["bytes"]
+    # At the end of the body every method returns b"" (and does not block).
+    assert out["after"] == ["", "", ""]
+
+
+def test_wsgi_input_of_a_request_without_body_is_empty(server):
+    r = httpx.get(f"{server.url}/input", params={"how": "read"})
+    assert r.json() == {"pieces": [""], "types": ["bytes"], "after": ["", "", ""]}
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_binary_body_round_trips(server, chunked):
+    payload = bytes(range(256)) * 4000 + b"\r\n0\r\n\r\n"
+
+    def gen():
+        for i in range(0, len(payload), 100_000):
+            yield payload[i : i + 100_000]
+
+    r = httpx.post(
+        f"{server.url}/echo",
+        params={"how": "read-65536"},
+        content=gen() if chunked else payload,
+        timeout=30,
+    )
+    assert r.status_code == 200
+    assert r.content == payload
+
+
+def test_expect_100_continue(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         s.sendall(
             b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
         )
-        assert s.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        assert s.recv(1024).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
         s.sendall(b"hello")
         status, _, body = read_response(s)
-        assert status == b"HTTP/1.1 200 OK" and body == b"hello"
+    assert status == b"HTTP/1.1 200 OK"
+    assert body == b"hello"
 
 
-def test_keep_alive_and_pipelining(wsgi):
-    with socket.create_connection(("127.0.0.1", wsgi.port), timeout=10) as s:
+def test_expect_100_continue_app_that_ignores_the_body(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         s.sendall(
-            b"GET /status?code=201 HTTP/1.1\r\nHost: t\r\n\r\n"
-            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+            b"POST /status?code=413 HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n"
+            b"Expect: 100-continue\r\n\r\n"
         )
-        first = read_response(s)
-        second = read_response(s)
-    assert first[0] == b"HTTP/1.1 201 Created" and first[2] == b"status 201"
-    assert second[0] == b"HTTP/1.1 200 OK" and second[2] == b"abc"
+        data = recv_until_close(s) if REFERENCE else s.recv(65536)
+    # An interim 100 may come first (Gunicorn sends it at once); the answer is the 413.
+    data = data.removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 413")
 
 
-def test_100mib_upload_and_download_in_flat_memory(wsgi):
-    mib = 100
+@pytest.mark.timeout(120)
+def test_100mib_each_way_in_flat_server_memory(wsgi):
+    s = wsgi("wsgi_app:app", "--threads", "4", "--no-access-log").ready()
+    pid = httpx.get(f"{s.url}/pid").json()["pid"]
+    before = vm_kib(pid, "VmHWM")
+    size = 100 << 20
     block = b"u" * (1 << 20)
-    before = vm_hwm_kib(wsgi.proc.pid)
-    r = httpx.post(f"{wsgi.url}/count", content=(block for _ in range(mib)), timeout=60)
-    assert r.json()["total"] == mib << 20
-    assert r.json()["largest"] <= 65536
-    received = 0
-    with httpx.stream("GET", f"{wsgi.url}/download", params={"mib": mib}, timeout=60) as r:
-        assert r.headers.get("transfer-encoding") == "chunked"
-        for chunk in r.iter_bytes():
-            received += len(chunk)
-    assert received == mib << 20
-    grown = vm_hwm_kib(wsgi.proc.pid) - before
-    # Buffers are a few MiB at most: the bodies never sit in memory whole.
-    assert grown < 40 * 1024, f"peak RSS grew by {grown} KiB"
+
+    def gen():
+        for _ in range(size // len(block)):
+            yield block
+
+    r = httpx.post(f"{s.url}/count", content=gen(), timeout=60)
+    assert r.json()["total"] == size
+    assert r.json()["chunks"] >= size // 65536
+
+    total = 0
+    with httpx.stream("GET", f"{s.url}/download", params={"mib": 100}, timeout=60) as r:
+        assert r.headers["transfer-encoding"] == "chunked"
+        for chunk in r.iter_raw():
+            total += len(chunk)
+    assert total == size
+    # Peak resident memory of the process running the app: far below one copy of a body.
+    peak = vm_kib(pid, "VmHWM")
+    assert peak - before < 40 * 1024, f"peak RSS grew from {before} to {peak} KiB"
+    assert peak < 150 * 1024
 
 
-# ---- responses ----
+# --- responses ------------------------------------------------------------------------------
 
 
-def test_head_sends_no_body_but_keeps_the_length(wsgi):
-    with socket.create_connection(("127.0.0.1", wsgi.port), timeout=10) as s:
+def test_generator_without_length_is_chunked(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"GET /stream?n=4&size=3 HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, headers, body = read_response(s)
+        # ... and the connection is still usable.
+        s.sendall(b"GET /stream?n=2&size=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(s)[2] == b"01"
+    assert status == b"HTTP/1.1 200 OK"
+    assert headers["transfer-encoding"] == "chunked"
+    assert "content-length" not in headers
+    assert body == b"000111222333"
+
+
+def test_http10_streamed_response_is_close_delimited(server):
+    resp = raw_request(server.port, b"GET /stream?n=3&size=2 HTTP/1.0\r\n\r\n")
+    head, _, body = resp.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200")
+    assert b"transfer-encoding" not in head.lower()
+    assert body == b"001122"
+
+
+def test_content_length_from_the_app_is_kept(server):
+    r = httpx.get(f"{server.url}/download", params={"mib": 3, "cl": 1}, timeout=30)
+    assert r.headers["content-length"] == str(3 << 20)
+    assert "transfer-encoding" not in r.headers
+    assert r.content == b"d" * (3 << 20)
+
+
+def test_head_sends_no_body(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         s.sendall(
-            b"HEAD /headers HTTP/1.1\r\nHost: t\r\n\r\nGET /status HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"HEAD /headers HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"HEAD /stream?n=3&size=5 HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /status?code=202 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
         )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(1024)
-        first, _, rest = head.partition(b"\r\n\r\n")
-        assert b"content-length: 2" in first.lower()
-        # The next response follows at once: no body bytes came in between.
-        s.settimeout(5)
-        while b"\r\n\r\n" not in rest:
-            rest += s.recv(1024)
-        assert rest.startswith(b"HTTP/1.1 200 OK")
+        data = recv_until_close(s)
+    first, second, third = data.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"200") and first.endswith(b"\r\n\r\n")
+    assert b"content-length: 2\r\n" in first.lower()
+    assert second.startswith(b"200") and second.endswith(b"\r\n\r\n")
+    assert b"00000" not in second
+    assert third.startswith(b"202") and third.endswith(b"status 202")
 
 
-def test_repeated_response_headers_and_status_reason(wsgi):
-    r = httpx.get(f"{wsgi.url}/headers")
+def test_keep_alive_reuses_the_connection(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        ports = set()
+        for _ in range(5):
+            s.sendall(b"GET /environ HTTP/1.1\r\nHost: t\r\n\r\n")
+            status, _, body = read_response(s)
+            assert status == b"HTTP/1.1 200 OK"
+            ports.add(json.loads(body)["REMOTE_PORT"])
+    assert len(ports) == 1
+
+
+def test_pipelined_requests_are_answered_in_order(server):
+    reqs = (
+        b"GET /sleep?s=0.05 HTTP/1.1\r\nHost: t\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nfirst;"
+        b"GET /sleep?s=0 HTTP/1.1\r\nHost: t\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nsec\r\n4\r\nond;\r\n0\r\n\r\n"
+        b"GET /status?code=204 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    resp = raw_request(server.port, reqs)
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3})", resp)
+    assert statuses == [b"200"] * 4 + [b"204"]
+    assert resp.index(b"slept") < resp.index(b"first;") < resp.rindex(b"slept")
+    assert resp.rindex(b"slept") < resp.index(b"second;")
+
+
+def test_response_headers_are_passed_through(server):
+    r = httpx.get(f"{server.url}/headers")
     assert r.headers.get_list("set-cookie") == ["a=1", "b=2"]
     assert r.headers["x-custom"] == "yes"
-    assert r.headers["server"] == "juggler"
     assert r.text == "ok"
+    assert "date" in r.headers
+    if not REFERENCE:
+        assert r.headers["server"] == "juggler"
 
 
-def test_generator_body_is_chunked_and_streamed(wsgi):
-    r = httpx.get(f"{wsgi.url}/stream", params={"n": 5, "size": 3})
-    assert r.headers["transfer-encoding"] == "chunked"
-    assert r.text == "000111222333444"
+def test_status_reason_is_passed_through(server):
+    r = httpx.get(f"{server.url}/status", params={"code": 299})
+    assert r.status_code == 299
+    assert r.reason_phrase == "Whatever"
 
 
-def test_write_callable_then_iterable(wsgi):
-    assert httpx.get(f"{wsgi.url}/write").text == "written-1;written-2;returned-1;returned-2"
+def test_write_callable_then_iterable(server):
+    r = httpx.get(f"{server.url}/write")
+    assert r.status_code == 200
+    assert r.text == "written-1;written-2;returned-1;returned-2"
 
 
-def test_small_list_body_gets_a_content_length(wsgi):
-    r = httpx.get(f"{wsgi.url}/closing-list", params={"key": "cl-len"})
-    assert r.headers["content-length"] == "4" and r.text == "abcd"
+def test_close_is_called_after_the_iterable_is_exhausted(server):
+    key = new_key()
+    r = httpx.get(f"{server.url}/closing", params={"key": key, "n": 3})
+    assert r.text == "chunk1;chunk2;chunk3;"
+    server.wait_for(f"EVENT {key} closed")
+    assert events(server, key) == ["first-chunk", "closed"]
 
 
-def test_file_wrapper_is_sent_without_python_reading_it(wsgi):
-    key = "fw1"
-    r = httpx.get(f"{wsgi.url}/file", params={"key": key, "size": 300_000})
-    assert r.content == (FILE_PATTERN * 1200)[:300_000]
-    assert r.headers["content-length"] == "300000"
-    wsgi.wait_for(rf"EVENT {key} file-closed")
-    assert events(wsgi, key) == ["file-closed"], "the file was read through Python"
+def test_close_is_called_on_a_list_subclass(server):
+    key = new_key()
+    assert httpx.get(f"{server.url}/closing-list", params={"key": key}).text == "abcd"
+    server.wait_for(f"EVENT {key} closed")
+    assert events(server, key) == ["closed"]
 
 
-def test_file_wrapper_adds_content_length(wsgi):
-    r = httpx.get(f"{wsgi.url}/file", params={"key": "fw2", "size": 5000, "cl": "0"})
-    assert r.headers["content-length"] == "5000"
-    assert r.content == (FILE_PATTERN * 20)[:5000]
-
-
-def test_file_wrapper_over_a_file_like_without_descriptor(wsgi):
-    r = httpx.get(f"{wsgi.url}/file-bytesio", params={"size": 20_000})
-    assert r.content == (FILE_PATTERN * 80)[:20_000]
-
-
-# ---- close() ----
-
-
-@pytest.mark.parametrize("mode", ["finite", "raise"])
-def test_close_is_always_called(wsgi, mode):
-    key = f"close-{mode}"
-    req = f"GET /closing?key={key}&mode={mode}&n=2 HTTP/1.1\r\nHost: t\r\nConnection: close"
-    resp = raw_request(wsgi.port, f"{req}\r\n\r\n".encode())
-    # "raise" fails after two chunks: those arrive, then the response is cut.
-    assert b"chunk1;" in resp and b"chunk2;" in resp
-    assert resp.endswith(b"0\r\n\r\n") == (mode == "finite")
-    wsgi.wait_for(rf"EVENT {key} closed")
-
-
-def test_close_is_called_on_a_list_subclass(wsgi):
-    httpx.get(f"{wsgi.url}/closing-list", params={"key": "close-list"})
-    wsgi.wait_for(r"EVENT close-list closed")
-
-
-def test_close_is_called_when_the_client_disconnects_mid_body(wsgi):
-    key = "close-gone"
-    with socket.create_connection(("127.0.0.1", wsgi.port), timeout=10) as s:
-        s.sendall(
-            f"GET /closing?key={key}&mode=forever&delay=0.01 HTTP/1.1\r\nHost: t\r\n\r\n".encode()
-        )
-        assert b"chunk1;" in s.recv(4096)
-    wsgi.wait_for(rf"EVENT {key} closed")
-
-
-# ---- errors ----
-
-
-def test_exception_before_start_gives_500_with_traceback(wsgi):
-    r = httpx.get(f"{wsgi.url}/raise", params={"where": "before-start", "key": "e1"})
-    assert r.status_code == 500
-    wsgi.wait_for(r"Exception in WSGI application")
-    wsgi.wait_for(r"RuntimeError: boom before start e1")
-    # The worker keeps serving.
-    assert httpx.get(f"{wsgi.url}/status").status_code == 200
-
-
-@pytest.mark.parametrize("where", ["after-start", "first-chunk"])
-def test_exception_before_any_body_byte_still_gives_500(wsgi, where):
-    r = httpx.get(f"{wsgi.url}/raise", params={"where": where, "key": where})
-    assert r.status_code == 500
-
-
-def test_exception_midway_sends_what_was_sent_then_cuts(wsgi):
-    resp = raw_request(wsgi.port, b"GET /raise?where=midway&key=mid HTTP/1.1\r\nHost: t\r\n\r\n")
-    head, _, body = resp.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200 OK")
-    assert body == b"7\r\npart-1;\r\n7\r\npart-2;\r\n", (
-        "no terminating chunk: the client sees a cut"
+def test_close_is_called_when_the_client_goes_away_mid_body(server):
+    key = new_key()
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.sendall(
+        f"GET /closing?key={key}&mode=forever&delay=0.01 HTTP/1.1\r\nHost: t\r\n\r\n".encode()
     )
-    wsgi.wait_for(r"RuntimeError: boom midway mid")
+    data = b""
+    while b"chunk2;" not in data:
+        data += s.recv(65536)
+    s.close()
+    server.wait_for(f"EVENT {key} closed")
+    assert events(server, key) == ["first-chunk", "closed"]
 
 
-def test_exc_info_replaces_headers_not_yet_sent(wsgi):
-    r = httpx.get(f"{wsgi.url}/exc-info", params={"when": "before"})
+def test_close_is_called_when_the_iterable_raises(server):
+    key = new_key()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(f"GET /closing?key={key}&mode=raise&n=2 HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        data = recv_until_close(s)
+    server.wait_for(f"EVENT {key} closed")
+    assert events(server, key) == ["first-chunk", "raising", "closed"]
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert dechunk(body) == (b"chunk1;chunk2;", False)
+
+
+@pytest.mark.parametrize("length", [True, False], ids=["content-length", "no-length"])
+def test_file_wrapper_sends_the_file_without_python_reading_it(server, length):
+    key = new_key()
+    size = 300_001
+    r = httpx.get(
+        f"{server.url}/file", params={"key": key, "size": size, "cl": int(length)}, timeout=30
+    )
+    assert r.status_code == 200
+    assert r.content == (bytes(range(256)) * (size // 256 + 1))[:size]
+    if length or not REFERENCE:
+        # Without one from the app, juggler sends the file's size as Content-Length.
+        assert r.headers["content-length"] == str(size)
+    server.wait_for(f"EVENT {key} file-closed")
+    seen = events(server, key)
+    assert seen == ["file-closed"], seen  # no read(), readinto() or readall() from Python
+
+
+def test_file_wrapper_over_a_file_like_without_fileno(server):
+    r = httpx.get(f"{server.url}/file-bytesio", params={"size": 25_000})
+    assert r.status_code == 200
+    assert r.content == (bytes(range(256)) * 98)[:25_000]
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+@reference_differs("keeps the first headers next to the replacing ones")
+def test_exc_info_before_headers_were_sent_replaces_them(server):
+    r = httpx.get(f"{server.url}/exc-info", params={"when": "before"})
     assert r.status_code == 500
+    assert r.headers["x-second"] == "1"
+    assert "x-first" not in r.headers
     assert r.text == "replaced"
-    assert "x-second" in r.headers and "x-first" not in r.headers
-    r = httpx.get(f"{wsgi.url}/exc-info", params={"when": "in-generator"})
-    assert r.status_code == 503 and r.text == "replaced in generator"
 
 
-def test_exc_info_after_headers_were_sent_reraises(wsgi):
-    resp = raw_request(wsgi.port, b"GET /exc-info?when=after HTTP/1.1\r\nHost: t\r\n\r\n")
-    assert resp.startswith(b"HTTP/1.1 200 OK")
-    assert resp.endswith(b"6\r\nfirst;\r\n")
-    wsgi.wait_for(r"ValueError: exc-info after headers were sent")
+@reference_differs("keeps the first headers next to the replacing ones")
+def test_exc_info_in_a_generator_before_the_first_byte_replaces_headers(server):
+    r = httpx.get(f"{server.url}/exc-info", params={"when": "in-generator"})
+    assert r.status_code == 503
+    assert r.headers["x-second"] == "1"
+    assert "x-first" not in r.headers
+    assert r.text == "replaced in generator"
 
 
-def test_start_response_twice_is_a_protocol_error(wsgi):
-    r = httpx.get(f"{wsgi.url}/exc-info", params={"when": "twice"})
+def test_exc_info_after_headers_were_sent_reraises_and_cuts_the_response(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"GET /exc-info?when=after HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = recv_until_close(s)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"transfer-encoding: chunked" in head.lower()
+    assert dechunk(body) == (b"first;", False)
+    server.wait_for("ValueError: exc-info after headers were sent")
+
+
+def test_start_response_twice_without_exc_info_is_500(server):
+    r = httpx.get(f"{server.url}/exc-info", params={"when": "twice"})
     assert r.status_code == 500
-    assert r.text == "Internal Server Error"
-    wsgi.wait_for(r"juggler\.ProtocolError: start_response\(\) called again without exc_info")
+    assert "should not be sent" not in r.text
+    if not REFERENCE:
+        server.wait_for(r"ProtocolError: start_response\(\) called again without exc_info")
 
 
-@pytest.mark.parametrize("status", ["abc", "99 X", "2000 OK", "200OK", "20 OK", "200 A\r\nX: y"])
-def test_bad_status_gives_500(wsgi, status):
-    r = httpx.get(f"{wsgi.url}/bad-status", params={"status": status})
-    assert r.status_code == 500
-    assert r.text == "Internal Server Error"
+@pytest.mark.parametrize("where", ["before-start", "after-start", "first-chunk"])
+def test_exception_before_the_response_started_is_500(server, where):
+    key = new_key()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(f"GET /raise?where={where}&key={key} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        status, _, body = read_response(s)
+        assert status.startswith(b"HTTP/1.1 500")
+        assert key.encode() not in body  # no traceback to the client
+        if not REFERENCE:
+            # juggler keeps the connection.
+            s.sendall(b"GET /status?code=201 HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_response(s)[0].startswith(b"HTTP/1.1 201")
+    server.wait_for(f"RuntimeError: boom .*{key}")
+    assert "Traceback (most recent call last)" in server.output
+    if not REFERENCE:
+        assert re.search(r"Exception in (the )?WSGI application", server.output, re.I)
+    assert httpx.get(f"{server.url}/status", params={"code": 200}).status_code == 200
+
+
+def test_exception_midway_cuts_the_chunked_response(server):
+    key = new_key()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(f"GET /raise?where=midway&key={key} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        data = recv_until_close(s)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"transfer-encoding: chunked" in head.lower()
+    assert dechunk(body) == (b"part-1;part-2;", False)
+    server.wait_for(f"RuntimeError: boom midway {key}")
+    # httpx sees a cut response, not a complete one.
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(f"{server.url}/raise", params={"where": "midway", "key": key})
+
+
+@pytest.mark.parametrize(
+    "status", ["abc", "99 X", "20 OK", "2000 Big", "200OK", "200 A\r\nX-Injected: 1"]
+)
+def test_bad_status_from_the_app_is_500(server, status):
+    resp = raw_request(
+        server.port,
+        f"GET /bad-status?status={quote(status)} HTTP/1.1\r\nHost: t\r\n"
+        "Connection: close\r\n\r\n".encode(),
+    )
+    if status in ("99 X", "20 OK") and REFERENCE:
+        pytest.xfail(f"{REFERENCE} passes a 2-digit status through")
+    assert resp.startswith(b"HTTP/1.1 500 "), resp[:200]
+    assert b"bad status" not in resp
+    assert b"X-Injected" not in resp
 
 
 @pytest.mark.parametrize(
     "kind", ["bytes-name", "int-value", "newline", "lf", "colon-name", "not-a-tuple"]
 )
-def test_bad_header_gives_500_never_a_malformed_response(wsgi, kind):
+def test_bad_header_from_the_app_is_500(server, kind):
     resp = raw_request(
-        wsgi.port,
+        server.port,
         f"GET /bad-header?kind={kind} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode(),
     )
-    assert resp.startswith(b"HTTP/1.1 500")
+    assert resp.startswith(b"HTTP/1.1 500 "), resp[:200]
+    assert b"bad header" not in resp
     assert b"x-injected" not in resp.lower()
 
 
-def test_wsgi_errors_go_to_the_error_log(wsgi):
-    httpx.get(f"{wsgi.url}/log", params={"msg": "zz9"})
-    wsgi.wait_for(r"ERROR: +app-says zz9$")
-    wsgi.wait_for(r"app-lines zz9 1$")
-    wsgi.wait_for(r"app-lines zz9 2$")
-    wsgi.wait_for(r"app-flushed zz9$")
+# --- threads, limits, timeouts ---------------------------------------------------------------
 
 
-def test_access_log_line(wsgi):
-    httpx.get(f"{wsgi.url}/status", params={"code": "202"})
-    wsgi.wait_for(r'127\.0\.0\.1:\d+ - "GET /status\?code=202 HTTP/1\.1" 202')
+def test_many_concurrent_requests_are_all_answered(server):
+    with ThreadPoolExecutor(20) as pool:
+        futures = [
+            pool.submit(httpx.post, f"{server.url}/echo?how=read-3", content=b"x" * i, timeout=20)
+            for i in range(40)
+        ]
+        assert [f.result().content for f in futures] == [b"x" * i for i in range(40)]
 
 
-# ---- the thread pool ----
+def test_requests_run_in_parallel_threads(server):
+    key = new_key()
+    with ThreadPoolExecutor(4) as pool:
+        futures = [
+            pool.submit(httpx.get, f"{server.url}/barrier?key={key}&n=4", timeout=20)
+            for _ in range(4)
+        ]
+        assert [f.result().text for f in futures] == ["together"] * 4
 
 
-def get_in_thread(url: str, results: list, **kwargs) -> threading.Thread:
-    def run():
-        try:
-            results.append(httpx.get(url, timeout=30, **kwargs))
-        except httpx.HTTPError as exc:
-            results.append(exc)
+def hold_a_thread(s: Server) -> tuple[socket.socket, socket.socket]:
+    """Starts a request whose app holds its thread until ``release``.
 
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
+    The app connects back to a port of the test's and waits for bytes there: once the
+    connection is accepted the app is running.
+    """
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(10)
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        client.sendall(f"GET /hold?port={port} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        app_side, _ = listener.accept()
+    return client, app_side
 
 
-def test_full_queue_answers_503(juggler):
-    j = juggler(
-        "wsgi_app:app", "--interface", "wsgi", "--threads", "1", "--queue-size", "1"
+def release(held: tuple[socket.socket, socket.socket]) -> None:
+    client, app_side = held
+    app_side.sendall(b"done")
+    app_side.close()
+    assert read_response(client)[::2] == (b"HTTP/1.1 200 OK", b"done")
+    client.close()
+
+
+@juggler_only
+def test_full_queue_answers_503(wsgi):
+    s = wsgi("wsgi_app:app", "--threads", "1", "--queue-size", "1").ready()
+    held = hold_a_thread(s)
+    with ThreadPoolExecutor(2) as pool:
+        # The only thread is busy: one of these waits in the queue, the other finds it full
+        # and is answered at once, while the first still waits.
+        both = [pool.submit(httpx.get, f"{s.url}/status?code=200", timeout=20) for _ in range(2)]
+        done, _ = wait(both, timeout=20, return_when=FIRST_COMPLETED)
+        assert [f.result().status_code for f in done] == [503]
+        release(held)
+        assert sorted(f.result().status_code for f in both) == [200, 503]
+    assert httpx.get(f"{s.url}/status?code=201").status_code == 201
+
+
+@juggler_only
+def test_limit_concurrency_answers_503(wsgi):
+    s = wsgi("wsgi_app:app", "--limit-concurrency", "1").ready()
+    held = hold_a_thread(s)
+    assert httpx.get(f"{s.url}/status?code=200").status_code == 503
+    release(held)
+    assert httpx.get(f"{s.url}/status?code=200").status_code == 200
+
+
+@juggler_only
+def test_sse_streams_do_not_starve_the_pool(wsgi):
+    s = wsgi("wsgi_app:app", "--threads", "2").ready()
+    keys = [new_key() for _ in range(4)]
+    socks = []
+    try:
+        for key in keys:
+            sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+            sock.sendall(f"GET /sse?key={key} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            data = b""
+            while b"data: tick 1\n\n" not in data:
+                data += sock.recv(65536)
+            socks.append(sock)
+        # Four endless streams on two threads, and a plain request still answers promptly.
+        r = httpx.get(f"{s.url}/status?code=200", timeout=3)
+        assert r.status_code == 200
+        assert all(socks[0].recv(65536) for _ in range(3))  # the streams go on
+    finally:
+        for sock in socks:
+            sock.close()
+    for key in keys:
+        s.wait_for(f"EVENT {key} closed")
+
+
+@juggler_only
+def test_write_timeout_cuts_a_client_that_does_not_read(wsgi):
+    s = wsgi("wsgi_app:app", "--timeout-write", "0.5").ready()
+    key = new_key()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", s.port))
+    try:
+        sock.sendall(f"GET /download?mib=500&key={key} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        # Never read: the server gives up on the write and closes the generator.
+        s.wait_for(f"EVENT {key} closed", timeout=20)
+        assert httpx.get(f"{s.url}/status?code=200").status_code == 200
+    finally:
+        sock.close()
+
+
+@juggler_only
+def test_options_access_log_header_keep_alive(wsgi):
+    s = wsgi(
+        "wsgi_app:app", "--header", "x-a:1", "--timeout-keep-alive", "0.3", "--threads", "2"
     ).ready()
-    results: list = []
-    busy = get_in_thread(f"{j.url}/sleep?s=1.5&key=q1", results)
-    j.wait_for(r"SLEEP-STARTED q1")
-    # The only thread is busy: of two more requests one waits in the queue of one, and the
-    # other is refused at once instead of piling up.
-    waiting = [get_in_thread(f"{j.url}/sleep?s=0&key=q{i}", results) for i in (2, 3)]
-    for t in [busy, *waiting]:
-        t.join(15)
-    assert sorted(r.status_code for r in results) == [200, 200, 503]
-    assert httpx.get(f"{j.url}/status").status_code == 200
+    r = httpx.get(f"{s.url}/status?code=201")
+    assert r.headers["x-a"] == "1"
+    s.wait_for(r'127\.0\.0\.1:\d+ - "GET /status\?code=201 HTTP/1\.1" 201')
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+        sock.sendall(b"GET /environ HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(sock)[0] == b"HTTP/1.1 200 OK"
+        assert sock.recv(1) == b""  # closed once idle for 0.3 s (the socket waits 10 s)
+
+    quiet = wsgi("wsgi_app:app", "--no-access-log", "--threads", "2").ready()
+    httpx.get(f"{quiet.url}/status?code=202")
+    assert quiet.stop() == 0
+    assert '" 202' not in quiet.output
 
 
-def test_streams_do_not_starve_the_pool(juggler):
-    j = juggler("wsgi_app:app", "--interface", "wsgi", "--threads", "2").ready()
-    stop = threading.Event()
-    started = []
-
-    def sse(i):
-        with httpx.stream("GET", f"{j.url}/sse", params={"key": f"sse{i}"}, timeout=30) as r:
-            for line in r.iter_lines():
-                if line.startswith("data:") and i not in started:
-                    started.append(i)
-                if stop.is_set():
-                    break
-
-    streams = [threading.Thread(target=sse, args=(i,), daemon=True) for i in range(4)]
-    for t in streams:
-        t.start()
-    for i in range(4):
-        j.wait_for(rf"EVENT sse{i} started")
-    t0 = time.monotonic()
-    r = httpx.get(f"{j.url}/status", timeout=10)
-    assert r.status_code == 200
-    assert time.monotonic() - t0 < 2, "a plain request waited behind the streams"
-    stop.set()
-    for t in streams:
-        t.join(10)
-    for i in range(4):
-        j.wait_for(rf"EVENT sse{i} closed")
+# --- shutdown -------------------------------------------------------------------------------
 
 
-def test_slow_client_does_not_hold_a_thread_forever(juggler):
-    j = juggler("wsgi_app:app", "--interface", "wsgi", "--timeout-write", "1").ready()
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(("127.0.0.1", j.port))
+def test_sigterm_waits_for_running_requests(wsgi):
+    s = wsgi("wsgi_app:app", "--threads", "2").ready()
+    key = new_key()
+    result: dict[str, httpx.Response] = {}
+
+    def slow():
+        result["r"] = httpx.get(f"{s.url}/sleep?s=1&key={key}", timeout=20)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    s.wait_for(f"SLEEP-STARTED {key}")
+    s.proc.send_signal(signal.SIGTERM)
+    t.join(20)
+    assert result["r"].status_code == 200 and result["r"].text == "slept"
+    assert s.proc.wait(20) == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(s.url)
+
+
+def test_graceful_timeout_does_not_wait_for_a_stuck_call_forever(wsgi):
+    s = wsgi("wsgi_app:app", "--threads", "2", "--timeout-graceful-shutdown", "1").ready()
+    client, app_side = hold_a_thread(s)
     try:
-        s.sendall(b"GET /closing?key=slow&mode=forever HTTP/1.1\r\nHost: t\r\n\r\n")
-        # Never read: after the write time-out the server gives up and close() runs.
-        j.wait_for(r"EVENT slow closed", timeout=15)
+        s.proc.send_signal(signal.SIGTERM)
+        # The call never returns (its thread cannot be cancelled); the process leaves anyway.
+        assert s.proc.wait(15) == 0
+        if not REFERENCE:
+            assert "still running after the graceful timeout" in s.output
+        assert recv_until_close(client) == b""  # cut, never answered
     finally:
-        s.close()
-    assert httpx.get(f"{j.url}/status").status_code == 200
-
-
-def test_graceful_shutdown_waits_for_running_calls(juggler):
-    j = juggler("wsgi_app:app", "--interface", "wsgi").ready()
-    results: list = []
-    t = get_in_thread(f"{j.url}/sleep?s=1&key=drain", results)
-    j.wait_for(r"SLEEP-STARTED drain")
-    assert j.stop(signal.SIGTERM) == 0
-    t.join(10)
-    assert len(results) == 1 and results[0].status_code == 200
-    assert results[0].text == "slept"
-
-
-def test_auto_detects_wsgi(juggler):
-    j = juggler("wsgi_app:app").ready()
-    j.wait_for(r"Using the WSGI interface with up to 32 threads \(detected\)")
-    assert httpx.get(f"{j.url}/status").text == "status 200"
-
-
-def test_juggler_run_serves_a_wsgi_app():
-    code = (
-        "import juggler, wsgi_app; juggler.run(wsgi_app.app, interface='wsgi', port=0, threads=2)"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        cwd=str(APPS),
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        url = None
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            m = READY.search(line)
-            if m:
-                url = m.group(1)
-                break
-        assert url, "no ready line"
-        assert httpx.get(f"{url}/status").text == "status 200"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def test_interleaved_requests_across_threads_all_answered(wsgi):
-    results: list = []
-    threads = [
-        get_in_thread(f"{wsgi.url}/echo", results, params={"how": "read-3"}) for _ in range(20)
-    ]
-    for t in threads:
-        t.join(20)
-    assert len(results) == 20
-    assert all(r.status_code == 200 for r in results)
-
-
-def test_mutated_environ_does_not_leak_between_requests(wsgi):
-    first = environ(wsgi, "/environ", headers={"X-Once": "1"})
-    second = environ(wsgi)
-    assert first["HTTP_X_ONCE"] == "1"
-    assert "HTTP_X_ONCE" not in second
-    assert re.fullmatch(r"\d+", second["REMOTE_PORT"])
+        client.close()
+        app_side.close()

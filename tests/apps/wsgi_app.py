@@ -7,6 +7,7 @@ kept in ``EVENTS`` (one process, many threads), which ``/events?key=...`` return
 import io
 import json
 import os
+import socket
 import sys
 import tempfile
 import threading
@@ -139,10 +140,15 @@ def download_route(environ, start_response):
         headers.append(("Content-Length", str(mib << 20)))
     start_response("200 OK", headers)
     block = b"d" * (1 << 20)
+    key = q.get("key", "")
 
     def gen():
-        for _ in range(mib):
-            yield block
+        try:
+            for _ in range(mib):
+                yield block
+        finally:
+            if key:
+                event(key, "closed")
 
     return gen()
 
@@ -394,6 +400,14 @@ def headers_route(environ, start_response):
     return [b"ok"]
 
 
+def hold_route(environ, start_response):
+    """Holds its thread until the test lets go: connects to the test's port, waits for bytes."""
+    port = int(query(environ)["port"])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        data = conn.recv(100)
+    return respond(start_response, data)
+
+
 def sleep_route(environ, start_response):
     q = query(environ)
     key = q.get("key", "")
@@ -428,6 +442,21 @@ def environ_route(environ, start_response):
     return as_json(start_response, out)
 
 
+_barriers: dict[str, threading.Barrier] = {}
+
+
+def barrier_route(environ, start_response):
+    """Answers once ``n`` requests with the same key are inside the app at the same time."""
+    q = query(environ)
+    with _lock:
+        barrier = _barriers.setdefault(q["key"], threading.Barrier(int(q["n"])))
+    try:
+        barrier.wait(timeout=10)
+    except threading.BrokenBarrierError:
+        return respond(start_response, b"alone", status="500 Internal Server Error")
+    return respond(start_response, b"together")
+
+
 def pid_route(environ, start_response):
     return as_json(start_response, {"pid": os.getpid()})
 
@@ -452,9 +481,11 @@ ROUTES = {
     "/status": status_route,
     "/headers": headers_route,
     "/sleep": sleep_route,
+    "/hold": hold_route,
     "/log": log_route,
     "/events": events_route,
     "/pid": pid_route,
+    "/barrier": barrier_route,
 }
 
 

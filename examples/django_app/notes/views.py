@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -91,7 +92,10 @@ def stream(request):
 def download(request):
     """A file response: juggler sends it through wsgi.file_wrapper without Python reading it."""
     if not DOWNLOAD.exists():
-        DOWNLOAD.write_bytes(bytes(range(256)) * 4096)
+        # Written aside then renamed: a server in another process never sees half a file.
+        part = DOWNLOAD.with_suffix(f".{os.getpid()}.part")
+        part.write_bytes(bytes(range(256)) * 4096)
+        part.replace(DOWNLOAD)
     return FileResponse(DOWNLOAD.open("rb"), content_type="application/octet-stream")
 
 
