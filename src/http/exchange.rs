@@ -108,6 +108,9 @@ struct Inner {
     out_buffered: usize,
     out_aborted: bool,
     body_waker: Option<Waker>,
+    /// Released when the app is done, not when the last reference goes: Python code may keep
+    /// a request's objects alive (in reference cycles) long after.
+    inflight: Option<InflightToken>,
 }
 
 impl Inner {
@@ -138,7 +141,6 @@ pub struct Exchange {
     inner: Mutex<Inner>,
     /// Wakes the request-body pump when the app has room for more or stopped caring.
     pub demand: Notify,
-    _inflight: InflightToken,
 }
 
 /// Counts an exchange towards `--limit-concurrency` for as long as either side holds it.
@@ -164,12 +166,12 @@ impl Exchange {
         inflight.fetch_add(1, Ordering::Relaxed);
         let inner = Inner {
             responder: Some(responder),
+            inflight: Some(InflightToken(inflight.clone())),
             ..Default::default()
         };
         Arc::new(Self {
             inner: Mutex::new(inner),
             demand: Notify::new(),
-            _inflight: InflightToken(inflight.clone()),
         })
     }
 
@@ -446,9 +448,15 @@ impl Exchange {
     /// The app is finished: answers a 500 if it never started a response, or cuts a response
     /// it left half-sent. Returns what happened, for the log.
     pub fn finish(&self) -> Finished {
-        let (responder, body_waker, outcome, parked) = {
+        // Taken under the lock, dropped after it: what they hold may call back in. A waker
+        // left parked by an app that gave up waiting is dropped, not called.
+        let (parked, inflight) = {
             let mut g = self.inner.lock();
-            let parked = g.waker.take();
+            (g.waker.take(), g.inflight.take())
+        };
+        drop((parked, inflight));
+        let (responder, body_waker, outcome) = {
+            let mut g = self.inner.lock();
             if g.response_complete {
                 return Finished::Complete;
             }
@@ -471,16 +479,14 @@ impl Exchange {
                 Some(r) => {
                     g.status = Some(StatusCode::INTERNAL_SERVER_ERROR);
                     g.response_complete = true;
-                    (Some(r), None, Finished::NoResponse, parked)
+                    (Some(r), None, Finished::NoResponse)
                 }
                 None => {
                     g.out_aborted = true;
-                    (None, g.body_waker.take(), Finished::Incomplete, parked)
+                    (None, g.body_waker.take(), Finished::Incomplete)
                 }
             }
         };
-        // A waker left parked by an app that gave up waiting is dropped, not called.
-        drop(parked);
         if let Some(r) = responder {
             let _ = r.send(plain_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -581,9 +587,18 @@ mod tests {
     }
 
     #[test]
-    fn counts_inflight_while_alive() {
+    fn counts_inflight_until_the_app_is_done_or_the_exchange_gone() {
         let (ex, _rx, inflight) = exchange();
         assert_eq!(inflight.load(Ordering::SeqCst), 1);
+        drop(ex);
+        assert_eq!(inflight.load(Ordering::SeqCst), 0);
+        let (ex, _rx, inflight) = exchange();
+        ex.finish();
+        assert_eq!(
+            inflight.load(Ordering::SeqCst),
+            0,
+            "not held by a lingering reference"
+        );
         drop(ex);
         assert_eq!(inflight.load(Ordering::SeqCst), 0);
     }
