@@ -2,7 +2,7 @@
 //! always called, errors answered and logged.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use pyo3::exceptions::PyOSError;
@@ -43,9 +43,8 @@ pub struct Caller {
 
 impl Run<Job> for Caller {
     fn run(&self, job: Job, lease: &Lease<'_, Job>) {
-        let started = Instant::now();
         Python::with_gil(|py| self.call(py, job, lease));
-        self.delivery.after_job(started);
+        self.delivery.after_job();
     }
 
     /// Keeps the thread's Python thread state for its whole life: without it each request's

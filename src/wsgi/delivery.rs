@@ -2,29 +2,24 @@
 //! free.
 //!
 //! Waking the I/O thread per response makes a pool thread and the I/O thread take turns per
-//! request on a busy core. So while a pool thread works through jobs back to back (a
-//! session), the responses it completes wait in the bridge's outbox and leave together when
-//! the session ends. A response may wait at most for the next job of the session: one that
-//! took long (it blocked: the next one likely blocks too) or that came after a response held
-//! for a millisecond already sends everything at once. Streamed chunks are never held: their
-//! timing is the app's.
+//! request on a busy core. So the responses a pool thread completes go into the bridge's
+//! outbox, and after each job it asks for delivery "soon" ([`Outbox::flush_soon`]): while
+//! responses come thick the I/O thread is looking out for them anyway and collects them
+//! within a millisecond without being woken; otherwise it is woken at once. When the thread
+//! runs out of jobs (or is about to wait for a client) it wakes the I/O thread for what it
+//! handed over. So a response never waits on the next job, however long that one takes.
+//! Streamed chunks are never held: their timing is the app's.
 
 use std::cell::Cell;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use crate::bridge::{Deliver, Outbox};
 use crate::http::exchange::Handover;
 
-/// A job longer than this sends what its session held back right after it.
-const SLOW_JOB: Duration = Duration::from_micros(200);
-/// Nothing is held back longer than this (checked between jobs).
-const MAX_HOLD: Duration = Duration::from_millis(1);
-
 thread_local! {
     static IN_SESSION: Cell<bool> = const { Cell::new(false) };
-    /// When this thread first held a response back since its last flush.
-    static HOLDING_SINCE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// This thread handed responses to the outbox since it last woke the I/O thread.
+    static HANDED_OVER: Cell<bool> = const { Cell::new(false) };
 }
 
 pub struct Delivery {
@@ -42,44 +37,31 @@ impl Delivery {
         self.outbox.clone()
     }
 
-    /// Hands `handover` to the I/O thread; one that `completes` a response may wait for the
-    /// end of the session.
+    /// Hands `handover` to the I/O thread; one that `completes` a response joins the batch.
     pub fn hand_over(&self, handover: Handover, completes: bool) {
         if completes && IN_SESSION.with(Cell::get) {
             self.outbox.defer(handover);
-            HOLDING_SINCE.with(|h| {
-                if h.get().is_none() {
-                    h.set(Some(Instant::now()));
-                }
-            });
+            HANDED_OVER.with(|h| h.set(true));
         } else {
             handover.deliver();
         }
     }
 
-    /// Sends what this thread held back (before it sleeps, waits, or ends a session).
+    /// Wakes the I/O thread for what this thread handed over (before it sleeps or waits).
     pub fn flush(&self) {
-        if HOLDING_SINCE.with(Cell::take).is_some() {
+        if HANDED_OVER.with(Cell::take) {
             self.outbox.flush();
         }
     }
 
-    /// Between two jobs of a session: sends what was held back unless holding on is cheap
-    /// and short. After a slow (blocking) job the next is likely slow too: its response goes
-    /// within the outbox's look-out, without a wake-up of its own while responses come thick.
-    pub fn after_job(&self, job_started: Instant) {
-        let holding = HOLDING_SINCE.with(Cell::get);
-        if let Some(since) = holding {
-            if job_started.elapsed() > SLOW_JOB {
-                HOLDING_SINCE.with(Cell::take);
-                self.outbox.flush_soon();
-            } else if since.elapsed() > MAX_HOLD {
-                self.flush();
-            }
+    /// Between two jobs: what was handed over goes within the outbox's look-out.
+    pub fn after_job(&self) {
+        if HANDED_OVER.with(Cell::get) {
+            self.outbox.flush_soon();
         }
     }
 
-    /// Runs `jobs` as a session: completed responses may be held back until it ends.
+    /// Runs `jobs` as a session: completed responses are batched until it ends.
     pub fn session(&self, jobs: impl FnOnce()) {
         IN_SESSION.with(|s| s.set(true));
         jobs();
