@@ -75,3 +75,45 @@ impl Default for Delivery {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+    use std::time::{Duration, Instant};
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_response_is_not_held_while_the_next_job_runs() {
+        let delivery = Delivery::new();
+        let outbox = delivery.outbox();
+        // The I/O thread of the test; it ends with the process.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move { outbox.run().await });
+        });
+        let delivered = Arc::new(Count(AtomicUsize::new(0)));
+        delivery.session(|| {
+            // Job 1 completes a response...
+            delivery.hand_over(Handover::Wake(delivered.clone().into()), true);
+            delivery.after_job();
+            // ... and job 2 takes long: job 1's response must arrive meanwhile.
+            let give_up = Instant::now() + Duration::from_secs(5);
+            while delivered.0.load(Ordering::SeqCst) == 0 && Instant::now() < give_up {
+                std::thread::yield_now();
+            }
+            assert_eq!(delivered.0.load(Ordering::SeqCst), 1);
+        });
+    }
+}
