@@ -53,10 +53,13 @@ impl From<Error> for PyErr {
 fn io_to_py(e: std::io::Error) -> PyErr {
     match e.raw_os_error() {
         Some(code) => {
-            // SAFETY: strerror returns a pointer to a static or thread-local C string.
-            let text = unsafe { std::ffi::CStr::from_ptr(libc::strerror(code)) }
-                .to_string_lossy()
-                .into_owned();
+            // The system's text without Rust's " (os error N)" suffix (libc's strerror is not
+            // thread-safe).
+            let full = e.to_string();
+            let text = full
+                .strip_suffix(&format!(" (os error {code})"))
+                .unwrap_or(&full)
+                .to_owned();
             // The subclass is chosen by calling OSError itself; a lazily raised OSError
             // would stay a plain OSError.
             Python::with_gil(

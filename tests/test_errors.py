@@ -149,3 +149,17 @@ def test_send_after_disconnect_raises_an_oserror(raw_server):
     raw_server.wait_for(f"SEND-RAISED {key} ClientDisconnected True")
     # Raised by juggler for a gone client, it is not logged as an application error.
     assert "boom" not in raw_server.output.split(f"SEND-RAISED {key}")[1]
+
+
+def test_content_length_not_matching_the_body_is_a_500_not_a_desync(raw_server):
+    with socket.create_connection(("127.0.0.1", raw_server.port), timeout=10) as s:
+        s.sendall(
+            b"GET /wrong-length HTTP/1.1\r\nHost: t\r\n\r\nGET /echo HTTP/1.1\r\nHost: t\r\n\r\n"
+        )
+        first = read_response(s)
+        second = read_response(s)
+    assert first[0] == b"HTTP/1.1 500 Internal Server Error"
+    assert second[0] == b"HTTP/1.1 200 OK"
+    raw_server.wait_for(
+        r"ProtocolError: the response body has 5 bytes but its Content-Length says 20"
+    )

@@ -795,3 +795,38 @@ def test_graceful_timeout_does_not_wait_for_a_stuck_call_forever(wsgi):
     finally:
         client.close()
         app_side.close()
+
+
+@juggler_only
+@pytest.mark.parametrize(
+    ("declared", "status", "body"),
+    [
+        ("20", b"HTTP/1.1 500", b"Internal Server Error"),
+        # Longer than declared: cut at the Content-Length, as PEP 3333 says.
+        ("3", b"HTTP/1.1 200", b"hel"),
+        ("abc", b"HTTP/1.1 500", b"Internal Server Error"),
+        ("+5", b"HTTP/1.1 500", b"Internal Server Error"),
+    ],
+)
+def test_content_length_not_matching_the_body_never_reaches_the_wire(wsgi, declared, status, body):
+    s = wsgi("wsgi_app:app").ready()
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+        sock.sendall(
+            f"GET /wrong-length?cl={declared} HTTP/1.1\r\nHost: t\r\n\r\n"
+            "GET /status?code=200 HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+        )
+        first = read_response(sock)
+        second = read_response(sock)
+    assert first[0].startswith(status) and first[2] == body
+    # The connection stays in step: the next response is whole and separate.
+    assert second[0].startswith(b"HTTP/1.1 200") and second[2] == b"status 200"
+
+
+@juggler_only
+def test_start_response_reentered_from_its_headers_does_not_lock_up(wsgi):
+    s = wsgi("wsgi_app:app").ready()
+    # The generator's write() sends the first head; the second start_response then fails.
+    resp = raw_request(s.port, b"GET /reentrant HTTP/1.1\r\nHost: t\r\n\r\n", timeout=10)
+    assert resp.startswith(b"HTTP/1.1 200") and b"too early" in resp
+    s.wait_for(r"ProtocolError: start_response\(\) called while its headers were being sent")
+    assert httpx.get(f"{s.url}/status", timeout=10).status_code == 200

@@ -300,13 +300,17 @@ impl AsgiSend {
             .downcast::<PyString>()
             .map_err(|_| protocol_error("ASGI message 'type' must be a str"))?
             .to_str()?;
-        let mut st = self.state.lock();
+        // The state's lock is never held while Python runs (a headers generator or a body's
+        // __bool__ could call send() again): each branch reads the message first.
         match kind {
             "http.response.start" => {
-                if !matches!(*st, SendState::Idle) {
-                    return Err(protocol_error(
+                let already_started = || {
+                    protocol_error(
                         "Unexpected ASGI message 'http.response.start' sent, after response already started.",
-                    ));
+                    )
+                };
+                if !matches!(*self.state.lock(), SendState::Idle) {
+                    return Err(already_started());
                 }
                 let status: u16 = message
                     .get_item(intern!(py, "status"))?
@@ -323,6 +327,10 @@ impl AsgiSend {
                 if self.io.exchange.is_disconnected() {
                     return Err(Error::Disconnected.into());
                 }
+                let mut st = self.state.lock();
+                if !matches!(*st, SendState::Idle) {
+                    return Err(already_started());
+                }
                 *st = SendState::HeadPending(PendingHead { status, headers });
                 Ok(core.done.clone_ref(py).into_any())
             }
@@ -332,6 +340,7 @@ impl AsgiSend {
                     Some(m) => m.is_truthy()?,
                     None => false,
                 };
+                let mut st = self.state.lock();
                 match *st {
                     SendState::Idle => {
                         return Err(protocol_error(

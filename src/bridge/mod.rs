@@ -9,10 +9,11 @@
 //!   eventfd ([`wakeup`]) that the loop watches with `add_reader`. While the I/O thread is
 //!   busy it holds the wake-up back, until it is about to park (Tokio's `on_thread_park`), or
 //!   64 events or 1 ms have piled up; the loop then takes the whole pile under the GIL once.
-//!   Threads that are not I/O threads (WSGI workers) wake the loop at once.
+//!   Other threads that post wake the loop at once.
 //! * **Out, to the I/O thread: [`outbox`].** Response heads and body wake-ups produced on the
 //!   loop thread are queued, and the loop schedules one flush per iteration (`call_soon`), so
-//!   all the responses of one iteration reach Tokio with one wake-up.
+//!   all the responses of one iteration reach Tokio with one wake-up. WSGI threads use the
+//!   same outbox with its look-out (see `outbox.rs`).
 //!
 //! Both are generic over what they carry; the interfaces decide what crosses.
 

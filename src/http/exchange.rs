@@ -141,9 +141,47 @@ pub struct Exchange {
     inner: Mutex<Inner>,
     /// Wakes the request-body pump when the app has room for more or stopped caring.
     pub demand: Notify,
+    /// A HEAD response carries the length of the body it does not send.
+    head_request: bool,
 }
 
-/// Counts an exchange towards `--limit-concurrency` for as long as either side holds it.
+/// hyper writes an app's Content-Length as it is and frames a whole body by its real size: a
+/// mismatch would put a malformed response on the wire and desynchronise the connection.
+fn check_length(status: StatusCode, headers: &HeaderMap, len: usize) -> Result<()> {
+    if status.is_informational() || status == StatusCode::NO_CONTENT {
+        return Ok(());
+    }
+    let mut values = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let Some(first) = values.next() else {
+        return Ok(());
+    };
+    let declared = first.as_bytes();
+    let valid = !declared.is_empty()
+        && declared.iter().all(u8::is_ascii_digit)
+        && values.all(|v| v.as_bytes() == declared);
+    if !valid {
+        return Err(Error::protocol(format!(
+            "invalid Content-Length {:?} in the response",
+            String::from_utf8_lossy(declared)
+        )));
+    }
+    if status == StatusCode::NOT_MODIFIED {
+        return Ok(());
+    }
+    let matches = std::str::from_utf8(declared)
+        .ok()
+        .and_then(|d| d.parse::<usize>().ok())
+        == Some(len);
+    if !matches {
+        return Err(Error::protocol(format!(
+            "the response body has {len} bytes but its Content-Length says {}",
+            String::from_utf8_lossy(declared)
+        )));
+    }
+    Ok(())
+}
+
+/// Counts an exchange towards `--limit-concurrency` until the app is done with it.
 struct InflightToken(Arc<AtomicUsize>);
 
 impl Drop for InflightToken {
@@ -162,6 +200,7 @@ impl Exchange {
     pub fn new(
         inflight: &Arc<AtomicUsize>,
         responder: oneshot::Sender<Response<ResponseBody>>,
+        head_request: bool,
     ) -> Arc<Self> {
         inflight.fetch_add(1, Ordering::Relaxed);
         let inner = Inner {
@@ -172,6 +211,7 @@ impl Exchange {
         Arc::new(Self {
             inner: Mutex::new(inner),
             demand: Notify::new(),
+            head_request,
         })
     }
 
@@ -367,6 +407,9 @@ impl Exchange {
         first: Bytes,
         more: bool,
     ) -> Result<Sent> {
+        if !more && !self.head_request {
+            check_length(status, &headers, first.len())?;
+        }
         let (responder, body, full, waker) = {
             let mut g = self.inner.lock();
             if g.disconnected {
@@ -569,7 +612,7 @@ mod tests {
     ) {
         let inflight = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = oneshot::channel();
-        (Exchange::new(&inflight, tx), rx, inflight)
+        (Exchange::new(&inflight, tx, false), rx, inflight)
     }
 
     fn body(data: &'static [u8], more: bool) -> Option<Received> {
@@ -744,6 +787,50 @@ mod tests {
         ));
         assert!(matches!(ex.poll_out(&task.into()), OutPoll::End));
         assert!(ex.out_is_end());
+    }
+
+    #[test]
+    fn a_whole_body_must_match_its_content_length() {
+        let length = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.append(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from_static(v),
+            );
+            h
+        };
+        let start = |h: HeaderMap, body: &'static [u8]| {
+            let (ex, _rx, _) = exchange();
+            ex.start_response(StatusCode::OK, h, Bytes::from_static(body), false)
+                .map(|_| ())
+        };
+        assert!(start(length("5"), b"hello").is_ok());
+        assert!(start(HeaderMap::new(), b"hello").is_ok());
+        for (declared, body) in [
+            ("20", &b"hello"[..]),
+            ("3", b"hello"),
+            ("abc", b"abc"),
+            ("+5", b"hello"),
+        ] {
+            assert!(
+                matches!(start(length(declared), body), Err(Error::Protocol(_))),
+                "Content-Length {declared} with {} bytes",
+                body.len()
+            );
+        }
+        let mut twice = length("5");
+        twice.append(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from_static("6"),
+        );
+        assert!(start(twice, b"hello").is_err());
+        // A HEAD response declares the length of the body it leaves out.
+        let inflight = Arc::new(AtomicUsize::new(0));
+        let (tx, _rx) = oneshot::channel();
+        let head = Exchange::new(&inflight, tx, true);
+        assert!(head
+            .start_response(StatusCode::OK, length("20"), Bytes::new(), false)
+            .is_ok());
     }
 
     #[test]

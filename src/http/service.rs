@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, Request, Response, StatusCode};
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
@@ -33,7 +33,7 @@ pub async fn handle(
     }
     let (parts, body) = req.into_parts();
     let (tx, rx) = oneshot::channel();
-    let exchange = Exchange::new(&http.inflight, tx);
+    let exchange = Exchange::new(&http.inflight, tx, parts.method == Method::HEAD);
     let mut guard = DisconnectGuard(Some(exchange.clone()));
 
     if body.is_end_stream() {
@@ -64,7 +64,8 @@ pub async fn handle(
 
     let mut response = match rx.await {
         Ok(r) => r,
-        // The loop dropped the exchange without answering: only happens on abort.
+        // The app side let go of the exchange without answering: on abort, or when a WSGI
+        // thread gave up on a client that kept it waiting before anything was sent.
         Err(_) => plain_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
     };
     guard.0 = None;

@@ -169,7 +169,7 @@ impl Server {
         self.host.registry.connections()
     }
 
-    /// Requests whose app is still running or whose response is still going out.
+    /// Requests taken in whose app has not finished yet (queued WSGI requests included).
     #[getter]
     fn inflight(&self) -> usize {
         self.host

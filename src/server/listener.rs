@@ -26,7 +26,7 @@ impl ConnInfo {
         make: impl FnOnce() -> Result<T, E>,
     ) -> Result<Option<&T>, E> {
         if self.derived.get().is_none() {
-            // Only one request of a connection runs at a time, so nothing races this set.
+            // Two requests of one connection racing here both make the value; one is kept.
             let _ = self.derived.set(Box::new(make()?));
         }
         Ok(self.derived.get().and_then(|d| d.downcast_ref::<T>()))

@@ -1,6 +1,7 @@
 //! One WSGI call on a pool thread: environ in, the app's iterable out to the client, `close()`
 //! always called, errors answered and logged.
 
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub struct Job {
 
 /// A list or tuple body up to this size leaves as one write with a Content-Length.
 const JOIN_MAX: usize = 64 * 1024;
+/// A file_wrapper file larger than the response queue leaves the pool's limit while it goes.
+const DETACH_FILE_SIZE: u64 = 1024 * 1024;
 
 pub struct Caller {
     pub app: PyObject,
@@ -44,7 +47,6 @@ pub struct Caller {
 impl Run<Job> for Caller {
     fn run(&self, job: Job, lease: &Lease<'_, Job>) {
         Python::with_gil(|py| self.call(py, job, lease));
-        self.delivery.after_job();
     }
 
     /// Keeps the thread's Python thread state for its whole life: without it each request's
@@ -107,12 +109,7 @@ impl Caller {
             Err(err) => self
                 .loggers
                 .error(py, "Exception in WSGI application", Some(&err)),
-            Ok(()) if outcome == Finished::Incomplete => self.loggers.error(
-                py,
-                "WSGI app's response ended before its Content-Length was reached.",
-                None,
-            ),
-            Ok(()) => {}
+            Ok(()) => debug_assert!(outcome != Finished::NoResponse),
         }
         if let Some(a) = access {
             a.log(py, &self.loggers, exchange.status());
@@ -140,9 +137,12 @@ fn drive(
     lease: &Lease<'_, Job>,
 ) -> PyResult<()> {
     if let Ok(wrapper) = iterable.downcast::<FileWrapper>() {
-        if let Some((fd, offset)) = wrapper.borrow().native_file(py) {
-            lease.detach();
-            return response.send_file(py, fd, offset);
+        if let Some(file) = wrapper.borrow().native_file(py) {
+            if file.size.saturating_sub(file.offset) > DETACH_FILE_SIZE {
+                // A large file to a slow client would hold a place in the pool for long.
+                lease.detach();
+            }
+            return response.send_file(py, file.fd.as_raw_fd(), file.offset);
         }
     }
     if let Ok(list) = iterable.downcast::<PyList>() {
@@ -151,7 +151,7 @@ fn drive(
     if let Ok(tuple) = iterable.downcast::<PyTuple>() {
         return send_sequence(py, response, tuple.iter().collect());
     }
-    let mut streaming = false;
+    let mut sent = 0;
     for item in iterable.try_iter()? {
         let chunk = body_chunk(&item?)?;
         if chunk.is_empty() {
@@ -162,10 +162,11 @@ fn drive(
             // The app's Content-Length is reached: stop iterating (PEP 3333).
             return Ok(());
         }
-        if !streaming {
-            // More is coming, maybe slowly (SSE, a download): stop holding a place in the
-            // pool, so that streams cannot starve ordinary requests.
-            streaming = true;
+        sent += 1;
+        if sent == 2 {
+            // A second chunk, and more may come, slowly (SSE, a download): stop holding a
+            // place in the pool, so that streams cannot starve ordinary requests. Not at the
+            // first: most iterables (Django's, Flask's) end after one.
             lease.detach();
         }
     }

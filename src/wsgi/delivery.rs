@@ -3,11 +3,11 @@
 //!
 //! Waking the I/O thread per response makes a pool thread and the I/O thread take turns per
 //! request on a busy core. So the responses a pool thread completes go into the bridge's
-//! outbox, and after each job it asks for delivery "soon" ([`Outbox::flush_soon`]): while
-//! responses come thick the I/O thread is looking out for them anyway and collects them
-//! within a millisecond without being woken; otherwise it is woken at once. When the thread
-//! runs out of jobs (or is about to wait for a client) it wakes the I/O thread for what it
-//! handed over. So a response never waits on the next job, however long that one takes.
+//! outbox with a request for delivery "soon" ([`Outbox::flush_soon`]): while responses come
+//! thick the I/O thread is looking out for them anyway and collects them within a
+//! millisecond without being woken; otherwise it is woken at once. When the thread runs out
+//! of jobs (or is about to wait for a client) it wakes the I/O thread for what it handed
+//! over. So a response never waits on what the app does next (its close(), the next job).
 //! Streamed chunks are never held: their timing is the app's.
 
 use std::cell::Cell;
@@ -41,6 +41,7 @@ impl Delivery {
     pub fn hand_over(&self, handover: Handover, completes: bool) {
         if completes && IN_SESSION.with(Cell::get) {
             self.outbox.defer(handover);
+            self.outbox.flush_soon();
             HANDED_OVER.with(|h| h.set(true));
         } else {
             handover.deliver();
@@ -51,13 +52,6 @@ impl Delivery {
     pub fn flush(&self) {
         if HANDED_OVER.with(Cell::take) {
             self.outbox.flush();
-        }
-    }
-
-    /// Between two jobs: what was handed over goes within the outbox's look-out.
-    pub fn after_job(&self) {
-        if HANDED_OVER.with(Cell::get) {
-            self.outbox.flush_soon();
         }
     }
 
@@ -92,7 +86,7 @@ mod tests {
     }
 
     #[test]
-    fn a_response_is_not_held_while_the_next_job_runs() {
+    fn a_response_is_not_held_while_the_app_goes_on() {
         let delivery = Delivery::new();
         let outbox = delivery.outbox();
         // The I/O thread of the test; it ends with the process.
@@ -105,10 +99,9 @@ mod tests {
         });
         let delivered = Arc::new(Count(AtomicUsize::new(0)));
         delivery.session(|| {
-            // Job 1 completes a response...
+            // A job completes a response...
             delivery.hand_over(Handover::Wake(delivered.clone().into()), true);
-            delivery.after_job();
-            // ... and job 2 takes long: job 1's response must arrive meanwhile.
+            // ... then its close() or the next job takes long: the response arrives meanwhile.
             let give_up = Instant::now() + Duration::from_secs(5);
             while delivered.0.load(Ordering::SeqCst) == 0 && Instant::now() < give_up {
                 std::thread::yield_now();

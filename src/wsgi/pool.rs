@@ -167,7 +167,8 @@ impl<J: Send + 'static> Pool<J> {
                     st.alive -= 1;
                     pool.ended.notify_all();
                 });
-            // Out of threads: the queued job waits for a running thread to come back.
+            // Out of threads: the queued job waits for a running thread to come back, or for
+            // the next submit to try again.
             if spawned.is_ok() {
                 st.threads += 1;
                 st.alive += 1;
@@ -225,7 +226,12 @@ impl<J: Send + 'static> Pool<J> {
             pool: self,
             detached: std::cell::Cell::new(false),
         };
-        self.runner.run(job, &lease);
+        // A panic in one job must not cost the pool a thread and its counts; the job's
+        // exchange is dropped with it, which answers or closes its connection.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.runner.run(job, &lease);
+        }));
+        drop(ran);
         if lease.detached.get() {
             self.state.lock().detached -= 1;
         }

@@ -30,6 +30,23 @@ enum Head {
     Sent,
 }
 
+#[derive(Clone, Copy)]
+enum HeadKind {
+    None,
+    Pending,
+    Sent,
+}
+
+impl Head {
+    fn kind(&self) -> HeadKind {
+        match self {
+            Head::None => HeadKind::None,
+            Head::Pending { .. } => HeadKind::Pending,
+            Head::Sent => HeadKind::Sent,
+        }
+    }
+}
+
 struct State {
     head: Head,
     /// What the app's Content-Length allows still to be sent, if it gave one.
@@ -213,8 +230,9 @@ fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<(StatusCode, Option<Reaso
     } else {
         None
     };
+    // A WSGI app cannot send an interim (1xx) response: its one head is the final one.
     let code = code
-        .filter(|c| c.as_u16() >= 100)
+        .filter(|c| c.as_u16() >= 200)
         .ok_or_else(|| protocol_error(format!("start_response(): invalid status {text:?}")))?;
     let reason = text.get(4..).unwrap_or("");
     let custom = if reason.is_empty() || Some(reason) == code.canonical_reason() {
@@ -300,28 +318,36 @@ impl StartResponse {
         exc_info: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Write> {
         let exc_info = exc_info.filter(|e| !e.is_none());
-        let mut st = self.response.state.lock();
-        match (&st.head, exc_info) {
-            // Too late to replace the head: the app's error goes on up (PEP 3333).
-            (Head::Sent, Some(info)) => {
-                let exc = info.get_item(1)?;
-                let tb = info.get_item(2)?;
-                let exc = if tb.is_none() {
-                    exc
-                } else {
-                    exc.call_method1(intern!(py, "with_traceback"), (tb,))?
-                };
-                return Err(PyErr::from_value(exc));
-            }
-            (Head::None, _) | (Head::Pending { .. }, Some(_)) => {}
+        // The state's lock is never held while Python runs: a headers iterable or an
+        // exception's code could call back into write() or start_response().
+        let head = match (self.response.state.lock().head.kind(), exc_info) {
+            (HeadKind::Sent, Some(info)) => Err(info),
+            (HeadKind::None, _) | (HeadKind::Pending, Some(_)) => Ok(()),
             (_, None) => {
                 return Err(protocol_error(
                     "start_response() called again without exc_info",
                 ))
             }
+        };
+        if let Err(info) = head {
+            // Too late to replace the head: the app's error goes on up (PEP 3333).
+            let exc = info.get_item(1)?;
+            let tb = info.get_item(2)?;
+            let exc = if tb.is_none() {
+                exc
+            } else {
+                exc.call_method1(intern!(py, "with_traceback"), (tb,))?
+            };
+            return Err(PyErr::from_value(exc));
         }
         let (status, reason) = parse_status(status)?;
         let (headers, length) = parse_headers(headers)?;
+        let mut st = self.response.state.lock();
+        if matches!(st.head, Head::Sent) {
+            return Err(protocol_error(
+                "start_response() called while its headers were being sent",
+            ));
+        }
         st.head = Head::Pending {
             status,
             headers,

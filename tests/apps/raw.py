@@ -194,6 +194,11 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": bytearray(b"ab"), "more_body": True})
         await send({"type": "http.response.body", "body": memoryview(b"cd")})
         return None
+    if path == "/wrong-length":
+        headers = [(b"content-length", b"20")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"hello"})
+        return None
     if path == "/bad-header-str":
         await send({"type": "http.response.start", "status": 200, "headers": [("a", "b")]})
         await send({"type": "http.response.body", "body": b"never"})

@@ -461,7 +461,35 @@ def pid_route(environ, start_response):
     return as_json(start_response, {"pid": os.getpid()})
 
 
+def wrong_length_route(environ, start_response):
+    """A Content-Length that is not the body's: never put on the wire as it is."""
+    declared = query(environ)["cl"]
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", declared)])
+    return [b"hello"]
+
+
+def reentrant_route(environ, start_response):
+    """Headers from a generator that calls write(): the server must not lock itself up."""
+    holder = {}
+
+    def headers():
+        yield ("Content-Type", "text/plain")
+        try:
+            holder["write"](b"too early")
+        except Exception as exc:
+            event("reentrant", type(exc).__name__)
+
+    holder["write"] = start_response("200 OK", [("Content-Type", "text/plain")])
+    try:
+        raise ValueError("replace the head")
+    except ValueError:
+        start_response("200 OK", headers(), sys.exc_info())
+    return [b"survived"]
+
+
 ROUTES = {
+    "/wrong-length": wrong_length_route,
+    "/reentrant": reentrant_route,
     "/environ": environ_route,
     "/input": input_route,
     "/echo": echo_route,
