@@ -49,6 +49,9 @@ struct State<J> {
     idle: usize,
     /// Wake-ups (or new threads) sent that no thread has answered yet.
     waking: usize,
+    /// Of those, condvar notifications: the next threads to come back from waiting, woken or
+    /// timed out, answer them, so a notification that met a thread timing out is not lost.
+    notified: usize,
     /// Threads whose Python side has not finished yet (for a clean stop).
     alive: usize,
     /// Since when the I/O thread holds a wake-up back until it is about to sleep.
@@ -100,6 +103,7 @@ impl<J: Send + 'static> Pool<J> {
                 detached: 0,
                 idle: 0,
                 waking: 0,
+                notified: 0,
                 alive: 0,
                 wake_deferred: None,
                 stopping: false,
@@ -153,8 +157,9 @@ impl<J: Send + 'static> Pool<J> {
         if st.waking > 0 || st.queue.is_empty() {
             return;
         }
-        if st.idle > st.waking {
+        if st.idle > st.notified {
             st.waking += 1;
+            st.notified += 1;
             self.work.notify_one();
         } else if st.threads - st.detached < self.max_threads {
             let pool = self.clone();
@@ -275,12 +280,11 @@ impl<J: Send + 'static> Pool<J> {
             st.idle += 1;
             let timed_out = self.work.wait_for(&mut st, self.idle_timeout).timed_out();
             st.idle -= 1;
-            *woken = !timed_out;
-            // A wake-up sent while this thread was timing out reached nobody if fewer threads
-            // wait than wake-ups are pending: take it on, or `waking` would never drop to 0
-            // and no thread would be woken again.
-            if timed_out && st.waking > st.idle {
-                st.waking -= 1;
+            // Whether this thread was the one notified or timed out as the notification came,
+            // it answers one: `waking` then always drops back to 0.
+            if st.notified > 0 {
+                st.notified -= 1;
+                st.waking = st.waking.saturating_sub(1);
             }
             if timed_out && st.queue.is_empty() && !st.stopping {
                 st.threads -= 1;
