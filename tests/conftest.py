@@ -147,16 +147,21 @@ def raw_request(
         s.sendall(data)
         if not read_until_close:
             return s.recv(65536)
-        chunks = []
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return recv_until_close(s)
+
+
+def recv_until_close(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (or resets it)."""
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def read_response(sock: socket.socket) -> tuple[bytes, dict[str, str], bytes]:

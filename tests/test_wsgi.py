@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import raw_request, read_response
+from conftest import raw_request, read_response, recv_until_close
 from wsgi_servers import REFERENCE, Server, juggler_only, reference_differs, wsgi
 
 __all__ = ["wsgi"]  # the fixture, imported for pytest
@@ -54,19 +54,6 @@ def raw_environ(server: Server, request: bytes) -> dict:
 
 def events(server: Server, key: str) -> list[str]:
     return httpx.get(f"{server.url}/events", params={"key": key}).json()
-
-
-def recv_until_close(sock: socket.socket) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def dechunk(data: bytes) -> tuple[bytes, bool]:
