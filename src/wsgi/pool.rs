@@ -85,7 +85,8 @@ impl<J: Send + 'static> Lease<'_, J> {
         }
         let mut st = self.pool.state.lock();
         st.detached += 1;
-        self.pool.grow_if_needed(&mut st);
+        // A place in the limit is free again: use it if jobs wait.
+        self.pool.wake_one(&mut st);
     }
 }
 
@@ -180,11 +181,6 @@ impl<J: Send + 'static> Pool<J> {
                 st.waking += 1;
             }
         }
-    }
-
-    /// A detached thread left a place free: use it if jobs wait.
-    fn grow_if_needed(self: &Arc<Self>, st: &mut State<J>) {
-        self.wake_one(st);
     }
 
     /// Takes no new jobs; idle threads end, busy ones after their job. Waits up to `wait` for

@@ -77,10 +77,6 @@ impl Response {
         })
     }
 
-    pub fn head_sent(&self) -> bool {
-        matches!(self.state.lock().head, Head::Sent)
-    }
-
     /// Whether the app's Content-Length is reached: iterating further is pointless (PEP 3333
     /// says to stop).
     pub fn complete(&self) -> bool {
