@@ -19,12 +19,14 @@ pub struct CoreConfig {
     pub default_headers: Vec<(HeaderName, HeaderValue)>,
     pub root_path: String,
     pub access_log: bool,
+    /// Report `request_limit_reached` after this many requests (`--max-requests`).
+    pub max_requests: Option<u64>,
 }
 
 #[pymethods]
 impl CoreConfig {
     #[new]
-    #[pyo3(signature = (*, keep_alive_timeout, limit_concurrency, max_header_size, date_header, default_headers, root_path, access_log))]
+    #[pyo3(signature = (*, keep_alive_timeout, limit_concurrency, max_header_size, date_header, default_headers, root_path, access_log, max_requests=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         keep_alive_timeout: f64,
@@ -34,6 +36,7 @@ impl CoreConfig {
         default_headers: Vec<(String, String)>,
         root_path: String,
         access_log: bool,
+        max_requests: Option<u64>,
     ) -> PyResult<Self> {
         Ok(Self::build(
             keep_alive_timeout,
@@ -43,7 +46,8 @@ impl CoreConfig {
             default_headers,
             root_path,
             access_log,
-        )?)
+        )?
+        .with_max_requests(max_requests)?)
     }
 
     fn __repr__(&self) -> String {
@@ -52,6 +56,14 @@ impl CoreConfig {
 }
 
 impl CoreConfig {
+    pub fn with_max_requests(mut self, max_requests: Option<u64>) -> Result<Self, Error> {
+        if max_requests == Some(0) {
+            return Err(Error::Config("max_requests must be at least 1".into()));
+        }
+        self.max_requests = max_requests;
+        Ok(self)
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn build(
         keep_alive_timeout: f64,
@@ -96,6 +108,7 @@ impl CoreConfig {
             default_headers,
             root_path,
             access_log,
+            max_requests: None,
         })
     }
 }

@@ -65,6 +65,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be a non-negative integer")
+    return value
+
+
 def _header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep or not name.strip():
@@ -110,6 +117,79 @@ OPTIONS: tuple[Option, ...] = (
         _non_negative,
         metavar="SECONDS",
     ),
+    Option(
+        "workers",
+        1,
+        "Number of worker processes, each with its own event loop (also read from"
+        " WEB_CONCURRENCY).",
+        _positive_int,
+        metavar="N",
+    ),
+    Option(
+        "reuse_port",
+        False,
+        "Each worker binds its own socket with SO_REUSEPORT, and the kernel spreads connections"
+        " between them.",
+        kind="flag",
+    ),
+    Option(
+        "preload",
+        False,
+        "Import the app in the supervisor before starting the workers (they share its memory;"
+        " SIGHUP then restarts workers without new code).",
+        kind="flag",
+    ),
+    Option(
+        "timeout_worker",
+        30.0,
+        "Kill and replace a worker whose event loop has not turned, or recycle one whose WSGI"
+        " call has made no progress, for this long (0 turns the check off).",
+        _non_negative,
+        metavar="SECONDS",
+    ),
+    Option(
+        "max_requests",
+        None,
+        "Replace a worker gracefully after it has taken about this many requests.",
+        _positive_int,
+        metavar="N",
+    ),
+    Option(
+        "max_requests_jitter",
+        0,
+        "Add a random 0..N to each worker's --max-requests, so workers do not restart together.",
+        _non_negative_int,
+        metavar="N",
+    ),
+    Option(
+        "reload",
+        False,
+        "Restart the workers when a watched file changes (for development; needs watchfiles).",
+        kind="flag",
+    ),
+    Option(
+        "reload_dir",
+        (),
+        "Directory to watch with --reload; repeat for more. [default: the current directory]",
+        kind="multi",
+        metavar="DIR",
+    ),
+    Option(
+        "reload_include",
+        (),
+        "Glob of files whose changes reload; repeat for more. [default: *.py]",
+        kind="multi",
+        metavar="GLOB",
+    ),
+    Option(
+        "reload_exclude",
+        (),
+        "Glob of files whose changes never reload; repeat for more."
+        " [default: .*, *.py[cod], *~, .*.sw?]",
+        kind="multi",
+        metavar="GLOB",
+    ),
+    Option("pid", None, "Write the supervisor's process id to this file.", metavar="FILE"),
     Option("lifespan", "auto", "Lifespan protocol handling.", choices=LIFESPANS),
     Option("log_level", "info", "Log level.", choices=LOG_LEVELS),
     Option("access_log", True, "Write an access log line per request.", kind="bool"),
@@ -183,11 +263,13 @@ def _convert(option: Option, value: Any, source: str) -> Any:
             return tuple(option.type(v) if isinstance(v, str) else _pair(v) for v in items)
         if isinstance(value, str):
             value = option.type(value)
-        elif option.type in (int, _port, _positive_int) and not isinstance(value, int):
+        elif option.type in (int, _port, _positive_int, _non_negative_int) and not isinstance(
+            value, int
+        ):
             raise ValueError("must be an integer")
         elif option.type is _non_negative:
             value = _non_negative(str(value))
-        elif option.type in (_port, _positive_int):
+        elif option.type in (_port, _positive_int, _non_negative_int):
             value = option.type(str(value))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid value {value!r} for {where}: {exc}") from None
@@ -233,6 +315,9 @@ class Config:
                 values[option.name] = _convert(option, explicit[option.name], source)
             elif option.env in env:
                 values[option.name] = _convert(option, env[option.env], option.env)
+            elif option.name == "workers" and env.get("WEB_CONCURRENCY"):
+                # The variable PaaS platforms set, which Uvicorn and Gunicorn read too.
+                values[option.name] = _convert(option, env["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
             else:
                 values[option.name] = option.default
         if app is None:
@@ -241,6 +326,8 @@ class Config:
             raise ConfigError("no application given: pass APP as 'module:attribute'")
         if values["uds"] and values["fd"] is not None:
             raise ConfigError("--uds and --fd cannot be used together")
+        if values["reuse_port"] and (values["uds"] or values["fd"] is not None):
+            raise ConfigError("--reuse-port needs a TCP --host/--port, not --uds or --fd")
         return cls(app=app, values=values)
 
     @property
@@ -250,8 +337,9 @@ class Config:
             return 4 * int(self.threads)
         return int(self.queue_size)
 
-    def core_options(self) -> dict[str, Any]:
-        """The keyword arguments of the Rust ``CoreConfig``."""
+    def core_options(self, max_requests: int | None = None) -> dict[str, Any]:
+        """The keyword arguments of the Rust ``CoreConfig`` (``max_requests`` is per worker,
+        with its jitter)."""
         headers = list(self.header)
         if self.server_header:
             headers.insert(0, ("server", "juggler"))
@@ -263,4 +351,5 @@ class Config:
             "default_headers": headers,
             "root_path": self.root_path,
             "access_log": self.access_log,
+            "max_requests": max_requests,
         }

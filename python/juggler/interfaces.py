@@ -55,6 +55,13 @@ def resolve_interface(app: Any, requested: str, *, name: str | None = None) -> t
     return requested, "chosen"
 
 
+def describe_interface(config: Any, interface: str, how: str) -> str:
+    """The startup line naming the interface, e.g. ``Using the ASGI interface (detected)``."""
+    if interface == "wsgi":
+        return f"Using the WSGI interface with up to {config.threads} threads ({how})"
+    return f"Using the {interface.upper()} interface ({how})"
+
+
 def detect_interface(app: Any) -> tuple[str | None, str]:
     """Returns ``("asgi" | "wsgi" | None, reason)``; ``None`` when the app's shape cannot tell.
 

@@ -43,6 +43,39 @@ def _bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
+def reserve_reuse_port(host: str, port: int) -> socket.socket:
+    """For --reuse-port: binds (without listening) to resolve port 0 and to check the address
+    once, in the supervisor; each worker then binds and listens on the same address."""
+    sock = _new_reuse_port_socket(host)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot bind to {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def bind_reuse_port(host: str, port: int, backlog: int) -> socket.socket:
+    """A worker's own listening socket in the SO_REUSEPORT group for ``host:port``."""
+    sock = _new_reuse_port_socket(host)
+    try:
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot bind to {host}:{port}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _new_reuse_port_socket(host: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    return sock
+
+
 def _bind_unix(path: str, backlog: int) -> socket.socket:
     # A socket file left behind by an earlier run would make bind fail; anything else stays.
     try:

@@ -1,88 +1,538 @@
-"""The master process: binds the socket, loads the app, runs the worker.
+"""The supervisor: binds the sockets, forks the workers, and then only watches over them.
 
-Today one worker runs in this process; the supervisor that forks several, restarts and
-recycles them builds on this module (DESIGN.md, "Processes and threads").
+It restarts a worker that dies, kills one whose event loop stopped turning, recycles one whose
+WSGI call hangs or that reached --max-requests, reloads on SIGHUP and on file changes, adds
+and removes workers on SIGTTIN/SIGTTOU, and drains on SIGTERM/SIGINT. Signal handlers only
+queue the signal; one loop (``Supervisor.run``) acts on everything. The supervisor imports
+no app code (unless --preload) and starts no thread and no Tokio runtime, so forking it is safe.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
+import collections
+import errno
+import os
+import selectors
+import signal
+import socket
+import time
+from typing import Any
 
 from . import logging as jlogging
+from . import reloader
+from .channel import Message, beat_interval
+from .children import WorkerProcess, WorkerSpec, read_stacks, spawn
 from .config import Config
-from .exit_codes import EXIT_APP_LOAD, EXIT_BIND_FAILED
+from .exit_codes import EXIT_APP_LOAD, EXIT_BAD_OPTION, EXIT_BIND_FAILED, EXIT_OK
+from .fatal import fatal, install_fatal_formatter
 from .importer import ImportFromStringError, load_app
 from .interfaces import resolve_interface
-from .sockets import BindError, bind
-from .worker import Worker
+from .logging import error_logger
+from .sockets import BindError, bind, describe, reserve_reuse_port
+
+#: Consecutive start failures of replacement workers after which the supervisor gives up.
+MAX_START_FAILURES = 5
+#: A worker asked to stop gracefully is killed this long after the graceful timeout.
+STOP_MARGIN = 5.0
+#: A worker asked to stop at once (SIGQUIT) is killed after this long.
+FAST_STOP_TIMEOUT = 5.0
+HANDLED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGCHLD,
+)
 
 
 def run(config: Config) -> int:
+    """Runs juggler with ``config`` until it is stopped; returns the exit code."""
     jlogging.configure(config.log_level)
-    _install_fatal_formatter()
+    install_fatal_formatter()
+    problem = _check_environment(config)
+    if problem:
+        fatal(problem)
+        return EXIT_BAD_OPTION if config.reload else EXIT_BIND_FAILED
+    app = None if isinstance(config.app, str) else config.app
+    if config.preload and app is None:
+        try:
+            app = load_app(config.app, factory=config.factory, app_dir=config.app_dir)
+            resolve_interface(app, config.interface, name=config.app)
+        except ImportFromStringError as exc:
+            fatal(str(exc))
+            return EXIT_APP_LOAD
+    reserved: socket.socket | None = None
     try:
-        app = load_app(config.app, factory=config.factory, app_dir=config.app_dir)
-        interface, how = resolve_interface(
-            app, config.interface, name=config.app if isinstance(config.app, str) else None
-        )
-    except ImportFromStringError as exc:
-        _fatal(str(exc))
-        return EXIT_APP_LOAD
-    try:
-        sock = bind(config)
+        if config.reuse_port:
+            reserved = reserve_reuse_port(config.host, config.port)
+            host, port = reserved.getsockname()[:2]
+            spec = WorkerSpec(config, None, (host, port), app)
+            where = describe(reserved)
+        else:
+            sock = bind(config)
+            spec = WorkerSpec(config, sock, None, app)
+            where = describe(sock)
     except BindError as exc:
-        _fatal(str(exc))
+        fatal(str(exc))
         return EXIT_BIND_FAILED
     try:
-        jlogging.error_logger.info("%s", describe_interface(config, interface, how))
-        return Worker(config, sock, app, interface).run()
-    except RuntimeError as exc:
-        _fatal(str(exc))
-        return EXIT_BIND_FAILED
+        return Supervisor(config, spec, where).run()
     finally:
-        sock.close()
+        for s in (spec.sock, reserved):
+            if s is not None:
+                s.close()
 
 
-def describe_interface(config: Config, interface: str, how: str) -> str:
-    """The startup line naming the interface, e.g. ``Using the ASGI interface (detected)``."""
-    if interface == "wsgi":
-        return f"Using the WSGI interface with up to {config.threads} threads ({how})"
-    return f"Using the {interface.upper()} interface ({how})"
+def _check_environment(config: Config) -> str | None:
+    """What would make every worker fail, found once here instead."""
+    if config.loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            return "--loop uvloop was asked for, but uvloop is not installed"
+    if config.reload:
+        try:
+            reloader.check_available()
+        except reloader.ReloaderUnavailable as exc:
+            return str(exc)
+    return None
 
 
-#: Set on the log records of errors that stop juggler before it serves.
-FATAL = "juggler_fatal"
+class Supervisor:
+    def __init__(self, config: Config, spec: WorkerSpec, where: str) -> None:
+        self.config = config
+        self.spec = spec
+        self.where = where
+        self.target = int(config.workers)
+        self.workers: dict[int, WorkerProcess] = {}
+        self.signals: collections.deque[int] = collections.deque()
+        self.selector = selectors.DefaultSelector()
+        #: "graceful" or "fast" once stopping.
+        self.stopping: str | None = None
+        self.exit_code = EXIT_OK
+        #: A worker has been ready once: the app can start, so a later death is respawned.
+        self.ever_ready = False
+        self.announced = False
+        self.start_failures = 0
+        self.respawn_at = 0.0
+        self.reloader_pid: int | None = None
+        self.reloader_fd: int | None = None
+        self.reloader_buffer = bytearray()
+        self._wakeup_r, self._wakeup_w = os.pipe()
+        self._pid_file_written = False
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        os.set_blocking(self._wakeup_r, False)
+        os.set_blocking(self._wakeup_w, False)
+        signal.set_wakeup_fd(self._wakeup_w)
+        for sig in HANDLED_SIGNALS:
+            signal.signal(sig, self._queue_signal)
+        self.selector.register(self._wakeup_r, selectors.EVENT_READ)
+        try:
+            self._write_pid_file()
+        except OSError as exc:
+            fatal(f"cannot write --pid file {self.config.pid}: {exc.strerror or exc}")
+            self._cleanup()
+            return EXIT_BAD_OPTION
+        try:
+            if self.config.reload:
+                self._start_reloader()
+            self._spawn(announce=True)
+            while self.workers or not self.stopping:
+                self._wait()
+                self._handle_signals()
+                self._reap()
+                if self.stopping:
+                    self._enforce_stop_deadlines()
+                    continue
+                self._check_health()
+                self._retire_replaced()
+                self._maintain()
+        finally:
+            self._cleanup()
+        return self.exit_code
+
+    def _queue_signal(self, signum: int, frame: Any) -> None:
+        # Runs between two bytecodes of the loop; the wake-up fd interrupts its select().
+        self.signals.append(signum)
+
+    def _wait(self) -> None:
+        timeout = beat_interval(self.config.timeout_worker) / 2
+        for key, _ in self.selector.select(timeout):
+            if key.fd == self._wakeup_r:
+                try:
+                    while os.read(self._wakeup_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+            elif key.fd == self.reloader_fd:
+                self._read_reloader()
+            else:
+                self._read_worker(key.data)
+
+    # -- workers --------------------------------------------------------------------------
+
+    def _spawn(self, announce: bool = False) -> WorkerProcess:
+        worker = spawn(self.spec, announce, self._descriptors())
+        self.workers[worker.pid] = worker
+        self.selector.register(worker.channel.fd, selectors.EVENT_READ, worker)
+        error_logger.debug("Started worker [%d]", worker.pid)
+        return worker
+
+    def _descriptors(self) -> list[int]:
+        """The supervisor's descriptors a new child must close."""
+        fds = [self._wakeup_r, self._wakeup_w, self.selector.fileno()]
+        for w in self.workers.values():
+            fds += [w.channel.fd, w.dump_fd]
+        if self.reloader_fd is not None:
+            fds.append(self.reloader_fd)
+        return fds
+
+    def _read_worker(self, worker: WorkerProcess) -> None:
+        messages, closed = worker.channel.read()
+        for message in messages:
+            self._on_message(worker, message)
+        if closed and worker.channel.fd in self.selector.get_map():
+            self.selector.unregister(worker.channel.fd)
+
+    def _on_message(self, worker: WorkerProcess, message: Message) -> None:
+        now = time.monotonic()
+        if message.kind == "ready":
+            worker.ready = True
+            worker.last_beat = now
+            self.ever_ready = True
+            self.start_failures = 0
+            error_logger.info("Worker [%d] started", worker.pid)
+            self._announce_when_all_ready()
+        elif message.kind == "beat":
+            worker.last_beat = now
+            worker.stalled_call = (
+                (message.call_age, message.call) if message.call_age is not None else None
+            )
+        elif message.kind == "recycle" and worker.active and not self.stopping:
+            error_logger.info(
+                "Recycling worker [%d] after %d requests (--max-requests)",
+                worker.pid,
+                message.requests,
+            )
+            worker.retiring = True
+
+    def _announce_when_all_ready(self) -> None:
+        if self.announced:
+            return
+        if sum(1 for w in self.workers.values() if w.ready and w.active) >= self.target:
+            self.announced = True
+            error_logger.info("juggler running on %s (Press CTRL+C to quit)", self.where)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.reloader_pid:
+                self._on_reloader_exit(status)
+            elif pid in self.workers:
+                self._on_worker_exit(self.workers.pop(pid), status)
+
+    def _on_worker_exit(self, worker: WorkerProcess, status: int) -> None:
+        # Messages the worker wrote before it died (a "ready" among them) still count.
+        self._read_worker(worker)
+        if worker.channel.fd in self.selector.get_map():
+            self.selector.unregister(worker.channel.fd)
+        worker.close()
+        how = _describe_status(status)
+        code = os.waitstatus_to_exitcode(status)
+        if worker.stop_sent is not None:
+            if code > 0 and self.exit_code == EXIT_OK and not worker.killed:
+                # A worker that failed its own shutdown (lifespan.shutdown.failed) says so
+                # through the supervisor's exit code.
+                self.exit_code = code
+            level = error_logger.info if code == 0 or worker.killed else error_logger.warning
+            level("Worker [%d] stopped (%s)", worker.pid, how)
+            return
+        if worker.ready:
+            error_logger.error(
+                "Worker [%d] died unexpectedly (%s); starting a replacement", worker.pid, how
+            )
+            return
+        # It died before it was ready: its app could not start.
+        failed_code = code if code > 0 else 1
+        if any(w.retiring for w in self.workers.values()):
+            self._abandon_replacement(worker, how)
+        elif not self.ever_ready:
+            if code < 0:
+                error_logger.error("Worker [%d] died before it was ready (%s)", worker.pid, how)
+            self.exit_code = failed_code
+            self._begin_stop("fast", quiet=True)
+        else:
+            self.start_failures += 1
+            if self.start_failures >= MAX_START_FAILURES:
+                error_logger.error(
+                    "Workers failed to start %d times in a row (the last %s); stopping",
+                    self.start_failures,
+                    how,
+                )
+                self.exit_code = failed_code
+                self._begin_stop("graceful")
+                return
+            delay = min(0.5 * 2 ** (self.start_failures - 1), 10.0)
+            error_logger.error(
+                "Worker [%d] failed to start (%s); trying again in %.1f s", worker.pid, how, delay
+            )
+            self.respawn_at = time.monotonic() + delay
+
+    def _abandon_replacement(self, worker: WorkerProcess, how: str) -> None:
+        """A new worker (reload, recycling) could not start: keep the ones that serve."""
+        error_logger.error(
+            "Worker [%d] failed to start (%s); the running workers keep serving the code they"
+            " have",
+            worker.pid,
+            how,
+        )
+        for w in self.workers.values():
+            if w.retiring:
+                w.retiring = False
+            elif not w.ready and w.stop_sent is None:
+                self._stop_worker(w, signal.SIGTERM)
+
+    def _maintain(self) -> None:
+        active = [w for w in self.workers.values() if w.active]
+        missing = self.target - len(active)
+        if missing > 0:
+            if not self.ever_ready and active:
+                return  # The first worker starts alone, so a broken app is reported once.
+            if time.monotonic() < self.respawn_at:
+                return
+            for _ in range(missing):
+                self._spawn()
+        elif missing < 0:
+            for w in sorted(active, key=lambda w: w.started)[:-missing]:
+                error_logger.info("Stopping worker [%d] (fewer workers asked for)", w.pid)
+                self._stop_worker(w, signal.SIGTERM)
+
+    def _retire_replaced(self) -> None:
+        retiring = [w for w in self.workers.values() if w.retiring and w.stop_sent is None]
+        if not retiring:
+            return
+        ready = sum(1 for w in self.workers.values() if w.active and w.ready)
+        if ready >= self.target:
+            for w in retiring:
+                self._stop_worker(w, signal.SIGTERM)
+
+    def _stop_worker(self, worker: WorkerProcess, sig: int) -> None:
+        worker.stop_sent = time.monotonic()
+        worker.signal(sig)
+
+    # -- hung workers ---------------------------------------------------------------------
+
+    def _check_health(self) -> None:
+        limit = float(self.config.timeout_worker)
+        if limit <= 0:
+            return
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            if not worker.ready or worker.stop_sent is not None:
+                continue
+            silent = now - worker.last_beat
+            if silent > limit:
+                stacks = read_stacks(worker)
+                error_logger.error(
+                    "Worker [%d] timed out: its event loop has not turned for %.1f s"
+                    " (--timeout-worker %g); killing it. Its threads were at:\n%s",
+                    worker.pid,
+                    silent,
+                    limit,
+                    stacks or "(no stack received)",
+                )
+                worker.killed = True
+                self._stop_worker(worker, signal.SIGKILL)
+                continue
+            if worker.stalled_call is not None and not worker.retiring:
+                age, what = worker.stalled_call
+                age += silent
+                if age > limit:
+                    stacks = read_stacks(worker)
+                    error_logger.error(
+                        "Worker [%d] timed out: the WSGI call %s has made no progress for"
+                        " %.1f s (--timeout-worker %g); threads cannot be cancelled, so the"
+                        " worker is replaced. Its threads were at:\n%s",
+                        worker.pid,
+                        what,
+                        age,
+                        limit,
+                        stacks or "(no stack received)",
+                    )
+                    worker.retiring = True
+
+    # -- stopping -------------------------------------------------------------------------
+
+    def _handle_signals(self) -> None:
+        while self.signals:
+            sig = self.signals.popleft()
+            if sig == signal.SIGCHLD:
+                continue  # _reap runs on every turn
+            name = signal.Signals(sig).name
+            if sig in (signal.SIGTERM, signal.SIGINT):
+                if self.stopping and sig == signal.SIGINT:
+                    error_logger.info("Received SIGINT again: stopping at once")
+                    self._begin_stop("fast")
+                elif not self.stopping:
+                    error_logger.info("Received %s: shutting down gracefully", name)
+                    self._begin_stop("graceful")
+            elif sig == signal.SIGQUIT:
+                error_logger.info("Received SIGQUIT: stopping at once")
+                self._begin_stop("fast")
+            elif self.stopping:
+                continue
+            elif sig == signal.SIGHUP:
+                self._reload("Received SIGHUP")
+            elif sig == signal.SIGTTIN:
+                self.target += 1
+                error_logger.info("Received SIGTTIN: %d workers", self.target)
+            elif sig == signal.SIGTTOU:
+                if self.target > 1:
+                    self.target -= 1
+                error_logger.info("Received SIGTTOU: %d worker(s)", self.target)
+
+    def _begin_stop(self, how: str, quiet: bool = False) -> None:
+        if self.stopping == "fast" or self.stopping == how:
+            return
+        self.stopping = how
+        sig = signal.SIGTERM if how == "graceful" else signal.SIGQUIT
+        if self.workers and not quiet:
+            error_logger.info(
+                "Waiting for %d worker(s) to %s",
+                len(self.workers),
+                "finish their requests" if how == "graceful" else "stop",
+            )
+        for w in self.workers.values():
+            if not w.killed:
+                self._stop_worker(w, sig)
+        if self.reloader_pid is not None:
+            _kill_quietly(self.reloader_pid, signal.SIGTERM)
+
+    def _enforce_stop_deadlines(self) -> None:
+        now = time.monotonic()
+        graceful = float(self.config.timeout_graceful_shutdown) + STOP_MARGIN
+        for w in self.workers.values():
+            if w.killed or w.stop_sent is None:
+                continue
+            allowed = FAST_STOP_TIMEOUT if self.stopping == "fast" else graceful
+            if now - w.stop_sent > allowed:
+                error_logger.warning(
+                    "Worker [%d] did not stop within %.0f s; killing it", w.pid, allowed
+                )
+                w.killed = True
+                w.signal(signal.SIGKILL)
+
+    def _cleanup(self) -> None:
+        # On an unexpected error in the loop: no worker may be left behind.
+        for w in self.workers.values():
+            w.signal(signal.SIGKILL)
+        for pid in list(self.workers):
+            _wait_quietly(pid)
+            self.workers.pop(pid).close()
+        if self.reloader_pid is not None:
+            _kill_quietly(self.reloader_pid, signal.SIGKILL)
+            _wait_quietly(self.reloader_pid)
+        for sig in HANDLED_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        self.selector.close()
+        for fd in (self._wakeup_r, self._wakeup_w, self.reloader_fd):
+            if fd is not None:
+                os.close(fd)
+        self._remove_pid_file()
+
+    # -- reloading ------------------------------------------------------------------------
+
+    def _reload(self, why: str) -> None:
+        old = [w for w in self.workers.values() if w.active]
+        if self.spec.app is not None:
+            error_logger.warning(
+                "%s: restarting %d worker(s); the app was loaded in the supervisor"
+                " (--preload or an app object), so its code does not change",
+                why,
+                len(old),
+            )
+        else:
+            error_logger.info("%s: starting %d new worker(s)", why, self.target)
+        for w in old:
+            w.retiring = True
+        self.respawn_at = 0.0
+
+    def _start_reloader(self) -> None:
+        config = self.config
+        self.reloader_pid, self.reloader_fd = reloader.start(
+            config.reload_dir or [config.app_dir if config.app_dir != "." else os.getcwd()],
+            config.reload_include,
+            config.reload_exclude,
+            self._descriptors(),
+        )
+        self.selector.register(self.reloader_fd, selectors.EVENT_READ)
+
+    def _read_reloader(self) -> None:
+        assert self.reloader_fd is not None
+        paths, closed = reloader.read_changes(self.reloader_fd, self.reloader_buffer)
+        if closed:
+            self.selector.unregister(self.reloader_fd)
+        if paths and not self.stopping:
+            shown = ", ".join(os.path.relpath(p) for p in paths[:3])
+            more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+            self._reload(f"Detected changes in {shown}{more}")
+
+    def _on_reloader_exit(self, status: int) -> None:
+        self.reloader_pid = None
+        if not self.stopping:
+            error_logger.error(
+                "The file watcher exited (%s); --reload no longer works", _describe_status(status)
+            )
+
+    # -- pid file -------------------------------------------------------------------------
+
+    def _write_pid_file(self) -> None:
+        if self.config.pid:
+            with open(self.config.pid, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            self._pid_file_written = True
+
+    def _remove_pid_file(self) -> None:
+        if self.config.pid and self._pid_file_written:
+            try:
+                os.unlink(self.config.pid)
+            except FileNotFoundError:
+                pass
 
 
-class FatalFormatter(logging.Formatter):
-    """Writes fatal errors as the one line ``juggler: error: MESSAGE`` the command line uses
-    for bad options too, and every other record as the formatter it wraps would."""
-
-    def __init__(self, inner: logging.Formatter | None) -> None:
-        super().__init__()
-        self.inner = inner or logging.Formatter()
-
-    def format(self, record: logging.LogRecord) -> str:
-        if getattr(record, FATAL, False):
-            return f"juggler: error: {record.getMessage()}"
-        return self.inner.format(record)
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            return f"killed by {signal.Signals(sig).name}"
+        except ValueError:
+            return f"killed by signal {sig}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
 
 
-def _install_fatal_formatter() -> None:
-    # Only on the handlers juggler installed itself: an app's own logging setup formats fatal
-    # errors its own way (the record still carries the FATAL attribute to tell them apart).
-    for handler in jlogging.error_logger.handlers:
-        formatter = handler.formatter
-        if isinstance(formatter, jlogging.LevelFormatter):
-            handler.setFormatter(FatalFormatter(formatter))
+def _kill_quietly(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
-def _fatal(message: str) -> None:
-    # CRITICAL, so that --log-level critical still shows why juggler exits.
-    if jlogging.error_logger.isEnabledFor(logging.CRITICAL):
-        jlogging.error_logger.critical("%s", message, extra={FATAL: True})
-    else:
-        # The app's logging setup switched juggler's logger off (dictConfig disables existing
-        # loggers unless told not to); the reason juggler exits must still be seen.
-        print(f"juggler: error: {message}", file=sys.stderr)
+def _wait_quietly(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+    except OSError as exc:
+        if exc.errno != errno.ECHILD:
+            raise

@@ -1,4 +1,7 @@
-"""One worker: an asyncio event loop running the app, a Rust server doing the socket I/O."""
+"""One worker: an asyncio event loop running the app, a Rust server doing the socket I/O.
+
+It runs in a process the supervisor forked (``children.py``) and reports to it over a pipe.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +14,16 @@ import socket
 from typing import Any
 
 from . import _juggler
+from .channel import WorkerChannel, beat_interval
 from .config import Config
 from .exit_codes import EXIT_OK, EXIT_STARTUP_FAILED
 from .lifespan import Lifespan, LifespanFailed
 from .logging import access_logger, error_logger
-from .sockets import describe
 from .wsgi import ErrorStream
+
+#: SIGTERM stops gracefully, SIGQUIT at once. SIGINT belongs to the supervisor: Ctrl+C reaches
+#: every process of the terminal's group, and the supervisor turns it into SIGTERM or SIGQUIT.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGQUIT)
 
 # Each request runs as a RunApp (implemented in Rust); create_task accepts only coroutines.
 collections.abc.Coroutine.register(_juggler.RunApp)
@@ -38,12 +45,23 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
 
 class Worker:
     def __init__(
-        self, config: Config, sock: socket.socket, app: Any, interface: str = "asgi"
+        self,
+        config: Config,
+        sock: socket.socket,
+        app: Any,
+        interface: str,
+        channel: WorkerChannel,
+        max_requests: int | None = None,
     ) -> None:
         self.config = config
         self.sock = sock
         self.app = app
         self.interface = interface
+        #: The pipe to the supervisor: readiness, heartbeats, recycle requests.
+        self.channel = channel
+        #: This worker's own --max-requests, jitter included.
+        self.max_requests = max_requests
+        self._beat: asyncio.TimerHandle | None = None
         #: WSGI calls were still running when the worker stopped: threads cannot be cancelled,
         #: so the process must end without waiting for them.
         self.abandoned_calls = 0
@@ -78,18 +96,32 @@ class Worker:
         else:
             iface = _juggler.AsgiInterface(self.app, loop, state, error_logger, access_logger)
         return iface.server(
-            _juggler.CoreConfig(**config.core_options()),
+            _juggler.CoreConfig(**config.core_options(self.max_requests)),
             self.sock.fileno(),
             self.sock.family == socket.AF_UNIX,
         )
 
     def _on_signal(self, signame: str) -> None:
         assert self._stop is not None
-        if self._stop.is_set():
-            # A second Ctrl+C: stop waiting for in-flight requests.
+        if self._stop.is_set() or signame == "SIGQUIT":
+            # SIGQUIT, or the stop asked for again: stop waiting for in-flight requests.
             self._force = True
-            error_logger.info("Received %s again: cancelling in-flight requests.", signame)
+            error_logger.info("Received %s: cancelling in-flight requests.", signame)
         self._stop.set()
+
+    def _heartbeat(self, server: Any, interval: float) -> None:
+        """Runs on the event loop: that it runs at all is what the supervisor checks."""
+        self.channel.beat(server.longest_call())
+        loop = asyncio.get_running_loop()
+        self._beat = loop.call_later(interval, self._heartbeat, server, interval)
+
+    def _request_limit_reached(self, server: Any) -> None:
+        error_logger.info(
+            "Worker [%d] has taken %d requests (--max-requests); asking to be replaced.",
+            os.getpid(),
+            server.requests,
+        )
+        self.channel.recycle(server.requests)
 
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
@@ -108,16 +140,21 @@ class Worker:
 
         server = self._make_server(loop, lifespan.state if lifespan_mode != "off" else None)
         loop.add_reader(server.fileno(), server.process)
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self._on_signal, sig.name)
+        if self.max_requests:
+            server.on_request_limit(lambda: self._request_limit_reached(server))
         server.start()
-        error_logger.info("juggler running on %s (Press CTRL+C to quit)", describe(self.sock))
+        self.channel.ready()
+        self._heartbeat(server, beat_interval(self.config.timeout_worker))
         try:
             await self._stop.wait()
             error_logger.info("Shutting down")
             await self._drain(server)
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            if self._beat is not None:
+                self._beat.cancel()
+            for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
             server.abort()
             server.join()

@@ -61,6 +61,7 @@ pub async fn handle(
         exchange.disconnect();
         return Ok(unavailable(&http));
     }
+    http.registry.count_request();
 
     let mut response = match rx.await {
         Ok(r) => r,

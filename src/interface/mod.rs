@@ -28,6 +28,11 @@ pub trait Interface: Dispatch {
     fn on_io_park(&self) {}
     /// After the I/O thread ended, without the GIL: end threads of the interface's own.
     fn stop(&self) {}
+    /// The app call that has been running longest on a thread of its own (WSGI): for how
+    /// long, and which request it serves. Read by the worker's heartbeat.
+    fn longest_call(&self) -> Option<(std::time::Duration, String)> {
+        None
+    }
 }
 
 /// Something parked on the loop thread that can go on; woken with the GIL held.
@@ -41,6 +46,8 @@ pub enum LoopEvent {
     Wake(Arc<dyn LoopWake>),
     /// After shutdown began, the last connection closed and the last app call returned.
     Drained,
+    /// `--max-requests` reached: the worker should be recycled.
+    RequestLimit,
     /// A message for `juggler.error`.
     Log(LogLevel, String),
 }
@@ -52,6 +59,10 @@ impl Report for Mailbox<LoopEvent> {
 
     fn drained(&self) {
         self.post(LoopEvent::Drained);
+    }
+
+    fn request_limit_reached(&self) {
+        self.post(LoopEvent::RequestLimit);
     }
 }
 
@@ -83,9 +94,10 @@ impl Host {
 
     pub fn new(config: CoreConfig) -> std::io::Result<Arc<Self>> {
         let mailbox = Arc::new(Mailbox::new()?);
+        let request_limit = config.max_requests;
         Ok(Arc::new(Self {
             config,
-            registry: Registry::new(mailbox.clone()),
+            registry: Registry::new(mailbox.clone(), request_limit),
             mailbox,
             inflight: Arc::new(AtomicUsize::new(0)),
         }))

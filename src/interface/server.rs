@@ -27,6 +27,7 @@ pub struct Server {
     thread: Mutex<Option<JoinHandle<()>>>,
     batch: Mutex<Vec<LoopEvent>>,
     drained: Mutex<(bool, Option<PyObject>)>,
+    on_request_limit: Mutex<Option<PyObject>>,
 }
 
 impl Server {
@@ -50,6 +51,7 @@ impl Server {
             thread: Mutex::new(None),
             batch: Mutex::new(Vec::with_capacity(64)),
             drained: Mutex::new((false, None)),
+            on_request_limit: Mutex::new(None),
         })
     }
 
@@ -123,6 +125,18 @@ impl Server {
                 LoopEvent::Request(req) => self.interface.clone().start(py, req),
                 LoopEvent::Wake(w) => w.wake_on_loop(py),
                 LoopEvent::Drained => self.set_drained(py),
+                LoopEvent::RequestLimit => {
+                    let callback = self.on_request_limit.lock().take();
+                    if let Some(cb) = callback {
+                        if let Err(e) = cb.call0(py) {
+                            self.loggers.error(
+                                py,
+                                "Exception in the request-limit callback",
+                                Some(&e),
+                            );
+                        }
+                    }
+                }
                 LoopEvent::Log(level, msg) => self.loggers.log(py, level, &msg),
             }
         }
@@ -162,6 +176,25 @@ impl Server {
         }
         // Threads of the interface may need the GIL to end.
         py.allow_threads(|| self.interface.stop());
+    }
+
+    /// Calls `callback()` on the loop thread once the worker has taken in `max_requests`.
+    fn on_request_limit(&self, callback: PyObject) {
+        *self.on_request_limit.lock() = Some(callback);
+    }
+
+    /// Requests handed to the app since the server started.
+    #[getter]
+    fn requests(&self) -> u64 {
+        self.host.registry.requests()
+    }
+
+    /// The app call running longest on a thread of its own (WSGI), as `(seconds, "METHOD
+    /// path")`, or None.
+    fn longest_call(&self) -> Option<(f64, String)> {
+        self.interface
+            .longest_call()
+            .map(|(age, what)| (age.as_secs_f64(), what))
     }
 
     #[getter]

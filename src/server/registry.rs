@@ -1,7 +1,7 @@
 //! What is open in one worker (connections, and app calls still running on their own threads),
 //! and the shutdown phase every connection watches.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -27,6 +27,8 @@ pub trait Report: Send + Sync + 'static {
     fn log(&self, level: LogLevel, message: String);
     /// After shutdown began, the last connection closed and the last app call returned.
     fn drained(&self);
+    /// The worker has taken in as many requests as `--max-requests` allows it (once).
+    fn request_limit_reached(&self) {}
 }
 
 pub struct Registry {
@@ -34,6 +36,10 @@ pub struct Registry {
     connections: AtomicUsize,
     /// App calls that outlive their connection's task (WSGI threads); drain waits for them.
     calls: AtomicUsize,
+    /// Requests taken in since the worker started.
+    requests: AtomicU64,
+    /// `requests` at which `request_limit_reached` is reported (0: never).
+    request_limit: u64,
     report: Arc<dyn Report>,
 }
 
@@ -50,13 +56,27 @@ pub struct Token {
 }
 
 impl Registry {
-    pub fn new(report: Arc<dyn Report>) -> Arc<Self> {
+    pub fn new(report: Arc<dyn Report>, request_limit: Option<u64>) -> Arc<Self> {
         Arc::new(Self {
             phase: watch::channel(Phase::Running).0,
             connections: AtomicUsize::new(0),
             calls: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            request_limit: request_limit.unwrap_or(0),
             report,
         })
+    }
+
+    /// Counts a request handed to the app; reports once when the limit is reached.
+    pub fn count_request(&self) {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == self.request_limit {
+            self.report.request_limit_reached();
+        }
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     pub fn report(&self) -> &dyn Report {
@@ -126,19 +146,38 @@ mod tests {
     use parking_lot::Mutex;
 
     #[derive(Default)]
-    struct Seen(Mutex<usize>);
+    struct Seen(Mutex<usize>, Mutex<usize>);
 
     impl Report for Seen {
         fn log(&self, _: LogLevel, _: String) {}
         fn drained(&self) {
             *self.0.lock() += 1;
         }
+        fn request_limit_reached(&self) {
+            *self.1.lock() += 1;
+        }
+    }
+
+    #[test]
+    fn request_limit_is_reported_once_when_reached() {
+        let seen = Arc::new(Seen::default());
+        let reg = Registry::new(seen.clone(), Some(3));
+        reg.count_request();
+        reg.count_request();
+        assert_eq!(*seen.1.lock(), 0);
+        reg.count_request();
+        assert_eq!(*seen.1.lock(), 1);
+        reg.count_request();
+        assert_eq!((*seen.1.lock(), reg.requests()), (1, 4));
+        let unlimited = Registry::new(seen.clone(), None);
+        (0..5).for_each(|_| unlimited.count_request());
+        assert_eq!(*seen.1.lock(), 1);
     }
 
     #[test]
     fn drained_once_connections_and_calls_are_gone_after_shutdown() {
         let seen = Arc::new(Seen::default());
-        let reg = Registry::new(seen.clone());
+        let reg = Registry::new(seen.clone(), None);
         let conn = reg.connection();
         let call = reg.call();
         drop(reg.connection());

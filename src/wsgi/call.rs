@@ -11,6 +11,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
+use super::busy::Busy;
 use super::delivery::Delivery;
 use super::environ::EnvironTemplate;
 use super::file_wrapper::FileWrapper;
@@ -42,6 +43,7 @@ pub struct Caller {
     pub environ: EnvironTemplate,
     pub write_timeout: Option<Duration>,
     pub delivery: Arc<Delivery>,
+    pub busy: Arc<Busy>,
 }
 
 impl Run<Job> for Caller {
@@ -52,7 +54,8 @@ impl Run<Job> for Caller {
     /// Keeps the thread's Python thread state for its whole life: without it each request's
     /// GIL acquisition would create and destroy one.
     fn thread(&self, main: &mut (dyn FnMut() + Send)) {
-        Python::with_gil(|py| py.allow_threads(main));
+        self.busy
+            .with_slot(|| Python::with_gil(|py| py.allow_threads(main)));
     }
 
     /// One GIL hold, and one hand-over to the I/O thread, for a run of jobs taken back to
@@ -70,6 +73,7 @@ impl Caller {
             parts,
             conn,
         } = request;
+        let _busy = Busy::enter(parts.method.as_str(), parts.uri.path());
         let access = AccessInfo::capture(&self.loggers, &parts, &conn);
         let waker = ThreadWaker::for_this_thread();
         let waiter = || Waiter {

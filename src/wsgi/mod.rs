@@ -2,6 +2,7 @@
 //! is held only while Python runs: a thread waiting for the client, for room to send, or
 //! for work, waits with it released; all socket I/O stays on the Tokio thread.
 
+pub mod busy;
 pub mod call;
 pub mod delivery;
 pub mod environ;
@@ -103,12 +104,15 @@ impl WsgiInterface {
             )?,
             write_timeout: self.write_timeout,
             delivery: delivery.clone(),
+            busy: Arc::new(busy::Busy::default()),
         });
+        let busy = caller.busy.clone();
         let pool = Pool::new(self.threads, self.queue_size, IDLE_THREAD_TIMEOUT, caller);
         let core = Arc::new(WsgiCore {
             host: host.clone(),
             pool,
             delivery,
+            busy,
         });
         Server::new(py, host, core, loggers, self.event_loop.bind(py), fd, unix)
     }
@@ -118,6 +122,7 @@ struct WsgiCore {
     host: Arc<Host>,
     pool: Arc<Pool<Job>>,
     delivery: Arc<delivery::Delivery>,
+    busy: Arc<busy::Busy>,
 }
 
 impl Dispatch for WsgiCore {
@@ -146,5 +151,9 @@ impl Interface for WsgiCore {
         // Idle threads end at once; busy ones are waited for a little (the drain already
         // waited for them up to the graceful time-out).
         self.pool.stop(Duration::from_secs(2));
+    }
+
+    fn longest_call(&self) -> Option<(Duration, String)> {
+        self.busy.longest()
     }
 }

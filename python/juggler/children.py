@@ -1,0 +1,159 @@
+"""Worker processes: the supervisor's record of each, forking one, and what runs in it.
+
+A worker loads the app (unless it was preloaded), binds its own socket with --reuse-port,
+and runs a ``Worker`` that reports to the supervisor over a pipe (``channel.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import faulthandler
+import os
+import random
+import select
+import signal
+import socket
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from .channel import SupervisorChannel, WorkerChannel
+from .config import Config
+from .exit_codes import EXIT_APP_LOAD, EXIT_BIND_FAILED
+from .fatal import fatal
+from .forking import fork
+from .importer import ImportFromStringError, load_app
+from .interfaces import describe_interface, resolve_interface
+from .logging import error_logger
+from .sockets import BindError, bind_reuse_port
+from .worker import Worker
+
+#: The supervisor asks a worker for the Python stacks of all its threads with this signal
+#: (answered by faulthandler from C, so a worker stuck in a CPU loop answers too).
+DUMP_SIGNAL = signal.SIGUSR2
+
+
+@dataclasses.dataclass
+class WorkerProcess:
+    """The supervisor's record of one worker."""
+
+    pid: int
+    channel: SupervisorChannel
+    #: Where the worker's faulthandler writes its stacks.
+    dump_fd: int
+    started: float
+    ready: bool = False
+    last_beat: float = 0.0
+    #: The oldest WSGI call without progress at the last beat: (seconds, "METHOD path").
+    stalled_call: tuple[float, str] | None = None
+    #: To be replaced: stopped once enough new workers are ready (reload, recycling).
+    retiring: bool = False
+    #: Asked to stop (SIGTERM or SIGQUIT) or killed, at this time.
+    stop_sent: float | None = None
+    killed: bool = False
+
+    @property
+    def active(self) -> bool:
+        """Counts towards the number of workers asked for."""
+        return not self.retiring and self.stop_sent is None
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass  # It exited; waitpid will tell.
+
+    def close(self) -> None:
+        self.channel.close()
+        os.close(self.dump_fd)
+
+
+@dataclasses.dataclass
+class WorkerSpec:
+    """What every worker is started with."""
+
+    config: Config
+    #: The shared listening socket, or None with --reuse-port (each worker binds its own).
+    sock: socket.socket | None
+    #: With --reuse-port: the address each worker binds (the port resolved by the supervisor).
+    reuse_port_address: tuple[str, int] | None
+    #: The preloaded app (or an app object given to juggler.run()), else None.
+    app: Any
+
+
+def spawn(spec: WorkerSpec, announce: bool, close_in_child: Iterable[int]) -> WorkerProcess:
+    """Forks a worker. ``announce``: it logs which interface it serves (the first one does).
+    ``close_in_child``: the supervisor's descriptors the child must not keep."""
+    channel_r, channel_w = os.pipe()
+    dump_r, dump_w = os.pipe()
+    pid = fork(
+        lambda: _worker_main(spec, announce, channel_w, dump_w),
+        [*close_in_child, channel_r, dump_r],
+        "Worker",
+    )
+    os.close(channel_w)
+    os.close(dump_w)
+    os.set_blocking(dump_r, False)
+    return WorkerProcess(
+        pid=pid, channel=SupervisorChannel(channel_r), dump_fd=dump_r, started=time.monotonic()
+    )
+
+
+def _worker_main(spec: WorkerSpec, announce: bool, channel_w: int, dump_w: int) -> int:
+    faulthandler.register(DUMP_SIGNAL, file=dump_w, all_threads=True, chain=False)
+    config = spec.config
+    app = spec.app
+    try:
+        if app is None:
+            app = load_app(config.app, factory=config.factory, app_dir=config.app_dir)
+        interface, how = resolve_interface(
+            app, config.interface, name=config.app if isinstance(config.app, str) else None
+        )
+    except ImportFromStringError as exc:
+        fatal(str(exc))
+        return EXIT_APP_LOAD
+    if announce:
+        error_logger.info("%s", describe_interface(config, interface, how))
+    sock = spec.sock
+    if sock is None:
+        assert spec.reuse_port_address is not None
+        try:
+            sock = bind_reuse_port(*spec.reuse_port_address, config.backlog)
+        except BindError as exc:
+            fatal(str(exc))
+            return EXIT_BIND_FAILED
+    max_requests = config.max_requests
+    if max_requests:
+        max_requests += random.randint(0, config.max_requests_jitter)
+    worker = Worker(config, sock, app, interface, WorkerChannel(channel_w), max_requests)
+    try:
+        return worker.run()
+    except RuntimeError as exc:
+        fatal(str(exc))
+        return EXIT_BIND_FAILED
+
+
+def read_stacks(worker: WorkerProcess, wait: float = 1.0) -> str:
+    """Asks ``worker`` for its threads' Python stacks; returns what it wrote within ``wait``
+    seconds (faulthandler writes them from the signal handler, at once)."""
+    worker.signal(DUMP_SIGNAL)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + wait
+    while True:
+        # Once something came, a short silence means the dump is complete.
+        timeout = 0.1 if chunks else deadline - time.monotonic()
+        if timeout <= 0:
+            break
+        readable, _, _ = select.select([worker.dump_fd], [], [], timeout)
+        if not readable:
+            break
+        try:
+            chunk = os.read(worker.dump_fd, 65536)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if time.monotonic() > deadline:
+            break
+    return b"".join(chunks).decode("utf-8", "replace").rstrip()

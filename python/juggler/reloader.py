@@ -1,0 +1,99 @@
+"""``--reload``: a process of its own watches files with watchfiles and tells the supervisor.
+
+The watcher runs in a forked child so that the supervisor keeps no thread (watchfiles' Rust
+core starts some) and forks its workers from a single-threaded process. The child writes one
+line per batch of changes, the changed paths separated by tabs, on a pipe the supervisor
+reads in its loop.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .forking import fork
+from .logging import error_logger
+
+DEFAULT_INCLUDE = ("*.py",)
+DEFAULT_EXCLUDE = (".*", "*.py[cod]", "*~", ".*.sw?")
+
+
+class ReloaderUnavailable(RuntimeError):
+    """watchfiles is not installed."""
+
+
+class FileFilter:
+    """Which changed files reload: those matching an include glob and no exclude glob. A glob
+    matches the file's name, or its whole path; a directory's name excludes what is in it."""
+
+    def __init__(self, include: Sequence[str], exclude: Sequence[str]) -> None:
+        self.include = tuple(include) or DEFAULT_INCLUDE
+        self.exclude = tuple(exclude) or DEFAULT_EXCLUDE
+
+    def __call__(self, change: object, path: str) -> bool:
+        p = Path(path)
+        if not any(fnmatch.fnmatch(p.name, g) or fnmatch.fnmatch(path, g) for g in self.include):
+            return False
+        names = (*p.parent.parts, p.name)
+        return not any(
+            fnmatch.fnmatch(path, g) or any(fnmatch.fnmatch(n, g) for n in names if n != "/")
+            for g in self.exclude
+        )
+
+
+def check_available() -> None:
+    try:
+        import watchfiles  # noqa: F401
+    except ImportError:
+        raise ReloaderUnavailable(
+            "--reload needs the watchfiles package: pip install 'juggler[reload]'"
+        ) from None
+
+
+def start(
+    dirs: Iterable[str], include: Sequence[str], exclude: Sequence[str], close_in_child: list[int]
+) -> tuple[int, int]:
+    """Forks the watcher; returns its pid and the pipe's read end."""
+    directories = [str(Path(d).resolve()) for d in dirs] or [os.getcwd()]
+    read_fd, write_fd = os.pipe()
+    file_filter = FileFilter(include, exclude)
+
+    def main() -> int:
+        _watch(directories, file_filter, write_fd)
+        return 0
+
+    pid = fork(main, [*close_in_child, read_fd], "The file watcher")
+    os.close(write_fd)
+    os.set_blocking(read_fd, False)
+    error_logger.info("Watching for file changes in %s", ", ".join(directories))
+    return pid, read_fd
+
+
+def _watch(directories: list[str], file_filter: FileFilter, out: int) -> None:
+    import watchfiles
+
+    for changes in watchfiles.watch(*directories, watch_filter=file_filter, raise_interrupt=False):
+        paths = sorted({path for _, path in changes})
+        os.write(out, ("\t".join(paths) + "\n").encode("utf-8", "surrogateescape"))
+
+
+def read_changes(fd: int, buffer: bytearray) -> tuple[list[str], bool]:
+    """The changed paths the watcher reported, and whether it closed its end."""
+    closed = False
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            closed = True
+            break
+        buffer += chunk
+    paths: list[str] = []
+    while b"\n" in buffer:
+        line, _, rest = bytes(buffer).partition(b"\n")
+        buffer[:] = rest
+        paths.extend(p for p in line.decode("utf-8", "replace").split("\t") if p)
+    return paths, closed
