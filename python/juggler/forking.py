@@ -37,7 +37,7 @@ def fork(child_main: Callable[[], int], close_in_child: Iterable[int], what: str
         _reset_signals()
         _die_with_parent(parent)
         code = child_main()
-    except BaseException:  # noqa: BLE001 - nothing may escape into the supervisor's code
+    except BaseException:  # nothing may escape into the supervisor's code
         error_logger.exception("%s [%d] failed", what, os.getpid())
     finally:
         flush_std_streams()
