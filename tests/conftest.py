@@ -107,9 +107,38 @@ class Juggler:
                 t.join(5)
 
     def kill(self) -> None:
+        # Workers would notice the supervisor's death and drain, but one stuck in a CPU
+        # loop never would: they go first.
+        for pid in children(self.proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+    def workers(self) -> list[int]:
+        """The pids of the supervisor's worker processes (and its file watcher, if any)."""
+        return children(self.proc.pid)
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid``."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def start(*args: str, **kwargs) -> Juggler:

@@ -282,7 +282,7 @@ class Supervisor:
                 self.exit_code = failed_code
                 self._begin_stop("graceful")
                 return
-            delay = min(0.5 * 2 ** (self.start_failures - 1), 10.0)
+            delay = min(0.25 * 2 ** (self.start_failures - 1), 10.0)
             error_logger.error(
                 "Worker [%d] failed to start (%s); trying again in %.1f s", worker.pid, how, delay
             )

@@ -1,7 +1,8 @@
-//! Which request each pool thread is running, and since when: the worker's heartbeat reads
-//! the oldest so that the supervisor can recycle a worker whose call hangs (threads cannot be
-//! cancelled). A call costs two uncontended lock round-trips on its own thread's slot and no
-//! allocation once the slot's text buffer has grown.
+//! Which request each pool thread is running, and since when it last made progress: the
+//! worker's heartbeat reads the oldest so that the supervisor can recycle a worker whose call
+//! hangs (threads cannot be cancelled), while a long download that keeps sending is left be.
+//! A call costs two uncontended lock round-trips on its own thread's slot and no allocation
+//! once the slot's text buffer has grown.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -50,7 +51,19 @@ impl Busy {
         CallGuard(slot)
     }
 
-    /// The call running longest: its age and its `method path`.
+    /// The call on this thread made progress (sent a chunk): its age starts again.
+    pub fn progress() {
+        SLOT.with(|s| {
+            if let Some(slot) = &*s.borrow() {
+                let mut call = slot.call.lock();
+                if call.0.is_some() {
+                    call.0 = Some(Instant::now());
+                }
+            }
+        });
+    }
+
+    /// The call without progress for longest: its age and its `method path`.
     pub fn longest(&self) -> Option<(Duration, String)> {
         let slots = self.slots.lock();
         let mut oldest: Option<(Instant, String)> = None;
@@ -104,6 +117,13 @@ mod tests {
         });
         end_tx.send(()).expect("send");
         first.join().expect("join");
+        busy.with_slot(|| {
+            let _g = Busy::enter("GET", "/stream");
+            std::thread::sleep(Duration::from_millis(20));
+            Busy::progress();
+            let (age, _) = busy.longest().expect("a call runs");
+            assert!(age < Duration::from_millis(20), "progress restarts the age");
+        });
         assert!(busy.longest().is_none(), "both calls ended");
         assert!(
             busy.slots.lock().is_empty(),

@@ -86,6 +86,10 @@ impl Response {
     /// Sends `data` (and the head, the first time); `more` false completes the response.
     /// Blocks with the GIL released while the client is over a megabyte behind.
     pub fn send(&self, py: Python<'_>, mut data: Bytes, mut more: bool) -> PyResult<()> {
+        if more {
+            // A stream that goes on is a call making progress, however long it runs.
+            super::busy::Busy::progress();
+        }
         let head = {
             let mut st = self.state.lock();
             if st.complete {

@@ -1,0 +1,408 @@
+"""Worker processes and their supervisor, with real processes and real signals."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from conftest import APPS, alive, children
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def fetch(url: str, path: str = "/", timeout: float = 10) -> tuple[int, str]:
+    """One request on a connection of its own (so it cannot land on a closing keep-alive)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"connection": "close"})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+def wait_until(predicate, timeout: float = 20, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Load:
+    """A steady load on a thread: back-to-back requests, each on a new connection, counting
+    failures, until stopped. Bounded by ``limit`` requests."""
+
+    def __init__(self, url: str, path: str = "/", limit: int = 20000) -> None:
+        self.url, self.path, self.limit = url, path, limit
+        self.bodies: list[str] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        for _ in range(self.limit):
+            if self._stop.is_set():
+                return
+            try:
+                status, body = fetch(self.url, self.path)
+            except OSError as exc:
+                self.failures.append(repr(exc))
+                continue
+            if status == 200:
+                self.bodies.append(body)
+            else:
+                self.failures.append(f"status {status}: {body}")
+
+    def wait_for(self, predicate, timeout: float = 30, what: str = "bodies") -> None:
+        wait_until(lambda: predicate(self.bodies), timeout, what)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        assert not self._thread.is_alive()
+
+
+def test_workers_all_serve_and_the_supervisor_imports_no_app_code(juggler):
+    j = juggler("workers_app:app", "--workers", "3").ready()
+    workers = j.workers()
+    assert len(workers) == 3
+    seen: set[int] = set()
+    for _ in range(600):
+        status, body = fetch(j.url)
+        assert status == 200
+        seen.add(int(body))
+        if seen == set(workers):
+            break
+    assert seen == set(workers)
+    imported = {int(line.split()[-1]) for line in j.output.splitlines() if "imported" in line}
+    assert imported == set(workers), "only the workers import the app"
+    # The first worker starts alone, the interface is named once.
+    assert j.output.count("Using the ASGI interface") == 1
+    assert j.stop() == 0
+
+
+def test_preload_imports_the_app_once_in_the_supervisor(juggler):
+    j = juggler("workers_app:app", "--workers", "2", "--preload").ready()
+    imported = [int(line.split()[-1]) for line in j.output.splitlines() if "imported" in line]
+    assert imported == [j.proc.pid]
+    assert {int(fetch(j.url)[1]) for _ in range(50)} <= set(j.workers())
+    assert j.stop() == 0
+
+
+def test_reuse_port_gives_each_worker_its_own_socket(juggler):
+    j = juggler("workers_app:app", "--workers", "2", "--reuse-port").ready()
+    workers = j.workers()
+    seen = set()
+    for _ in range(400):
+        seen.add(int(fetch(j.url)[1]))
+        if seen == set(workers):
+            break
+    assert seen == set(workers)
+    inodes = [
+        {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        for pid in workers
+    ]
+    sockets = [{i for i in s if i.startswith("socket:")} for s in inodes]
+    assert sockets[0] and sockets[1]
+    assert j.stop() == 0
+
+
+def test_a_killed_worker_is_replaced_while_the_others_serve(juggler):
+    j = juggler("workers_app:app", "--workers", "2").ready()
+    victim, survivor = j.workers()
+    for i in range(200):
+        status, body = fetch(j.url)
+        assert status == 200, body
+        if i == 20:
+            # Between two requests of the steady load: nothing is in flight on the victim.
+            os.kill(victim, signal.SIGKILL)
+    m = j.wait_for(rf"Worker \[{victim}\] died unexpectedly \(killed by SIGKILL\)")
+    assert m
+    wait_until(lambda: len(j.workers()) == 2 and victim not in j.workers(), what="replacement")
+    replacement = (set(j.workers()) - {survivor}).pop()
+    j.wait_for(rf"Worker \[{replacement}\] started")
+    seen = {int(fetch(j.url)[1]) for _ in range(300)}
+    assert victim not in seen and survivor in seen
+    assert j.stop() == 0
+
+
+def test_a_worker_whose_event_loop_is_stuck_is_killed_with_its_stack(juggler):
+    j = juggler("workers_app:app", "--timeout-worker", "1").ready()
+    (stuck,) = j.workers()
+    spinner = threading.Thread(target=lambda: _ignore_errors(fetch, j.url, "/spin", 30))
+    spinner.start()
+    j.wait_for(f"spinning in {stuck}")
+    m = j.wait_for(rf"Worker \[{stuck}\] timed out: its event loop has not turned for ([\d.]+) s")
+    assert 1.0 <= float(m.group(1)) < 5
+    # The stack names the handler's line, inside the app.
+    spin_line = _line_of(APPS / "workers_app.py", "while True:  # a handler that never yields")
+    j.wait_for(rf'File ".*workers_app.py", line {spin_line} in app')
+    j.wait_for(rf"Worker \[{stuck}\] stopped \(killed by SIGKILL\)")
+    new = wait_until(lambda: [p for p in j.workers() if p != stuck], what="a replacement")
+    j.wait_for(rf"Worker \[{new[0]}\] started")
+    assert fetch(j.url) == (200, str(new[0]))
+    spinner.join(10)
+    assert j.stop() == 0
+
+
+def test_a_wsgi_call_without_progress_gets_its_worker_replaced(juggler):
+    j = juggler(
+        "workers_app:wsgi",
+        "--interface",
+        "wsgi",
+        "--timeout-worker",
+        "1",
+        "--timeout-graceful-shutdown",
+        "1",
+    ).ready()
+    (stuck,) = j.workers()
+    hung = threading.Thread(target=lambda: _ignore_errors(fetch, j.url, "/hang", 30))
+    hung.start()
+    j.wait_for(f"hanging in {stuck}")
+    # The event loop keeps turning: other requests are served meanwhile.
+    assert fetch(j.url) == (200, str(stuck))
+    j.wait_for(rf"Worker \[{stuck}\] timed out: the WSGI call GET /hang has made no progress")
+    hang_line = _line_of(APPS / "workers_app.py", "time.sleep(0.01)")
+    j.wait_for(rf'File ".*workers_app.py", line {hang_line} in wsgi')
+    # Replaced first, then stopped: the graceful drain gives up on the stuck thread.
+    j.wait_for(rf"Worker \[{stuck}\] stopped")
+    (new,) = j.workers()
+    assert new != stuck
+    assert fetch(j.url) == (200, str(new))
+    hung.join(10)
+    assert j.stop() == 0
+
+
+def test_max_requests_recycles_workers_with_no_failed_request(juggler):
+    j = juggler("workers_app:app", "--workers", "2", "--max-requests", "30").ready()
+    first = set(j.workers())
+    load = Load(j.url)
+    # Every worker of the first generation recycled, and their replacements serving.
+    load.wait_for(lambda b: len({int(x) for x in b} - first) >= 2, what="two new workers")
+    load.stop()
+    assert load.failures == []
+    assert j.output.count("(--max-requests)") >= 2
+    assert all(not alive(p) for p in first - set(j.workers()))
+    assert j.stop() == 0
+
+
+def test_sigterm_lets_slow_requests_finish_then_exits_with_no_process_left(juggler):
+    j = juggler("workers_app:app", "--workers", "2").ready()
+    workers = j.workers()
+    results: list[tuple[int, str] | str] = []
+
+    def slow():
+        try:
+            results.append(fetch(j.url, "/sleep?s=1"))
+        except OSError as exc:
+            results.append(repr(exc))
+
+    threads = [threading.Thread(target=slow) for _ in range(4)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: j.output.count("sleeping in") == 4, what="4 slow requests in flight")
+    assert j.stop(signal.SIGTERM) == 0
+    for t in threads:
+        t.join(10)
+    assert sorted(r[0] for r in results if isinstance(r, tuple)) == [200] * 4, results
+    assert not any(alive(p) for p in workers)
+
+
+def test_a_second_sigint_stops_at_once(juggler):
+    j = juggler("workers_app:app", "--timeout-graceful-shutdown", "60").ready()
+    (worker,) = j.workers()
+    slow = threading.Thread(target=lambda: _ignore_errors(fetch, j.url, "/sleep?s=60", 60))
+    slow.start()
+    j.wait_for("sleeping in")
+    j.proc.send_signal(signal.SIGINT)
+    j.wait_for("Received SIGINT: shutting down gracefully")
+    started = time.monotonic()
+    j.proc.send_signal(signal.SIGINT)
+    assert j.proc.wait(15) == 0
+    assert time.monotonic() - started < 10
+    assert not alive(worker)
+    slow.join(10)
+
+
+def test_sighup_reloads_edited_code_with_no_failed_request(juggler, tmp_path):
+    module = _versioned_app(tmp_path, "one")
+    j = juggler(
+        "versioned:app",
+        "--app-dir",
+        str(tmp_path),
+        "--workers",
+        "2",
+        env={"PYTHONDONTWRITEBYTECODE": "1"},
+    ).ready()
+    old = set(j.workers())
+    load = Load(j.url)
+    load.wait_for(lambda b: len(b) > 20)
+    _versioned_app(tmp_path, "two, edited", module)
+    j.proc.send_signal(signal.SIGHUP)
+    load.wait_for(lambda b: b[-1] == "two, edited" if b else False, what="the edited code")
+    for pid in old:
+        j.wait_for(rf"Worker \[{pid}\] stopped \(exit code 0\)")
+    load.stop()
+    assert load.failures == []
+    assert not (set(j.workers()) & old)
+    assert j.stop() == 0
+
+
+def test_reload_on_file_change_keeps_the_last_good_code_on_a_syntax_error(juggler, tmp_path):
+    module = _versioned_app(tmp_path, "one")
+    j = juggler(
+        "versioned:app",
+        "--app-dir",
+        str(tmp_path),
+        "--reload",
+        "--reload-dir",
+        str(tmp_path),
+        env={"PYTHONDONTWRITEBYTECODE": "1"},
+    ).ready()
+    j.wait_for("Watching for file changes in")
+    assert fetch(j.url) == (200, "one")
+    module.write_text("def app(:\n")
+    j.wait_for(r"Detected changes in .*versioned\.py")
+    j.wait_for("failed to start .*; the running workers keep serving the code they have")
+    assert fetch(j.url) == (200, "one")
+    _versioned_app(tmp_path, "three", module)
+    wait_until(lambda: fetch(j.url) == (200, "three"), what="the fixed code")
+    # A change to a file that is not watched does nothing.
+    lines = len(j.output.splitlines())
+    (tmp_path / "notes.txt").write_text("x")
+    _versioned_app(tmp_path, "four", module)
+    wait_until(lambda: fetch(j.url) == (200, "four"), what="the second edit")
+    assert "notes.txt" not in "\n".join(j.output.splitlines()[lines:])
+    assert j.stop() == 0
+
+
+def test_sigttin_and_sigttou_add_and_remove_a_worker(juggler):
+    j = juggler("workers_app:app").ready()
+    (first,) = j.workers()
+    j.proc.send_signal(signal.SIGTTIN)
+    j.wait_for("Received SIGTTIN: 2 workers")
+    second = wait_until(lambda: [p for p in j.workers() if p != first], what="a second worker")
+    j.wait_for(rf"Worker \[{second[0]}\] started")
+    j.proc.send_signal(signal.SIGTTOU)
+    j.wait_for(rf"Stopping worker \[{first}\] \(fewer workers asked for\)")
+    wait_until(lambda: j.workers() == second, what="one worker left")
+    assert fetch(j.url) == (200, str(second[0]))
+    assert j.stop() == 0
+
+
+def test_app_that_fails_to_import_stops_the_supervisor_at_once(juggler):
+    started = time.monotonic()
+    j = juggler("broken_import:app", "--workers", "4")
+    assert j.proc.wait(20) == 4
+    assert time.monotonic() - started < 10
+    j.stop()
+    errors = [line for line in j.lines if line.startswith("juggler: error:")]
+    assert len(errors) == 1, j.output
+
+
+def test_workers_that_keep_failing_to_start_stop_the_supervisor(juggler, tmp_path):
+    marker = tmp_path / "fail"
+    (tmp_path / "flaky.py").write_text(
+        "import os, pathlib\n"
+        f"if pathlib.Path({str(marker)!r}).exists():\n"
+        "    raise RuntimeError('the database is gone')\n"
+        "from workers_app import app\n"
+    )
+    j = juggler(
+        "flaky:app", "--app-dir", str(tmp_path), env={"PYTHONPATH": str(APPS)}
+    ).ready()
+    (worker,) = j.workers()
+    marker.write_text("")
+    os.kill(worker, signal.SIGKILL)
+    assert j.proc.wait(30) == 4
+    j.stop()
+    assert j.output.count("the database is gone") == 5
+    assert "Workers failed to start 5 times in a row" in j.output
+    assert "trying again in" in j.output
+
+
+def test_pid_file_is_written_and_removed(juggler, tmp_path):
+    pid_file = tmp_path / "juggler.pid"
+    j = juggler("workers_app:app", "--pid", str(pid_file)).ready()
+    assert pid_file.read_text().strip() == str(j.proc.pid)
+    assert j.stop() == 0
+    assert not pid_file.exists()
+
+
+def test_web_concurrency_sets_the_number_of_workers(juggler):
+    j = juggler("workers_app:app", env={"WEB_CONCURRENCY": "2"}).ready()
+    assert len(j.workers()) == 2
+    assert j.stop() == 0
+
+
+def test_juggler_run_with_workers_from_a_main_block(tmp_path):
+    script = tmp_path / "serve.py"
+    script.write_text(
+        "import os, juggler\n"
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    await send({'type': 'http.response.start', 'status': 200})\n"
+        "    await send({'type': 'http.response.body', 'body': str(os.getpid()).encode()})\n"
+        "if __name__ == '__main__':\n"
+        "    juggler.run(app, port=0, workers=2)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stderr=subprocess.PIPE, text=True, cwd=str(tmp_path)
+    )
+    try:
+        url = ""
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "juggler running on" in line:
+                url = line.split("running on ")[1].split()[0]
+                break
+        assert url
+        pids = {int(fetch(url)[1]) for _ in range(200)}
+        assert pids <= set(children(proc.pid)) and pids
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _versioned_app(directory: Path, version: str, module: Path | None = None) -> Path:
+    module = module or directory / "versioned.py"
+    module.write_text(
+        f"VERSION = {version!r}\n"
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    await send({'type': 'http.response.start', 'status': 200})\n"
+        "    await send({'type': 'http.response.body', 'body': VERSION.encode()})\n"
+    )
+    return module
+
+
+def _line_of(path: Path, text: str) -> int:
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if text in line:
+            return number
+    raise AssertionError(f"{text!r} not in {path}")
+
+
+def _ignore_errors(func, *args) -> None:
+    try:
+        func(*args)
+    except OSError:
+        pass
