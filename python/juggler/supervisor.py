@@ -291,8 +291,7 @@ class Supervisor:
     def _abandon_replacement(self, worker: WorkerProcess, how: str) -> None:
         """A new worker (reload, recycling) could not start: keep the ones that serve."""
         error_logger.error(
-            "Worker [%d] failed to start (%s); the running workers keep serving the code they"
-            " have",
+            "Worker [%d] failed to start (%s); the running workers keep serving the code they have",
             worker.pid,
             how,
         )

@@ -1,16 +1,23 @@
 //! One connection served by hyper, with graceful drain and hard abort.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::{service, Http};
 use crate::config::CoreConfig;
 use crate::server::{ConnInfo, Io, LogLevel, Phase, ServeConnection, Token};
+
+/// On a drain, how long a connection accepted but still without a request may wait for its
+/// first one. Closing it at once would lose a request the client has already sent (a fresh
+/// connection is never idle from the client's point of view); this bounds how long a
+/// connection opened ahead of time (a browser's preconnect) delays the drain.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// The HTTP/1.1 protocol for the transport's accept loop.
 pub struct Http1 {
@@ -53,16 +60,29 @@ impl ServeConnection for Http1 {
     ) {
         let _token = token;
         let http = self.http.clone();
-        let svc = service_fn(move |req| service::handle(req, info.clone(), http.clone()));
+        let first = Arc::new(FirstRequest::default());
+        let seen = first.clone();
+        let svc = service_fn(move |req| {
+            seen.mark();
+            service::handle(req, info.clone(), http.clone())
+        });
         let conn = self.builder.serve_connection(TokioIo::new(io), svc);
         tokio::pin!(conn);
         let mut draining = false;
+        // Draining, and waiting for a fresh connection's first request before closing.
+        let mut awaiting_first = false;
+        let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             match *phase.borrow_and_update() {
                 Phase::Abort => return,
                 Phase::Draining if !draining => {
                     draining = true;
-                    conn.as_mut().graceful_shutdown();
+                    if first.began.load(Ordering::Acquire) {
+                        conn.as_mut().graceful_shutdown();
+                    } else {
+                        awaiting_first = true;
+                        grace = Some(Box::pin(tokio::time::sleep(FIRST_REQUEST_GRACE)));
+                    }
                 }
                 _ => {}
             }
@@ -82,7 +102,37 @@ impl ServeConnection for Http1 {
                     return;
                 }
                 changed = phase.changed() => if changed.is_err() { return },
+                // The first request began (hyper finishes it, then closes), or never came.
+                _ = first.began_notify.notified(), if awaiting_first => {
+                    awaiting_first = false;
+                    conn.as_mut().graceful_shutdown();
+                }
+                _ = async {
+                    match grace.as_mut() {
+                        Some(g) => g.await,
+                        None => std::future::pending().await,
+                    }
+                }, if awaiting_first => {
+                    awaiting_first = false;
+                    conn.as_mut().graceful_shutdown();
+                }
             }
+        }
+    }
+}
+
+/// Whether a connection has begun serving a request yet.
+#[derive(Default)]
+struct FirstRequest {
+    began: AtomicBool,
+    began_notify: Notify,
+}
+
+impl FirstRequest {
+    fn mark(&self) {
+        if !self.began.load(Ordering::Relaxed) {
+            self.began.store(true, Ordering::Release);
+            self.began_notify.notify_one();
         }
     }
 }
