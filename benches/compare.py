@@ -2,7 +2,8 @@
 
 Each server is pinned to CPU 0 and the load generator to CPU 1. CPU time per request is the
 user+system time of the server's whole process tree (from /proc) over the requests completed.
-ASGI scenarios (hello, fastapi, io, idle, stream) run only the ASGI servers, WSGI scenarios
+ASGI scenarios (hello, fastapi, io, idle, stream, cpu, cpu-2w, hello-2w) run only the ASGI
+servers (cpu and cpu-2w side by side show what a second worker process adds), WSGI scenarios
 (wsgi-hello, wsgi-block) only the WSGI servers (juggler-wsgi, granian-wsgi, gunicorn-gthread,
 uwsgi; each with 32 threads in one process; uwsgi-router, uWSGI's --http router in front of
 the same worker, runs only when named in --servers).
@@ -214,6 +215,8 @@ class Scenario:
     wait_s: float = 0.0  # per-request wait in the app, for the Little's-law limit
     interface: str = "asgi"  # which servers run it
     threads: int = 0  # when set, Little's law is against threads ÷ wait, not connections
+    workers: int = 1  # worker processes, through each server's own flag
+    cpus: str = "0"  # the CPUs the server is pinned to (taskset -c)
 
 
 SCENARIOS = {
@@ -252,6 +255,37 @@ SCENARIOS = {
             "/",
             1,
             f"{STREAM_MIB} MiB response body and {STREAM_MIB} MiB request body, one at a time",
+        ),
+        Scenario(
+            "cpu",
+            "load",
+            "asgi_cpu",
+            "/",
+            16,
+            "raw ASGI doing ~5 ms of pure-Python work per request, 1 worker, 16 connections, "
+            "server on CPUs 0-1",
+            cpus="0,1",
+        ),
+        Scenario(
+            "cpu-2w",
+            "load",
+            "asgi_cpu",
+            "/",
+            16,
+            "the same with 2 worker processes",
+            workers=2,
+            cpus="0,1",
+        ),
+        Scenario(
+            "hello-2w",
+            "load",
+            "asgi_hello",
+            "/",
+            64,
+            "raw ASGI hello world, 2 worker processes, 64 connections, server on CPUs 0-1 "
+            "(wrk shares CPU 1)",
+            workers=2,
+            cpus="0,1",
         ),
         Scenario(
             "wsgi-hello",
@@ -303,14 +337,16 @@ def tree_pids(pid: int) -> list[int]:
 
 
 def tree_ticks(pid: int) -> int:
-    total = 0
-    for p in tree_pids(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total
+    return sum(own_ticks(p) for p in tree_pids(pid))
+
+
+def own_ticks(pid: int) -> int:
+    """User+system clock ticks of one process (all its threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
 
 
 def tree_kib(pid: int, key: str) -> int:
@@ -371,8 +407,20 @@ def wait_port(deadline: float) -> bool:
     return False
 
 
-def start(server: str, module: str) -> subprocess.Popen[bytes] | None:
-    cmd = ["taskset", "-c", "0", *SERVERS[server](module)]
+def with_workers(server: str, cmd: list[str], workers: int) -> list[str]:
+    """``cmd`` running ``workers`` worker processes, through the server's own flag."""
+    if workers == 1 or server == "limit-hyper":
+        return cmd
+    for flag in ("--workers", "-w", "--processes"):
+        if flag in cmd:
+            i = cmd.index(flag)
+            return [*cmd[: i + 1], str(workers), *cmd[i + 2 :]]
+    # juggler and uvicorn run one worker unless told.
+    return [*cmd, "--workers", str(workers)]
+
+
+def start(server: str, sc: Scenario) -> subprocess.Popen[bytes] | None:
+    cmd = ["taskset", "-c", sc.cpus, *with_workers(server, SERVERS[server](sc.module), sc.workers)]
     proc = subprocess.Popen(
         cmd,
         cwd=APPS,
@@ -382,6 +430,9 @@ def start(server: str, module: str) -> subprocess.Popen[bytes] | None:
         preexec_fn=raise_fd_limit,
     )
     if wait_port(time.monotonic() + 30):
+        if sc.workers > 1:
+            # The port opens when the first process binds; let every worker come up.
+            time.sleep(3)
         return proc
     stop(proc)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -459,13 +510,17 @@ def wrk(
 def run_load(sc: Scenario, server: str, proc: subprocess.Popen[bytes], duration: int) -> Result:
     wrk(sc.path, min(sc.connections, 64), 1)  # warm-up
     queued: list[int] = []
-    before = tree_ticks(proc.pid)
+    before, root_before = tree_ticks(proc.pid), own_ticks(proc.pid)
     w = wrk(sc.path, sc.connections, duration, lambda: queued.append(accept_queue(PORT)))
-    after = tree_ticks(proc.pid)
+    after, root_after = tree_ticks(proc.pid), own_ticks(proc.pid)
     r = Result(sc.name, server)
     if w:
         r.metrics = {k: w[k] for k in ("rps", "p50_ms", "p99_ms", "errors")}
         r.metrics["cpu_us"] = (after - before) / CLK_TCK * 1e6 / max(1, w["requests"])
+        # The first process alone: the supervisor, where a server has one.
+        r.metrics["root_cpu_us"] = (
+            (root_after - root_before) / CLK_TCK * 1e6 / max(1, w["requests"])
+        )
         if sc.wait_s:
             r.metrics["littles_law"] = w["rps"] / ((sc.threads or sc.connections) / sc.wait_s)
     if queued and queued[0]:
@@ -655,6 +710,26 @@ def stream_table(results: list[Result]) -> list[str]:
     return lines
 
 
+def scaling_table(results: list[Result]) -> list[str]:
+    """Throughput with 2 workers against 1 on the CPU-bound endpoint, per server."""
+    one = {r.server: r.metrics for r in results if r.scenario == "cpu" and r.metrics}
+    two = {r.server: r.metrics for r in results if r.scenario == "cpu-2w" and r.metrics}
+    lines = [
+        "### scaling: CPU-bound endpoint, 1 worker against 2",
+        "",
+        "| server | req/s 1 worker | req/s 2 workers | 2 ÷ 1 | CPU µs/req 2 workers "
+        "| first process CPU µs/req, 2 workers |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for server in [s for s in one if s in two]:
+        a, b = one[server], two[server]
+        lines.append(
+            f"| {server} | {a['rps']:,.0f} | {b['rps']:,.0f} | {b['rps'] / a['rps']:.2f} "
+            f"| {b['cpu_us']:,.0f} | {b['root_cpu_us']:.1f} |"
+        )
+    return lines
+
+
 def report(results: list[Result], duration: int, rounds: int) -> str:
     out = [
         "# juggler benchmark results",
@@ -663,9 +738,10 @@ def report(results: list[Result], duration: int, rounds: int) -> str:
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
         f"Python {platform.python_version()}",
         f"- versions: {versions()}",
-        f"- method: each server pinned to CPU 0, the client (wrk -t1, or a Python client) pinned "
-        f"to CPU 1; {duration} s per load run after a 1 s warm-up, {rounds} interleaved rounds "
-        f"per load scenario, each server's median run (by CPU µs/req) shown. CPU µs/req is "
+        f"- method: each server pinned to CPU 0 (to CPUs 0-1 in the cpu, cpu-2w and hello-2w "
+        f"scenarios, with its own --workers flag), the client (wrk -t1, or a Python client) "
+        f"pinned to CPU 1; {duration} s per load run after a 1 s warm-up, {rounds} interleaved "
+        f"rounds per load scenario, each server's median run (by CPU µs/req) shown. CPU µs/req is "
         f"user+system "
         f"time of the server's process tree over the requests wrk completed. 'best peer' is the "
         f"best of {', '.join(PEERS['asgi'])} for ASGI, of {', '.join(PEERS['wsgi'])} for WSGI; "
@@ -696,6 +772,8 @@ def report(results: list[Result], duration: int, rounds: int) -> str:
             else stream_table(results)
         )
         out.append("")
+    if {"cpu", "cpu-2w"} <= {r.scenario for r in results}:
+        out += [*scaling_table(results), ""]
     return "\n".join(out)
 
 
@@ -737,7 +815,7 @@ def main() -> None:
         runs: dict[str, list[Result]] = {s: [] for s in servers}
         for _ in range(rounds):
             for server in servers:
-                proc = start(server, sc.module)
+                proc = start(server, sc)
                 if proc is None:
                     continue
                 try:

@@ -53,8 +53,9 @@ def run(config: Config) -> int:
     install_fatal_formatter()
     problem = _check_environment(config)
     if problem:
-        fatal(problem)
-        return EXIT_BAD_OPTION if config.reload else EXIT_BIND_FAILED
+        message, code = problem
+        fatal(message)
+        return code
     app = None if isinstance(config.app, str) else config.app
     if config.preload and app is None:
         try:
@@ -85,18 +86,29 @@ def run(config: Config) -> int:
                 s.close()
 
 
-def _check_environment(config: Config) -> str | None:
-    """What would make every worker fail, found once here instead."""
-    if config.loop == "uvloop":
-        try:
-            import uvloop  # noqa: F401
-        except ImportError:
-            return "--loop uvloop was asked for, but uvloop is not installed"
+def _check_environment(config: Config) -> tuple[str, int] | None:
+    """What would make every worker fail, or cannot work, found once here instead: the
+    message and the exit code."""
+    if config.reload and not isinstance(config.app, str):
+        return (
+            "--reload needs the app as an import string ('module:attribute') to re-import it",
+            EXIT_BAD_OPTION,
+        )
+    if config.reload and config.preload:
+        return (
+            "--reload and --preload cannot be used together: preloaded code never reloads",
+            EXIT_BAD_OPTION,
+        )
     if config.reload:
         try:
             reloader.check_available()
         except reloader.ReloaderUnavailable as exc:
-            return str(exc)
+            return str(exc), EXIT_BAD_OPTION
+    if config.loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            return "--loop uvloop was asked for, but uvloop is not installed", EXIT_BIND_FAILED
     return None
 
 

@@ -146,7 +146,8 @@ class Worker:
             server.on_request_limit(lambda: self._request_limit_reached(server))
         server.start()
         self.channel.ready()
-        self._heartbeat(server, beat_interval(self.config.timeout_worker))
+        if self.config.timeout_worker > 0:
+            self._heartbeat(server, beat_interval(self.config.timeout_worker))
         try:
             await self._stop.wait()
             error_logger.info("Shutting down")
