@@ -92,6 +92,15 @@ def test_help_lists_uvicorn_style_options():
         (("broken_import:app",), ("ModuleNotFoundError", "a_module_that_does_not_exist"), 4),
         (("lifespans:with_state", "--factory"), ("Error calling factory", "TypeError"), 4),
         (("raw:EVENTS",), ("not callable",), 4),
+        (("raw:app", "--workers", "0"), ("--workers", "at least 1"), 2),
+        (("raw:app", "--max-requests", "0"), ("--max-requests", "at least 1"), 2),
+        (("raw:app", "--max-requests-jitter", "-5"), ("--max-requests-jitter",), 2),
+        (("raw:app", "--timeout-worker", "-1"), ("--timeout-worker", "non-negative"), 2),
+        (("raw:app", "--reuse-port", "--uds", "/tmp/x.sock"), ("--reuse-port", "--uds"), 2),
+        (("raw:app", "--reload", "--preload"), ("--reload and --preload",), 2),
+        (("raw:app", "--pid", "/no/such/dir/j.pid"), ("--pid", "/no/such/dir/j.pid"), 2),
+        # Several workers, one error line: the first worker starts alone.
+        (("no_such_module:app", "--workers", "3"), ("no_such_module",), 4),
     ],
 )
 def test_bad_input_gives_one_readable_line(args, fragments, code):
@@ -233,6 +242,8 @@ def test_help_lists_interface_and_wsgi_options():
         ({"JUGGLER_THREADS": "0"}, ("JUGGLER_THREADS", "at least 1")),
         ({"JUGGLER_QUEUE_SIZE": "-1"}, ("JUGGLER_QUEUE_SIZE",)),
         ({"JUGGLER_TIMEOUT_WRITE": "-1"}, ("JUGGLER_TIMEOUT_WRITE",)),
+        ({"JUGGLER_WORKERS": "none"}, ("JUGGLER_WORKERS", "none")),
+        ({"WEB_CONCURRENCY": "0"}, ("WEB_CONCURRENCY", "at least 1")),
     ],
 )
 def test_bad_interface_env_vars_name_the_variable(env, fragments):
