@@ -61,7 +61,7 @@ class Worker:
         self.channel = channel
         #: This worker's own --max-requests, jitter included.
         self.max_requests = max_requests
-        self._beat: asyncio.TimerHandle | None = None
+
         #: WSGI calls were still running when the worker stopped: threads cannot be cancelled,
         #: so the process must end without waiting for them.
         self.abandoned_calls = 0
@@ -109,12 +109,6 @@ class Worker:
             error_logger.info("Received %s: cancelling in-flight requests.", signame)
         self._stop.set()
 
-    def _heartbeat(self, server: Any, interval: float) -> None:
-        """Runs on the event loop: that it runs at all is what the supervisor checks."""
-        self.channel.beat(server.longest_call())
-        loop = asyncio.get_running_loop()
-        self._beat = loop.call_later(interval, self._heartbeat, server, interval)
-
     def _request_limit_reached(self, server: Any) -> None:
         error_logger.info(
             "Worker [%d] has taken %d requests (--max-requests); asking to be replaced.",
@@ -144,17 +138,18 @@ class Worker:
             loop.add_signal_handler(sig, self._on_signal, sig.name)
         if self.max_requests:
             server.on_request_limit(lambda: self._request_limit_reached(server))
+        if self.config.timeout_worker > 0:
+            server.on_heartbeat(
+                beat_interval(self.config.timeout_worker),
+                lambda: self.channel.beat(server.longest_call()),
+            )
         server.start()
         self.channel.ready()
-        if self.config.timeout_worker > 0:
-            self._heartbeat(server, beat_interval(self.config.timeout_worker))
         try:
             await self._stop.wait()
             error_logger.info("Shutting down")
             await self._drain(server)
         finally:
-            if self._beat is not None:
-                self._beat.cancel()
             for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
             server.abort()

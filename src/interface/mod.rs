@@ -48,6 +48,8 @@ pub enum LoopEvent {
     Drained,
     /// `--max-requests` reached: the worker should be recycled.
     RequestLimit,
+    /// The heartbeat's timer fired on the I/O thread; the loop answers when it turns.
+    Beat,
     /// A message for `juggler.error`.
     Log(LogLevel, String),
 }

@@ -4,6 +4,7 @@
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use pyo3::exceptions::PyRuntimeError;
@@ -28,6 +29,7 @@ pub struct Server {
     batch: Mutex<Vec<LoopEvent>>,
     drained: Mutex<(bool, Option<PyObject>)>,
     on_request_limit: Mutex<Option<PyObject>>,
+    heartbeat: Mutex<Option<(Duration, PyObject)>>,
 }
 
 impl Server {
@@ -52,6 +54,7 @@ impl Server {
             batch: Mutex::new(Vec::with_capacity(64)),
             drained: Mutex::new((false, None)),
             on_request_limit: Mutex::new(None),
+            heartbeat: Mutex::new(None),
         })
     }
 
@@ -97,6 +100,11 @@ impl Server {
         let mailbox = self.host.mailbox.clone();
         let parking = self.interface.clone();
         let interface = self.interface.clone();
+        let beats = self
+            .heartbeat
+            .lock()
+            .as_ref()
+            .map(|(every, _)| (*every, self.host.mailbox.clone()));
         let handle = crate::server::spawn_io_thread(
             fd,
             unix,
@@ -109,6 +117,16 @@ impl Server {
             move || {
                 crate::bridge::mailbox::defer_wakeups_on_this_thread();
                 interface.on_io_start();
+                if let Some((every, mailbox)) = beats {
+                    tokio::spawn(async move {
+                        let mut ticks = tokio::time::interval(every);
+                        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        loop {
+                            ticks.tick().await;
+                            mailbox.post(LoopEvent::Beat);
+                        }
+                    });
+                }
             },
         )
         .map_err(Error::from)?;
@@ -125,6 +143,19 @@ impl Server {
                 LoopEvent::Request(req) => self.interface.clone().start(py, req),
                 LoopEvent::Wake(w) => w.wake_on_loop(py),
                 LoopEvent::Drained => self.set_drained(py),
+                LoopEvent::Beat => {
+                    let callback = self
+                        .heartbeat
+                        .lock()
+                        .as_ref()
+                        .map(|(_, cb)| cb.clone_ref(py));
+                    if let Some(cb) = callback {
+                        if let Err(e) = cb.call0(py) {
+                            self.loggers
+                                .error(py, "Exception in the heartbeat callback", Some(&e));
+                        }
+                    }
+                }
                 LoopEvent::RequestLimit => {
                     let callback = self.on_request_limit.lock().take();
                     if let Some(cb) = callback {
@@ -176,6 +207,20 @@ impl Server {
         }
         // Threads of the interface may need the GIL to end.
         py.allow_threads(|| self.interface.stop());
+    }
+
+    /// Calls `callback()` on the loop thread every `interval` seconds, from a timer on the I/O
+    /// thread: the event loop runs it only when it turns, and it costs the loop nothing in
+    /// between (a timer on the loop itself would make every turn dearer). Before `start()`.
+    fn on_heartbeat(&self, interval: f64, callback: PyObject) -> PyResult<()> {
+        if !(interval.is_finite() && interval > 0.0) {
+            return Err(Error::Config(format!(
+                "heartbeat interval must be a positive number of seconds, got {interval}"
+            ))
+            .into());
+        }
+        *self.heartbeat.lock() = Some((Duration::from_secs_f64(interval), callback));
+        Ok(())
     }
 
     /// Calls `callback()` on the loop thread once the worker has taken in `max_requests`.
