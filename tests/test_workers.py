@@ -200,6 +200,8 @@ def test_max_requests_recycles_workers_with_no_failed_request(juggler):
     assert all(not alive(p) for p in first - set(j.workers()))
     # Each recycled worker stopped only once a replacement was up.
     replaced = [int(m) for m in re.findall(r"Recycling worker \[(\d+)\]", j.output)]
+    for pid in replaced[:2]:
+        j.wait_for(rf"Worker \[{pid}\] stopped")
     lines = j.output.splitlines()
     for pid in replaced[:2]:
         recycled_at = _index(lines, f"Recycling worker [{pid}]")
@@ -230,16 +232,19 @@ def test_sigterm_lets_slow_requests_finish_then_exits_with_no_process_left(juggl
     assert not any(alive(p) for p in workers)
 
 
-def test_a_second_sigint_stops_at_once(juggler):
+@pytest.mark.parametrize("signals", [(signal.SIGINT, signal.SIGINT), (signal.SIGQUIT,)])
+def test_a_second_sigint_or_sigquit_stops_at_once(juggler, signals):
     j = juggler("workers_app:app", "--timeout-graceful-shutdown", "60").ready()
     (worker,) = j.workers()
     slow = threading.Thread(target=lambda: _ignore_errors(fetch, j.url, "/sleep?s=60", 60))
     slow.start()
     j.wait_for("sleeping in")
-    j.proc.send_signal(signal.SIGINT)
-    j.wait_for("Received SIGINT: shutting down gracefully")
+    if len(signals) == 2:
+        j.proc.send_signal(signals[0])
+        j.wait_for("Received SIGINT: shutting down gracefully")
     started = time.monotonic()
-    j.proc.send_signal(signal.SIGINT)
+    j.proc.send_signal(signals[-1])
+    j.wait_for(rf"Received {signals[-1].name}.*stopping at once")
     assert j.proc.wait(15) == 0
     assert time.monotonic() - started < 10
     assert not alive(worker)

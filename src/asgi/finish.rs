@@ -10,6 +10,7 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 
+use super::backlog::Waiting;
 use super::io::RequestIo;
 use crate::error::ClientDisconnected;
 use crate::http::exchange::Finished;
@@ -57,14 +58,22 @@ pub struct RunApp {
     coro: Option<PyObject>,
     io: Arc<RequestIo>,
     access: Option<AccessInfo>,
+    /// Counts this request in the loop's queue until its first step.
+    waiting: Option<Waiting>,
 }
 
 impl RunApp {
-    pub fn new(coro: PyObject, io: Arc<RequestIo>, access: Option<AccessInfo>) -> Self {
+    pub fn new(
+        coro: PyObject,
+        io: Arc<RequestIo>,
+        access: Option<AccessInfo>,
+        waiting: Waiting,
+    ) -> Self {
         Self {
             coro: Some(coro),
             io,
             access,
+            waiting: Some(waiting),
         }
     }
 
@@ -98,7 +107,12 @@ impl RunApp {
         conclude(py, &self.io, self.access.as_ref(), ending);
     }
 
-    fn send_inner(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
+    fn send_inner(
+        &mut self,
+        py: Python<'_>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<PyObject>> {
+        self.waiting = None;
         let Some(coro) = &self.coro else {
             return Err(PyStopIteration::new_err(()));
         };
