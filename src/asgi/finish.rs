@@ -10,7 +10,6 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 
-use super::backlog::Waiting;
 use super::io::RequestIo;
 use crate::error::ClientDisconnected;
 use crate::http::exchange::Finished;
@@ -58,22 +57,14 @@ pub struct RunApp {
     coro: Option<PyObject>,
     io: Arc<RequestIo>,
     access: Option<AccessInfo>,
-    /// Counts this request in the loop's queue until its first step.
-    waiting: Option<Waiting>,
 }
 
 impl RunApp {
-    pub fn new(
-        coro: PyObject,
-        io: Arc<RequestIo>,
-        access: Option<AccessInfo>,
-        waiting: Waiting,
-    ) -> Self {
+    pub fn new(coro: PyObject, io: Arc<RequestIo>, access: Option<AccessInfo>) -> Self {
         Self {
             coro: Some(coro),
             io,
             access,
-            waiting: Some(waiting),
         }
     }
 
@@ -107,12 +98,7 @@ impl RunApp {
         conclude(py, &self.io, self.access.as_ref(), ending);
     }
 
-    fn send_inner(
-        &mut self,
-        py: Python<'_>,
-        value: &Bound<'_, PyAny>,
-    ) -> PyResult<Option<PyObject>> {
-        self.waiting = None;
+    fn send_inner(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
         let Some(coro) = &self.coro else {
             return Err(PyStopIteration::new_err(()));
         };

@@ -1,7 +1,6 @@
 //! ASGI 3 over HTTP: requests become app calls on the asyncio event loop thread.
 
 pub mod awaitable;
-pub mod backlog;
 pub mod finish;
 pub mod io;
 pub mod scope;
@@ -85,7 +84,6 @@ impl AsgiInterface {
             done: Py::new(py, Done)?,
             scope: ScopeTemplate::new(py, &config.root_path)?,
             host: host.clone(),
-            unstarted: Arc::new(backlog::Unstarted::default()),
         });
         Server::new(py, host, core, loggers, event_loop, fd, unix)
     }
@@ -120,7 +118,6 @@ pub struct AsgiCore {
     pub done: Py<Done>,
     pub scope: ScopeTemplate,
     pub host: Arc<Host>,
-    pub unstarted: Arc<backlog::Unstarted>,
 }
 
 impl AsgiCore {
@@ -137,7 +134,6 @@ impl AsgiCore {
 
 impl Dispatch for AsgiCore {
     fn dispatch(&self, request: NewRequest) -> Result<(), Box<NewRequest>> {
-        self.unstarted.posted();
         self.host
             .mailbox
             .post(LoopEvent::Request(Box::new(request)));
@@ -154,10 +150,6 @@ impl Interface for AsgiCore {
         let outbox = self.outbox.clone();
         tokio::spawn(async move { outbox.run().await });
     }
-
-    fn backlog(&self) -> usize {
-        self.unstarted.count()
-    }
 }
 
 /// Calls the app for a new request and schedules it as a task on the loop.
@@ -167,7 +159,6 @@ fn start_request(py: Python<'_>, core: Arc<AsgiCore>, req: Box<NewRequest>) {
         parts,
         conn,
     } = *req;
-    let waiting = backlog::Waiting::new(core.unstarted.clone(), core.host.registry.clone());
     let mut access = AccessInfo::capture(&core.loggers, &parts, &conn);
     let io = Arc::new(RequestIo::new(exchange, core));
     let result = (|| -> PyResult<()> {
@@ -177,7 +168,7 @@ fn start_request(py: Python<'_>, core: Arc<AsgiCore>, req: Box<NewRequest>) {
         let receive = Py::new(py, AsgiReceive::new(io.clone()))?;
         let send = Py::new(py, AsgiSend::new(io.clone()))?;
         let coro = core.app.call1(py, (scope, receive, send))?;
-        let run = Py::new(py, RunApp::new(coro, io.clone(), access.take(), waiting))?;
+        let run = Py::new(py, RunApp::new(coro, io.clone(), access.take()))?;
         let kwargs = core.task_kwargs.as_ref().map(|k| k.bind(py));
         core.create_task.call(py, (run,), kwargs)?;
         Ok(())

@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 use crate::bridge::Mailbox;
 use crate::config::CoreConfig;
 use crate::http::{Dispatch, NewRequest};
-use crate::server::{Backlog, LogLevel, Registry, Report};
+use crate::server::{LogLevel, Registry, Report};
 
 /// An interface: takes requests on the I/O thread ([`Dispatch`]) and, for those it posts to
 /// the loop thread, starts them there.
@@ -28,11 +28,6 @@ pub trait Interface: Dispatch {
     fn on_io_park(&self) {}
     /// After the I/O thread ended, without the GIL: end threads of the interface's own.
     fn stop(&self) {}
-    /// Requests taken in that the app has not begun yet (the accept gate closes while there
-    /// are many; see `server::accept`). None by default.
-    fn backlog(&self) -> usize {
-        0
-    }
     /// The app call that has been running longest on a thread of its own (WSGI): for how
     /// long, and which request it serves. Read by the worker's heartbeat.
     fn longest_call(&self) -> Option<(std::time::Duration, String)> {
@@ -57,15 +52,6 @@ pub enum LoopEvent {
     Beat,
     /// A message for `juggler.error`.
     Log(LogLevel, String),
-}
-
-/// The accept loop's view of an interface's backlog.
-pub struct InterfaceBacklog(pub Arc<dyn Interface>);
-
-impl Backlog for InterfaceBacklog {
-    fn backlog(&self) -> usize {
-        self.0.backlog()
-    }
 }
 
 impl Report for Mailbox<LoopEvent> {

@@ -110,7 +110,6 @@ impl Server {
             unix,
             self.host.registry.clone(),
             Arc::new(Http1::new(http)),
-            Arc::new(super::InterfaceBacklog(self.interface.clone())),
             move || {
                 mailbox.flush();
                 parking.on_io_park();

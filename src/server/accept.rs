@@ -28,43 +28,15 @@ pub trait ServeConnection: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send + 'static;
 }
 
-/// How busy the app side is, for the accept gate.
-pub trait Backlog: Send + Sync + 'static {
-    /// Work handed to the app side that it has not picked up yet.
-    fn backlog(&self) -> usize;
-}
-
-/// While the app side leaves this much work untouched, the worker stops accepting: workers
-/// share the listening socket, and a worker whose event loop is busy (a CPU-bound handler)
-/// would otherwise take connections an idle sibling could serve at once. Those stay in the
-/// kernel's queue for whichever worker comes first.
-const ACCEPT_BACKLOG: usize = 8;
-/// A closed gate is looked at again after this long even without a wake-up.
-const GATE_RECHECK: Duration = Duration::from_millis(50);
-
 pub async fn accept_loop<S: ServeConnection>(
     listener: Listener,
     registry: Arc<Registry>,
     protocol: Arc<S>,
-    backlog: Arc<dyn Backlog>,
 ) {
     let mut phase = registry.subscribe();
     loop {
         if *phase.borrow_and_update() != Phase::Running {
             break;
-        }
-        if backlog.backlog() >= ACCEPT_BACKLOG {
-            registry.accept_gate().close();
-            // Looked at again after the flag is up, so a wake-up in between is not missed.
-            if backlog.backlog() >= ACCEPT_BACKLOG {
-                tokio::select! {
-                    _ = registry.accept_gate().opened() => {}
-                    _ = tokio::time::sleep(GATE_RECHECK) => {}
-                    _ = phase.changed() => {}
-                }
-            }
-            registry.accept_gate().open();
-            continue;
         }
         tokio::select! {
             res = listener.accept() => match res {
@@ -74,9 +46,6 @@ pub async fn accept_loop<S: ServeConnection>(
                         Accepted::Tcp(io) => tokio::spawn(protocol.clone().serve(Lingering::new(io), info, p, token)),
                         Accepted::Unix(io) => tokio::spawn(protocol.clone().serve(Lingering::new(io), info, p, token)),
                     };
-                    // Lets the new connection read its request before the next accept, so
-                    // that the gate sees it: a burst of connections is not all taken at once.
-                    tokio::task::yield_now().await;
                 }
                 Err(e) => {
                     // Out of descriptors or a connection reset before accept: not fatal.

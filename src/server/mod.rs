@@ -11,7 +11,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-pub use accept::{Backlog, Io, ServeConnection};
+pub use accept::{Io, ServeConnection};
 pub use listener::{ConnInfo, ServerAddr};
 pub use registry::{LogLevel, Phase, Registry, Report, Token};
 
@@ -24,7 +24,6 @@ pub fn spawn_io_thread<S: ServeConnection>(
     unix: bool,
     registry: Arc<Registry>,
     protocol: Arc<S>,
-    backlog: Arc<dyn Backlog>,
     on_park: impl Fn() + Send + Sync + 'static,
     on_start: impl FnOnce() + Send + 'static,
 ) -> io::Result<JoinHandle<()>> {
@@ -43,7 +42,7 @@ pub fn spawn_io_thread<S: ServeConnection>(
         .spawn(move || {
             rt.block_on(async move {
                 on_start();
-                accept::accept_loop(listener, registry, protocol, backlog).await;
+                accept::accept_loop(listener, registry, protocol).await;
             });
             // The thread ends without parking again: deliver what it held back.
             on_park();

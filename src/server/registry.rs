@@ -4,9 +4,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use std::sync::atomic::AtomicBool;
-
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 /// Shutdown phases, broadcast to the accept loop and every connection.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -43,36 +41,6 @@ pub struct Registry {
     /// `requests` at which `request_limit_reached` is reported (0: never).
     request_limit: u64,
     report: Arc<dyn Report>,
-    gate: AcceptGate,
-}
-
-/// The accept loop waits here while the app side is behind; the app side opens it.
-#[derive(Default)]
-pub struct AcceptGate {
-    closed: AtomicBool,
-    opened: Notify,
-}
-
-impl AcceptGate {
-    pub fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-    }
-
-    pub fn open(&self) {
-        self.closed.store(false, Ordering::SeqCst);
-    }
-
-    pub async fn opened(&self) {
-        self.opened.notified().await
-    }
-
-    /// The app side took work in: wakes the accept loop if it waits (a cross-thread wake-up
-    /// only then, not per request).
-    pub fn work_taken(&self) {
-        if self.closed.load(Ordering::SeqCst) {
-            self.opened.notify_one();
-        }
-    }
 }
 
 #[derive(Clone, Copy)]
@@ -96,12 +64,7 @@ impl Registry {
             requests: AtomicU64::new(0),
             request_limit: request_limit.unwrap_or(0),
             report,
-            gate: AcceptGate::default(),
         })
-    }
-
-    pub fn accept_gate(&self) -> &AcceptGate {
-        &self.gate
     }
 
     /// Counts a request handed to the app; reports once when the limit is reached.
