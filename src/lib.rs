@@ -25,6 +25,7 @@ fn _juggler(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ProtocolError", m.py().get_type::<error::ProtocolError>())?;
     m.add_class::<config::CoreConfig>()?;
     m.add_class::<interface::server::Server>()?;
+    m.add_class::<interface::siblings::LoadSlots>()?;
     asgi::register(m)?;
     wsgi::register(m)?;
     Ok(())

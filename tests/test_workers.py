@@ -31,6 +31,24 @@ def fetch(url: str, path: str = "/", timeout: float = 10) -> tuple[int, str]:
         conn.close()
 
 
+def pids_of_held_connections(url: str, n: int) -> list[int]:
+    """Opens ``n`` connections one after another, keeping each open, and asks each which
+    worker serves it."""
+    parts = urlsplit(url)
+    held = [http.client.HTTPConnection(parts.hostname, parts.port, timeout=10) for _ in range(n)]
+    try:
+        served = []
+        for conn in held:
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            assert resp.status == 200
+            served.append(int(resp.read()))
+        return served
+    finally:
+        for conn in held:
+            conn.close()
+
+
 def wait_until(predicate, timeout: float = 20, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -80,14 +98,10 @@ def test_workers_all_serve_and_the_supervisor_imports_no_app_code(juggler):
     j = juggler("workers_app:app", "--workers", "3").ready()
     workers = j.workers()
     assert len(workers) == 3
-    seen: set[int] = set()
-    for _ in range(600):
-        status, body = fetch(j.url)
-        assert status == 200
-        seen.add(int(body))
-        if seen == set(workers):
-            break
-    assert seen == set(workers)
+    # Connections held open spread one per worker: a worker woken for a new connection while
+    # a sibling holds fewer leaves it to that sibling.
+    served = pids_of_held_connections(j.url, 6)
+    assert sorted(served.count(pid) for pid in workers) == [2, 2, 2], served
     imported = {int(line.split()[-1]) for line in j.output.splitlines() if "imported" in line}
     assert imported == set(workers), "only the workers import the app"
     # The first worker starts alone, the interface is named once.
@@ -99,18 +113,16 @@ def test_preload_imports_the_app_once_in_the_supervisor(juggler):
     j = juggler("workers_app:app", "--workers", "2", "--preload").ready()
     imported = [int(line.split()[-1]) for line in j.output.splitlines() if "imported" in line]
     assert imported == [j.proc.pid]
-    assert {int(fetch(j.url)[1]) for _ in range(50)} <= set(j.workers())
+    assert set(pids_of_held_connections(j.url, 2)) == set(j.workers())
     assert j.stop() == 0
 
 
 def test_reuse_port_gives_each_worker_its_own_socket(juggler):
     j = juggler("workers_app:app", "--workers", "2", "--reuse-port").ready()
     workers = j.workers()
-    seen = set()
-    for _ in range(400):
-        seen.add(int(fetch(j.url)[1]))
-        if seen == set(workers):
-            break
+    # No balancing here (each worker has its own queue): the kernel spreads connections by a
+    # hash of their addresses, so some of 40 reach each worker.
+    seen = set(pids_of_held_connections(j.url, 40))
     assert seen == set(workers)
     inodes = [
         {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
@@ -135,8 +147,7 @@ def test_a_killed_worker_is_replaced_while_the_others_serve(juggler):
     wait_until(lambda: len(j.workers()) == 2 and victim not in j.workers(), what="replacement")
     replacement = (set(j.workers()) - {survivor}).pop()
     j.wait_for(rf"Worker \[{replacement}\] started")
-    seen = {int(fetch(j.url)[1]) for _ in range(300)}
-    assert victim not in seen and survivor in seen
+    assert set(pids_of_held_connections(j.url, 2)) == {survivor, replacement}
     assert j.stop() == 0
 
 

@@ -38,6 +38,8 @@ class WorkerProcess:
     """The supervisor's record of one worker."""
 
     pid: int
+    #: Its place in the shared connection counts (None: not balanced).
+    slot: int | None
     channel: SupervisorChannel
     #: Where the worker's faulthandler writes its stacks.
     dump_fd: int
@@ -79,15 +81,21 @@ class WorkerSpec:
     reuse_port_address: tuple[str, int] | None
     #: The preloaded app (or an app object given to juggler.run()), else None.
     app: Any
+    #: Where workers sharing ``sock`` publish their connection counts (None with
+    #: --reuse-port, where the kernel spreads connections itself).
+    slots: Any = None
 
 
-def spawn(spec: WorkerSpec, announce: bool, close_in_child: Iterable[int]) -> WorkerProcess:
+def spawn(
+    spec: WorkerSpec, announce: bool, close_in_child: Iterable[int], slot: int | None
+) -> WorkerProcess:
     """Forks a worker. ``announce``: it logs which interface it serves (the first one does).
-    ``close_in_child``: the supervisor's descriptors the child must not keep."""
+    ``close_in_child``: the supervisor's descriptors the child must not keep. ``slot``: its
+    place in ``spec.slots``."""
     channel_r, channel_w = os.pipe()
     dump_r, dump_w = os.pipe()
     pid = fork(
-        lambda: _worker_main(spec, announce, channel_w, dump_w),
+        lambda: _worker_main(spec, announce, channel_w, dump_w, slot),
         [*close_in_child, channel_r, dump_r],
         "Worker",
     )
@@ -95,11 +103,17 @@ def spawn(spec: WorkerSpec, announce: bool, close_in_child: Iterable[int]) -> Wo
     os.close(dump_w)
     os.set_blocking(dump_r, False)
     return WorkerProcess(
-        pid=pid, channel=SupervisorChannel(channel_r), dump_fd=dump_r, started=time.monotonic()
+        pid=pid,
+        slot=slot,
+        channel=SupervisorChannel(channel_r),
+        dump_fd=dump_r,
+        started=time.monotonic(),
     )
 
 
-def _worker_main(spec: WorkerSpec, announce: bool, channel_w: int, dump_w: int) -> int:
+def _worker_main(
+    spec: WorkerSpec, announce: bool, channel_w: int, dump_w: int, slot: int | None
+) -> int:
     faulthandler.register(DUMP_SIGNAL, file=dump_w, all_threads=True, chain=False)
     config = spec.config
     app = spec.app
@@ -125,7 +139,10 @@ def _worker_main(spec: WorkerSpec, announce: bool, channel_w: int, dump_w: int) 
     max_requests = config.max_requests
     if max_requests:
         max_requests += random.randint(0, config.max_requests_jitter)
-    worker = Worker(config, sock, app, interface, WorkerChannel(channel_w), max_requests)
+    load_slot = (spec.slots, slot) if spec.slots is not None and slot is not None else None
+    worker = Worker(
+        config, sock, app, interface, WorkerChannel(channel_w), max_requests, load_slot
+    )
     try:
         return worker.run()
     except RuntimeError as exc:

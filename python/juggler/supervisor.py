@@ -18,8 +18,8 @@ import socket
 import time
 from typing import Any
 
+from . import _juggler, reloader
 from . import logging as jlogging
-from . import reloader
 from .channel import Message, beat_interval
 from .children import WorkerProcess, WorkerSpec, read_stacks, spawn
 from .config import Config
@@ -30,6 +30,9 @@ from .interfaces import resolve_interface
 from .logging import error_logger
 from .sockets import BindError, bind, describe, reserve_reuse_port
 
+#: Workers that can share their connection counts, at least (workers beyond the slots, added
+#: with SIGTTIN, run unbalanced). Each slot costs every process an eventfd.
+LOAD_SLOTS = 64
 #: Consecutive start failures of replacement workers after which the supervisor gives up.
 MAX_START_FAILURES = 5
 #: A worker asked to stop gracefully is killed this long after the graceful timeout.
@@ -73,7 +76,7 @@ def run(config: Config) -> int:
             where = describe(reserved)
         else:
             sock = bind(config)
-            spec = WorkerSpec(config, sock, None, app)
+            spec = WorkerSpec(config, sock, None, app, _juggler.LoadSlots(max(LOAD_SLOTS, 2 * config.workers)))
             where = describe(sock)
     except BindError as exc:
         fatal(str(exc))
@@ -189,11 +192,21 @@ class Supervisor:
     # -- workers --------------------------------------------------------------------------
 
     def _spawn(self, announce: bool = False) -> WorkerProcess:
-        worker = spawn(self.spec, announce, self._descriptors())
+        worker = spawn(self.spec, announce, self._descriptors(), self._free_slot())
         self.workers[worker.pid] = worker
         self.selector.register(worker.channel.fd, selectors.EVENT_READ, worker)
-        error_logger.debug("Started worker [%d]", worker.pid)
+        error_logger.debug("Started worker [%d] (load slot %s)", worker.pid, worker.slot)
         return worker
+
+    def _free_slot(self) -> int | None:
+        if self.spec.slots is None:
+            return None
+        used = {w.slot for w in self.workers.values()}
+        return next((i for i in range(len(self.spec.slots)) if i not in used), None)
+
+    def _release_slot(self, worker: WorkerProcess) -> None:
+        if worker.slot is not None and self.spec.slots is not None:
+            self.spec.slots.clear(worker.slot)
 
     def _descriptors(self) -> list[int]:
         """The supervisor's descriptors a new child must close."""
@@ -259,6 +272,7 @@ class Supervisor:
         if worker.channel.fd in self.selector.get_map():
             self.selector.unregister(worker.channel.fd)
         worker.close()
+        self._release_slot(worker)
         how = _describe_status(status)
         code = os.waitstatus_to_exitcode(status)
         if worker.stop_sent is not None:
@@ -338,6 +352,9 @@ class Supervisor:
                 self._stop_worker(w, signal.SIGTERM)
 
     def _stop_worker(self, worker: WorkerProcess, sig: int) -> None:
+        # Siblings stop leaving connections for it at once (it also says so itself when it
+        # stops accepting, but a stuck one cannot).
+        self._release_slot(worker)
         worker.stop_sent = time.monotonic()
         worker.signal(sig)
 

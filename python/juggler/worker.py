@@ -52,6 +52,7 @@ class Worker:
         interface: str,
         channel: WorkerChannel,
         max_requests: int | None = None,
+        load_slot: tuple[Any, int] | None = None,
     ) -> None:
         self.config = config
         self.sock = sock
@@ -61,6 +62,8 @@ class Worker:
         self.channel = channel
         #: This worker's own --max-requests, jitter included.
         self.max_requests = max_requests
+        #: The shared connection counts of the workers, and this worker's place in them.
+        self.load_slot = load_slot
 
         #: WSGI calls were still running when the worker stopped: threads cannot be cancelled,
         #: so the process must end without waiting for them.
@@ -138,6 +141,8 @@ class Worker:
             loop.add_signal_handler(sig, self._on_signal, sig.name)
         if self.max_requests:
             server.on_request_limit(lambda: self._request_limit_reached(server))
+        if self.load_slot is not None:
+            server.share_load(*self.load_slot)
         if self.config.timeout_worker > 0:
             server.on_heartbeat(
                 beat_interval(self.config.timeout_worker),

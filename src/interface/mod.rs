@@ -6,6 +6,7 @@
 pub mod access;
 pub mod log;
 pub mod server;
+pub mod siblings;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;

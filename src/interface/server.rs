@@ -7,11 +7,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyIndexError, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::log::Loggers;
+use super::siblings::LoadSlots;
+use crate::server::balance::Balance;
 use super::{Host, Interface, LoopEvent};
 use crate::error::Error;
 use crate::http::conn::Http1;
@@ -220,6 +222,23 @@ impl Server {
             .into());
         }
         *self.heartbeat.lock() = Some((Duration::from_secs_f64(interval), callback));
+        Ok(())
+    }
+
+    /// Publishes this worker's open connections in `slots[index]` and, when a connection is
+    /// pending, leaves it briefly to a sibling holding fewer (workers sharing one socket).
+    /// Before `start()`.
+    fn share_load(&self, slots: &LoadSlots, index: usize) -> PyResult<()> {
+        if index >= slots.0.len() {
+            return Err(PyIndexError::new_err(format!(
+                "slot {index} of {} does not exist",
+                slots.0.len()
+            )));
+        }
+        self.host.registry.set_balance(Balance {
+            slots: slots.0.clone(),
+            me: index,
+        });
         Ok(())
     }
 

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
@@ -28,35 +29,75 @@ pub trait ServeConnection: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send + 'static;
 }
 
+/// How long a worker leaves a pending connection for the less loaded sibling it nudged,
+/// before it takes the connection itself if it is still there.
+const DEFER: Duration = Duration::from_millis(1);
+
 pub async fn accept_loop<S: ServeConnection>(
     listener: Listener,
     registry: Arc<Registry>,
     protocol: Arc<S>,
 ) {
     let mut phase = registry.subscribe();
+    let nudges = registry
+        .balance()
+        .and_then(|b| Nudges::watch(b.nudged_fd()).ok());
+    let mut deferred = false;
     loop {
         if *phase.borrow_and_update() != Phase::Running {
             break;
         }
-        tokio::select! {
-            res = listener.accept() => match res {
-                Ok((io, info)) => {
-                    let (token, p) = (registry.connection(), registry.subscribe());
-                    match io {
-                        Accepted::Tcp(io) => tokio::spawn(protocol.clone().serve(Lingering::new(io), info, p, token)),
-                        Accepted::Unix(io) => tokio::spawn(protocol.clone().serve(Lingering::new(io), info, p, token)),
-                    };
-                }
+        let nudged = tokio::select! {
+            ready = listener.ready() => match ready {
+                Ok(()) => false,
                 Err(e) => {
-                    // Out of descriptors or a connection reset before accept: not fatal.
                     registry.report().log(LogLevel::Warning, format!("accept failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
                 }
             },
-            _ = phase.changed() => {}
+            () = nudged(nudges.as_ref()) => true,
+            _ = phase.changed() => continue,
+        };
+        if !nudged && !deferred {
+            let sibling = registry.balance().and_then(|b| {
+                b.less_loaded_sibling(registry.connections())
+                    .map(|s| (b, s))
+            });
+            if let Some((balance, sibling)) = sibling {
+                deferred = true;
+                balance.nudge(sibling);
+                tokio::select! {
+                    _ = tokio::time::sleep(DEFER) => {}
+                    _ = phase.changed() => {}
+                }
+                continue;
+            }
+        }
+        deferred = false;
+        match listener.try_accept(nudged) {
+            Ok(Some((io, info))) => {
+                let (token, p) = (registry.connection(), registry.subscribe());
+                match io {
+                    Accepted::Tcp(io) => tokio::spawn(protocol.clone().serve(Lingering::new(io), info, p, token)),
+                    Accepted::Unix(io) => tokio::spawn(protocol.clone().serve(Lingering::new(io), info, p, token)),
+                };
+            }
+            // Another worker took it.
+            Ok(None) => {}
+            Err(e) => {
+                // Out of descriptors or a connection reset before accept: not fatal.
+                registry
+                    .report()
+                    .log(LogLevel::Warning, format!("accept failed: {e}"));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
     drop(listener);
+    if let Some(b) = registry.balance() {
+        b.leave();
+    }
     registry.check_drained();
     // Keep the runtime alive until every connection is closed.
     while registry.connections() > 0 {
@@ -68,6 +109,46 @@ pub async fn accept_loop<S: ServeConnection>(
             while registry.connections() > 0 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+        }
+    }
+}
+
+/// This worker's end of its siblings' nudges: an eventfd they write to.
+struct Nudges(AsyncFd<std::os::fd::OwnedFd>);
+
+impl Nudges {
+    fn watch(fd: std::os::fd::RawFd) -> std::io::Result<Self> {
+        let own = super::listener::dup_fd(fd)?;
+        // SAFETY: the AsyncFd owns the duplicate, which stays open until it is dropped.
+        let watched =
+            unsafe { AsyncFd::register_with_interest(own, tokio::io::Interest::READABLE) }
+                .map_err(std::io::Error::from)?;
+        Ok(Self(watched))
+    }
+}
+
+/// Completes when a sibling nudged this worker (never, for a worker without siblings).
+async fn nudged(nudges: Option<&Nudges>) {
+    let Some(n) = nudges else {
+        return std::future::pending().await;
+    };
+    loop {
+        let Ok(mut ready) = n.0.readable().await else {
+            return std::future::pending().await;
+        };
+        let read = ready.try_io(|fd| {
+            use std::os::fd::AsRawFd;
+            let mut count = 0u64;
+            // SAFETY: reads 8 bytes into a local from the eventfd.
+            let r = unsafe { libc::read(fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+            if r < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        });
+        if let Ok(Ok(())) = read {
+            return;
         }
     }
 }

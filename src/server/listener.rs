@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::any::Any;
 use std::sync::OnceLock;
 
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::io::unix::AsyncFd;
+use tokio::net::{TcpStream, UnixStream};
 
 /// Where a connection came from and arrived at.
 pub struct ConnInfo {
@@ -38,14 +39,53 @@ pub enum ServerAddr {
     Unix(String),
 }
 
+/// Polled for readiness apart from accepting, so that a worker can leave a pending
+/// connection to a sibling (`server::balance`).
 pub enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener, String),
+    Tcp(AsyncFd<std::net::TcpListener>),
+    Unix(AsyncFd<std::os::unix::net::UnixListener>, String),
 }
 
 pub enum Accepted {
     Tcp(TcpStream),
     Unix(UnixStream),
+}
+
+fn tcp_connection(
+    stream: std::net::TcpStream,
+    peer: std::net::SocketAddr,
+) -> io::Result<(Accepted, Arc<ConnInfo>)> {
+    stream.set_nonblocking(true)?;
+    // Small responses must not wait for Nagle's algorithm.
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr()?;
+    let info = ConnInfo {
+        client: Some((peer.ip().to_canonical().to_string(), peer.port())),
+        server: ServerAddr::Tcp(local.ip().to_canonical().to_string(), local.port()),
+        derived: OnceLock::new(),
+    };
+    Ok((Accepted::Tcp(TcpStream::from_std(stream)?), Arc::new(info)))
+}
+
+fn unix_connection(
+    stream: std::os::unix::net::UnixStream,
+    path: &str,
+) -> io::Result<(Accepted, Arc<ConnInfo>)> {
+    stream.set_nonblocking(true)?;
+    let info = ConnInfo {
+        client: None,
+        server: ServerAddr::Unix(path.to_owned()),
+        derived: OnceLock::new(),
+    };
+    Ok((Accepted::Unix(UnixStream::from_std(stream)?), Arc::new(info)))
+}
+
+/// Watches a listening socket for readability only.
+fn register<T: std::os::fd::AsRawFd>(listener: T) -> io::Result<AsyncFd<T>> {
+    // SAFETY: the listener owns its descriptor and the AsyncFd owns the listener, so the
+    // descriptor stays open and the same until the AsyncFd is dropped.
+    unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) }
+        .map_err(io::Error::from)
 }
 
 /// A duplicate of the caller's descriptor, so that Python may close its socket object freely.
@@ -70,37 +110,47 @@ impl Listener {
                 .as_pathname()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
-            Ok(Listener::Unix(UnixListener::from_std(std)?, path))
+            Ok(Listener::Unix(register(std)?, path))
         } else {
             let std = std::net::TcpListener::from(fd);
             std.set_nonblocking(true)?;
-            Ok(Listener::Tcp(TcpListener::from_std(std)?))
+            Ok(Listener::Tcp(register(std)?))
         }
     }
 
-    pub async fn accept(&self) -> io::Result<(Accepted, Arc<ConnInfo>)> {
+    /// Waits until a connection may be pending (without taking it).
+    pub async fn ready(&self) -> io::Result<()> {
         match self {
+            Listener::Tcp(l) => l.readable().await.map(drop),
+            Listener::Unix(l, _) => l.readable().await.map(drop),
+        }
+    }
+
+    /// Takes a pending connection, if there is one. `nudged`: a sibling said one is waiting,
+    /// which this worker's own readiness may not know about.
+    pub fn try_accept(&self, nudged: bool) -> io::Result<Option<(Accepted, Arc<ConnInfo>)>> {
+        let result = match self {
             Listener::Tcp(l) => {
-                let (stream, peer) = l.accept().await?;
-                // Small responses must not wait for Nagle's algorithm.
-                let _ = stream.set_nodelay(true);
-                let local = stream.local_addr()?;
-                let info = ConnInfo {
-                    client: Some((peer.ip().to_canonical().to_string(), peer.port())),
-                    server: ServerAddr::Tcp(local.ip().to_canonical().to_string(), local.port()),
-                    derived: OnceLock::new(),
+                let accepted = if nudged {
+                    l.get_ref().accept()
+                } else {
+                    l.try_io(tokio::io::Interest::READABLE, |l| l.accept())
                 };
-                Ok((Accepted::Tcp(stream), Arc::new(info)))
+                accepted.and_then(|(stream, peer)| tcp_connection(stream, peer))
             }
             Listener::Unix(l, path) => {
-                let (stream, _) = l.accept().await?;
-                let info = ConnInfo {
-                    client: None,
-                    server: ServerAddr::Unix(path.clone()),
-                    derived: OnceLock::new(),
+                let accepted = if nudged {
+                    l.get_ref().accept()
+                } else {
+                    l.try_io(tokio::io::Interest::READABLE, |l| l.accept())
                 };
-                Ok((Accepted::Unix(stream), Arc::new(info)))
+                accepted.and_then(|(stream, _)| unix_connection(stream, path))
             }
+        };
+        match result {
+            Ok(c) => Ok(Some(c)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
         }
     }
 }

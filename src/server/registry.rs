@@ -2,9 +2,11 @@
 //! and the shutdown phase every connection watches.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::watch;
+
+use super::balance::Balance;
 
 /// Shutdown phases, broadcast to the accept loop and every connection.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -41,6 +43,8 @@ pub struct Registry {
     /// `requests` at which `request_limit_reached` is reported (0: never).
     request_limit: u64,
     report: Arc<dyn Report>,
+    /// This worker's place among siblings sharing the listening socket, if any.
+    balance: OnceLock<Balance>,
 }
 
 #[derive(Clone, Copy)]
@@ -64,7 +68,18 @@ impl Registry {
             requests: AtomicU64::new(0),
             request_limit: request_limit.unwrap_or(0),
             report,
+            balance: OnceLock::new(),
         })
+    }
+
+    /// Joins the siblings' connection counts; before the accept loop starts.
+    pub fn set_balance(&self, balance: Balance) {
+        balance.publish(self.connections());
+        let _ = self.balance.set(balance);
+    }
+
+    pub fn balance(&self) -> Option<&Balance> {
+        self.balance.get()
     }
 
     /// Counts a request handed to the app; reports once when the limit is reached.
@@ -104,7 +119,10 @@ impl Registry {
     }
 
     pub fn connection(self: &Arc<Self>) -> Token {
-        self.connections.fetch_add(1, Ordering::AcqRel);
+        let n = self.connections.fetch_add(1, Ordering::AcqRel) + 1;
+        if let Some(b) = self.balance.get() {
+            b.publish(n);
+        }
         Token {
             registry: self.clone(),
             kind: Kind::Connection,
@@ -134,7 +152,13 @@ impl Drop for Token {
             Kind::Connection => &self.registry.connections,
             Kind::Call => &self.registry.calls,
         };
-        if counter.fetch_sub(1, Ordering::AcqRel) == 1 {
+        let left = counter.fetch_sub(1, Ordering::AcqRel) - 1;
+        if let (Kind::Connection, Some(b)) = (self.kind, self.registry.balance.get()) {
+            if self.registry.phase() == Phase::Running {
+                b.publish(left);
+            }
+        }
+        if left == 0 {
             self.registry.check_drained();
         }
     }
