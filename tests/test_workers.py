@@ -124,12 +124,10 @@ def test_reuse_port_gives_each_worker_its_own_socket(juggler):
     # hash of their addresses, so some of 40 reach each worker.
     seen = set(pids_of_held_connections(j.url, 40))
     assert seen == set(workers)
-    inodes = [
-        {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
-        for pid in workers
-    ]
-    sockets = [{i for i in s if i.startswith("socket:")} for s in inodes]
-    assert sockets[0] and sockets[1]
+    # Each worker listens on a socket of its own.
+    listening = [_listening_sockets(pid, j.port) for pid in workers]
+    assert all(len(s) == 1 for s in listening), listening
+    assert listening[0] != listening[1]
     assert j.stop() == 0
 
 
@@ -428,6 +426,25 @@ def _assert_started_before_stopped(output: str, new: set[int], old: set[int]) ->
 
 def _index(lines: list[str], text: str) -> int:
     return next(i for i, line in enumerate(lines) if text in line)
+
+
+def _listening_sockets(pid: int, port: int) -> set[str]:
+    """The inodes of the sockets listening on ``port`` that ``pid`` holds."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    held = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            held.add(target)
+    return held
 
 
 def _line_of(path: Path, text: str) -> int:

@@ -140,9 +140,7 @@ def _worker_main(
     if max_requests:
         max_requests += random.randint(0, config.max_requests_jitter)
     load_slot = (spec.slots, slot) if spec.slots is not None and slot is not None else None
-    worker = Worker(
-        config, sock, app, interface, WorkerChannel(channel_w), max_requests, load_slot
-    )
+    worker = Worker(config, sock, app, interface, WorkerChannel(channel_w), max_requests, load_slot)
     try:
         return worker.run()
     except RuntimeError as exc:

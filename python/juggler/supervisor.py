@@ -76,7 +76,9 @@ def run(config: Config) -> int:
             where = describe(reserved)
         else:
             sock = bind(config)
-            spec = WorkerSpec(config, sock, None, app, _juggler.LoadSlots(max(LOAD_SLOTS, 2 * config.workers)))
+            spec = WorkerSpec(
+                config, sock, None, app, _juggler.LoadSlots(max(LOAD_SLOTS, 2 * config.workers))
+            )
             where = describe(sock)
     except BindError as exc:
         fatal(str(exc))

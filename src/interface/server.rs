@@ -13,11 +13,11 @@ use pyo3::prelude::*;
 
 use super::log::Loggers;
 use super::siblings::LoadSlots;
-use crate::server::balance::Balance;
 use super::{Host, Interface, LoopEvent};
 use crate::error::Error;
 use crate::http::conn::Http1;
 use crate::http::Http;
+use crate::server::balance::Balance;
 use crate::server::{listener, Phase};
 
 #[pyclass(frozen, module = "juggler._juggler")]
@@ -229,10 +229,10 @@ impl Server {
     /// pending, leaves it briefly to a sibling holding fewer (workers sharing one socket).
     /// Before `start()`.
     fn share_load(&self, slots: &LoadSlots, index: usize) -> PyResult<()> {
-        if index >= slots.0.len() {
+        if index >= slots.0.capacity() {
             return Err(PyIndexError::new_err(format!(
                 "slot {index} of {} does not exist",
-                slots.0.len()
+                slots.0.capacity()
             )));
         }
         self.host.registry.set_balance(Balance {

@@ -17,11 +17,13 @@ pub struct LoadSlots(pub Arc<SharedSlots>);
 impl LoadSlots {
     #[new]
     fn new(capacity: usize) -> PyResult<Self> {
-        Ok(Self(Arc::new(SharedSlots::new(capacity).map_err(Error::from)?)))
+        Ok(Self(Arc::new(
+            SharedSlots::new(capacity).map_err(Error::from)?,
+        )))
     }
 
     fn __len__(&self) -> usize {
-        self.0.len()
+        self.0.capacity()
     }
 
     /// The open connections of the worker in `index`, or None if none accepts there.
@@ -31,7 +33,7 @@ impl LoadSlots {
 
     /// Marks `index` as unused (its worker stopped, or stopped accepting).
     fn clear(&self, index: usize) -> PyResult<()> {
-        if index >= self.0.len() {
+        if index >= self.0.capacity() {
             return Err(PyIndexError::new_err(format!("no slot {index}")));
         }
         self.0.set(index, None);

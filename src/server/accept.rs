@@ -79,8 +79,12 @@ pub async fn accept_loop<S: ServeConnection>(
             Ok(Some((io, info))) => {
                 let (token, p) = (registry.connection(), registry.subscribe());
                 match io {
-                    Accepted::Tcp(io) => tokio::spawn(protocol.clone().serve(Lingering::new(io), info, p, token)),
-                    Accepted::Unix(io) => tokio::spawn(protocol.clone().serve(Lingering::new(io), info, p, token)),
+                    Accepted::Tcp(io) => {
+                        tokio::spawn(protocol.clone().serve(Lingering::new(io), info, p, token))
+                    }
+                    Accepted::Unix(io) => {
+                        tokio::spawn(protocol.clone().serve(Lingering::new(io), info, p, token))
+                    }
                 };
             }
             // Another worker took it.

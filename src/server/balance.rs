@@ -66,7 +66,8 @@ impl SharedSlots {
         Ok(slots)
     }
 
-    pub fn len(&self) -> usize {
+    /// How many slots there are (never zero).
+    pub fn capacity(&self) -> usize {
         self.len
     }
 
@@ -114,10 +115,7 @@ impl Drop for SharedSlots {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly what new() mapped.
         unsafe {
-            libc::munmap(
-                self.ptr.cast(),
-                self.len * std::mem::size_of::<AtomicU64>(),
-            );
+            libc::munmap(self.ptr.cast(), self.len * std::mem::size_of::<AtomicU64>());
         }
     }
 }
@@ -177,7 +175,11 @@ mod tests {
         assert_eq!(a.less_loaded_sibling(1), Some(1));
         assert_eq!(b.less_loaded_sibling(0), None);
         b.leave();
-        assert_eq!(a.less_loaded_sibling(5), None, "a sibling that left is not waited for");
+        assert_eq!(
+            a.less_loaded_sibling(5),
+            None,
+            "a sibling that left is not waited for"
+        );
         assert_eq!(a.slots.get(1), None);
         assert_eq!(a.slots.get(0), Some(1));
         assert_eq!(a.slots.get(99), None, "out of range is absent");

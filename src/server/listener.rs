@@ -77,7 +77,10 @@ fn unix_connection(
         server: ServerAddr::Unix(path.to_owned()),
         derived: OnceLock::new(),
     };
-    Ok((Accepted::Unix(UnixStream::from_std(stream)?), Arc::new(info)))
+    Ok((
+        Accepted::Unix(UnixStream::from_std(stream)?),
+        Arc::new(info),
+    ))
 }
 
 /// Watches a listening socket for readability only.
