@@ -104,5 +104,7 @@ def test_streaming_handler_sees_disconnect_on_shutdown(juggler):
     s.sendall(b"GET /wait-disconnect?key=k HTTP/1.1\r\nHost: t\r\n\r\n")
     assert b"tick" in s.recv(4096)
     assert j.stop() == 0
+    # The handler was told, and ran the code after its receive(): not cancelled.
+    assert "EVENT k http.disconnect" in j.output
     assert "Traceback" not in j.output
     s.close()

@@ -21,6 +21,10 @@ from .lifespan import Lifespan, LifespanFailed
 from .logging import access_logger, error_logger
 from .wsgi import ErrorStream
 
+#: After the graceful timeout, how long apps that were told of the disconnect may take to end
+#: by themselves before they are cancelled.
+DISCONNECT_GRACE = 1.0
+
 #: SIGTERM stops gracefully, SIGQUIT at once. SIGINT belongs to the supervisor: Ctrl+C reaches
 #: every process of the terminal's group, and the supervisor turns it into SIGTERM or SIGQUIT.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGQUIT)
@@ -204,7 +208,12 @@ class Worker:
                 server.connections,
                 len(pending),
             )
+            # Every open request gets http.disconnect, so that streaming handlers (SSE, long
+            # downloads) end by themselves and run their clean-up; only those that do not,
+            # within a short grace, are cancelled.
             server.abort()
+            if pending:
+                _, pending = await asyncio.wait(pending, timeout=DISCONNECT_GRACE)
             for task in pending:
                 task.cancel()
             if pending:
