@@ -382,3 +382,11 @@ def test_django_wsgi_and_asgi_handlers():
         "--interface wsgi was given, but the ASGIHandler object is an ASGI app "
         "(async callable taking scope, receive, send)",
     ]
+
+
+def test_workers_from_juggler_workers_then_web_concurrency():
+    assert Config.resolve("x:app", {}, env={}).workers == 1
+    assert Config.resolve("x:app", {}, env={"WEB_CONCURRENCY": "3"}).workers == 3
+    both = {"WEB_CONCURRENCY": "3", "JUGGLER_WORKERS": "5"}
+    assert Config.resolve("x:app", {}, env=both).workers == 5
+    assert Config.resolve("x:app", {"workers": 2}, env=both).workers == 2

@@ -20,7 +20,7 @@ def beat_interval(timeout_worker: float) -> float:
     """How often a worker reports, so that a few beats fit in one ``--timeout-worker``."""
     if timeout_worker <= 0:
         return 1.0
-    return min(1.0, timeout_worker / 4)
+    return min(1.0, max(0.01, timeout_worker / 4))
 
 
 class WorkerChannel:
@@ -38,7 +38,8 @@ class WorkerChannel:
             self._send("beat")
         else:
             age, what = longest_call
-            self._send(f"beat {age:.3f} {what}")
+            # Short enough to be written whole: a pipe takes up to 4 KiB at once.
+            self._send(f"beat {age:.3f} {what[:512]}")
 
     def recycle(self, requests: int) -> None:
         self._send(f"recycle {requests}")

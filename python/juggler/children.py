@@ -45,6 +45,7 @@ class WorkerProcess:
     dump_fd: int
     started: float
     ready: bool = False
+    ready_at: float = 0.0
     last_beat: float = 0.0
     #: The oldest WSGI call without progress at the last beat: (seconds, "METHOD path").
     stalled_call: tuple[float, str] | None = None
@@ -53,6 +54,8 @@ class WorkerProcess:
     #: Asked to stop (SIGTERM or SIGQUIT) or killed, at this time.
     stop_sent: float | None = None
     killed: bool = False
+    #: Stopped because the supervisor stops (its exit code then counts).
+    shut_down: bool = False
 
     @property
     def active(self) -> bool:
@@ -93,12 +96,22 @@ def spawn(
     ``close_in_child``: the supervisor's descriptors the child must not keep. ``slot``: its
     place in ``spec.slots``."""
     channel_r, channel_w = os.pipe()
-    dump_r, dump_w = os.pipe()
-    pid = fork(
-        lambda: _worker_main(spec, announce, channel_w, dump_w, slot),
-        [*close_in_child, channel_r, dump_r],
-        "Worker",
-    )
+    try:
+        dump_r, dump_w = os.pipe()
+    except OSError:
+        os.close(channel_r)
+        os.close(channel_w)
+        raise
+    try:
+        pid = fork(
+            lambda: _worker_main(spec, announce, channel_w, dump_w, slot),
+            [*close_in_child, channel_r, dump_r],
+            "Worker",
+        )
+    except OSError:
+        for fd in (channel_r, channel_w, dump_r, dump_w):
+            os.close(fd)
+        raise
     os.close(channel_w)
     os.close(dump_w)
     os.set_blocking(dump_r, False)

@@ -170,22 +170,22 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "reload_dir",
         (),
-        "Directory to watch with --reload; repeat for more. [default: the current directory]",
+        "Directory to watch with --reload; repeat for more. [default: --app-dir]",
         kind="multi",
         metavar="DIR",
     ),
     Option(
         "reload_include",
         (),
-        "Glob of files whose changes reload; repeat for more. [default: *.py]",
+        "Glob of more files whose changes reload, besides *.py; repeat for more.",
         kind="multi",
         metavar="GLOB",
     ),
     Option(
         "reload_exclude",
         (),
-        "Glob of files whose changes never reload; repeat for more."
-        " [default: .*, *.py[cod], *~, .*.sw?]",
+        "Glob of files whose changes never reload, besides .*, *.py[cod], *~ and .*.sw?;"
+        " repeat for more.",
         kind="multi",
         metavar="GLOB",
     ),

@@ -17,6 +17,15 @@ from collections.abc import Callable, Iterable
 from .logging import error_logger
 
 _PR_SET_PDEATHSIG = 1
+CHILD_SIGNALS = {
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGCHLD,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+}
 
 
 def fork(child_main: Callable[[], int], close_in_child: Iterable[int], what: str) -> int:
@@ -24,8 +33,17 @@ def fork(child_main: Callable[[], int], close_in_child: Iterable[int], what: str
     parent = os.getpid()
     close = list(close_in_child)
     flush_std_streams()
-    pid = os.fork()
+    # Signals stay blocked across the fork until the child has dropped the supervisor's
+    # handlers: one arriving in between would otherwise be queued for a loop that does not
+    # run in the child, and lost.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, CHILD_SIGNALS)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        raise
     if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return pid
     code = 1
     try:
@@ -35,6 +53,7 @@ def fork(child_main: Callable[[], int], close_in_child: Iterable[int], what: str
             except OSError:
                 pass
         _reset_signals()
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         _die_with_parent(parent)
         code = child_main()
     except BaseException:  # nothing may escape into the supervisor's code

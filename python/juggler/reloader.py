@@ -26,21 +26,37 @@ class ReloaderUnavailable(RuntimeError):
 
 class FileFilter:
     """Which changed files reload: those matching an include glob and no exclude glob. A glob
-    matches the file's name, or its whole path; a directory's name excludes what is in it."""
+    matches the file's name, or its path below the watched directory; a directory's name
+    below it excludes what is inside (the watched directory's own parents do not count, so a
+    project under ``~/.projects`` still reloads)."""
 
-    def __init__(self, include: Sequence[str], exclude: Sequence[str]) -> None:
-        self.include = tuple(include) or DEFAULT_INCLUDE
-        self.exclude = tuple(exclude) or DEFAULT_EXCLUDE
+    def __init__(
+        self, include: Sequence[str], exclude: Sequence[str], roots: Sequence[str] = ()
+    ) -> None:
+        # As with Uvicorn, the globs given add to the defaults.
+        self.include = (*DEFAULT_INCLUDE, *include)
+        self.exclude = (*DEFAULT_EXCLUDE, *exclude)
+        self.roots = tuple(Path(r) for r in roots)
 
     def __call__(self, change: object, path: str) -> bool:
         p = Path(path)
-        if not any(fnmatch.fnmatch(p.name, g) or fnmatch.fnmatch(path, g) for g in self.include):
+        rel = self._relative(p)
+        if not any(
+            fnmatch.fnmatch(p.name, g) or fnmatch.fnmatch(str(rel), g) for g in self.include
+        ):
             return False
-        names = (*p.parent.parts, p.name)
         return not any(
-            fnmatch.fnmatch(path, g) or any(fnmatch.fnmatch(n, g) for n in names if n != "/")
+            fnmatch.fnmatch(str(rel), g) or any(fnmatch.fnmatch(n, g) for n in rel.parts)
             for g in self.exclude
         )
+
+    def _relative(self, path: Path) -> Path:
+        for root in self.roots:
+            try:
+                return path.relative_to(root)
+            except ValueError:
+                continue
+        return Path(path.name)
 
 
 def check_available() -> None:
@@ -58,7 +74,7 @@ def start(
     """Forks the watcher; returns its pid and the pipe's read end."""
     directories = [str(Path(d).resolve()) for d in dirs] or [os.getcwd()]
     read_fd, write_fd = os.pipe()
-    file_filter = FileFilter(include, exclude)
+    file_filter = FileFilter(include, exclude, directories)
 
     def main() -> int:
         _watch(directories, file_filter, write_fd)

@@ -31,12 +31,16 @@ from .logging import error_logger
 from .sockets import BindError, bind, describe, reserve_reuse_port
 
 #: Workers that can share their connection counts, at least (workers beyond the slots, added
-#: with SIGTTIN, run unbalanced). Each slot costs every process an eventfd.
-LOAD_SLOTS = 64
+#: with SIGTTIN, run unbalanced).
+MIN_LOAD_SLOTS = 8
 #: Consecutive start failures of replacement workers after which the supervisor gives up.
 MAX_START_FAILURES = 5
-#: A worker asked to stop gracefully is killed this long after the graceful timeout.
-STOP_MARGIN = 5.0
+#: A worker asked to stop gracefully is killed this long after the graceful timeout (it gives
+#: apps 1 s to end after their disconnect, waits up to 5 s for cancelled tasks, and runs the
+#: lifespan shutdown).
+STOP_MARGIN = 10.0
+#: A worker that dies this soon after it became ready counts as failing to start (back-off).
+CRASH_WINDOW = 2.0
 #: A worker asked to stop at once (SIGQUIT) is killed after this long.
 FAST_STOP_TIMEOUT = 5.0
 HANDLED_SIGNALS = (
@@ -76,12 +80,13 @@ def run(config: Config) -> int:
             where = describe(reserved)
         else:
             sock = bind(config)
-            spec = WorkerSpec(
-                config, sock, None, app, _juggler.LoadSlots(max(LOAD_SLOTS, 2 * config.workers))
-            )
+            spec = WorkerSpec(config, sock, None, app, _load_slots(config.workers))
             where = describe(sock)
     except BindError as exc:
         fatal(str(exc))
+        return EXIT_BIND_FAILED
+    except OSError as exc:
+        fatal(f"cannot set up the workers' shared state: {exc}")
         return EXIT_BIND_FAILED
     try:
         return Supervisor(config, spec, where).run()
@@ -89,6 +94,12 @@ def run(config: Config) -> int:
         for s in (spec.sock, reserved):
             if s is not None:
                 s.close()
+
+
+def _load_slots(workers: int) -> Any:
+    """Where workers sharing the socket publish their connection counts: a slot per worker,
+    with room for some added by SIGTTIN (an eventfd each, in every process)."""
+    return _juggler.LoadSlots(max(MIN_LOAD_SLOTS, 2 * workers))
 
 
 def _check_environment(config: Config) -> tuple[str, int] | None:
@@ -139,6 +150,7 @@ class Supervisor:
         self.reloader_buffer = bytearray()
         self._wakeup_r, self._wakeup_w = os.pipe()
         self._pid_file_written = False
+        self._last_check = time.monotonic()
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -163,8 +175,8 @@ class Supervisor:
                 self._wait()
                 self._handle_signals()
                 self._reap()
+                self._enforce_stop_deadlines()
                 if self.stopping:
-                    self._enforce_stop_deadlines()
                     continue
                 self._check_health()
                 self._retire_replaced()
@@ -193,8 +205,17 @@ class Supervisor:
 
     # -- workers --------------------------------------------------------------------------
 
-    def _spawn(self, announce: bool = False) -> WorkerProcess:
-        worker = spawn(self.spec, announce, self._descriptors(), self._free_slot())
+    def _spawn(self, announce: bool = False) -> WorkerProcess | None:
+        try:
+            worker = spawn(self.spec, announce, self._descriptors(), self._free_slot())
+        except OSError as exc:
+            # Out of processes, memory or descriptors: try again later, like a start failure.
+            self.start_failures += 1
+            self._back_off(f"Cannot start a worker: {exc}")
+            if not self.workers and not self.ever_ready:
+                self.exit_code = EXIT_BIND_FAILED
+                self._begin_stop("fast", quiet=True)
+            return None
         self.workers[worker.pid] = worker
         self.selector.register(worker.channel.fd, selectors.EVENT_READ, worker)
         error_logger.debug("Started worker [%d] (load slot %s)", worker.pid, worker.slot)
@@ -230,6 +251,7 @@ class Supervisor:
         now = time.monotonic()
         if message.kind == "ready":
             worker.ready = True
+            worker.ready_at = now
             worker.last_beat = now
             self.ever_ready = True
             self.start_failures = 0
@@ -278,28 +300,34 @@ class Supervisor:
         how = _describe_status(status)
         code = os.waitstatus_to_exitcode(status)
         if worker.stop_sent is not None:
-            if code > 0 and self.exit_code == EXIT_OK and not worker.killed:
+            if code > 0 and self.exit_code == EXIT_OK and worker.shut_down and worker.ready:
                 # A worker that failed its own shutdown (lifespan.shutdown.failed) says so
                 # through the supervisor's exit code.
                 self.exit_code = code
             level = error_logger.info if code == 0 or worker.killed else error_logger.warning
             level("Worker [%d] stopped (%s)", worker.pid, how)
             return
-        if worker.ready:
+        crashed_at_once = (
+            worker.ready
+            and time.monotonic() - worker.ready_at < CRASH_WINDOW
+            and not _killed_from_outside(status)
+        )
+        if worker.ready and not crashed_at_once:
             error_logger.error(
                 "Worker [%d] died unexpectedly (%s); starting a replacement", worker.pid, how
             )
             return
-        # It died before it was ready: its app could not start.
+        # It died before it was ready, or right after: its app cannot start or keep running.
         failed_code = code if code > 0 else 1
-        if any(w.retiring for w in self.workers.values()):
+        if any(w.retiring and w.stop_sent is None for w in self.workers.values()):
             self._abandon_replacement(worker, how)
         elif not self.ever_ready:
             if code < 0:
                 error_logger.error("Worker [%d] died before it was ready (%s)", worker.pid, how)
             self.exit_code = failed_code
             self._begin_stop("fast", quiet=True)
-        else:
+        elif time.monotonic() >= self.respawn_at:
+            # Replacements that fail together count once: back-off rounds are what count.
             self.start_failures += 1
             if self.start_failures >= MAX_START_FAILURES:
                 error_logger.error(
@@ -310,11 +338,13 @@ class Supervisor:
                 self.exit_code = failed_code
                 self._begin_stop("graceful")
                 return
-            delay = min(0.25 * 2 ** (self.start_failures - 1), 10.0)
-            error_logger.error(
-                "Worker [%d] failed to start (%s); trying again in %.1f s", worker.pid, how, delay
-            )
-            self.respawn_at = time.monotonic() + delay
+            what = "died right after it started" if worker.ready else "failed to start"
+            self._back_off(f"Worker [{worker.pid}] {what} ({how})")
+
+    def _back_off(self, what: str) -> None:
+        delay = min(0.25 * 2 ** (self.start_failures - 1), 10.0)
+        error_logger.error("%s; trying again in %.1f s", what, delay)
+        self.respawn_at = time.monotonic() + delay
 
     def _abandon_replacement(self, worker: WorkerProcess, how: str) -> None:
         """A new worker (reload, recycling) could not start: keep the ones that serve."""
@@ -324,10 +354,13 @@ class Supervisor:
             how,
         )
         for w in self.workers.values():
-            if w.retiring:
+            if w.stop_sent is not None:
+                continue
+            if not w.ready:
+                # The other new ones would load the same broken code.
+                self._stop_worker(w, signal.SIGKILL)
+            elif w.retiring:
                 w.retiring = False
-            elif not w.ready and w.stop_sent is None:
-                self._stop_worker(w, signal.SIGTERM)
 
     def _maintain(self) -> None:
         active = [w for w in self.workers.values() if w.active]
@@ -338,9 +371,10 @@ class Supervisor:
             if time.monotonic() < self.respawn_at:
                 return
             for _ in range(missing):
-                self._spawn()
+                if self._spawn() is None:
+                    break
         elif missing < 0:
-            for w in sorted(active, key=lambda w: w.started)[:-missing]:
+            for w in sorted(active, key=lambda w: (w.ready, w.started))[:-missing]:
                 error_logger.info("Stopping worker [%d] (fewer workers asked for)", w.pid)
                 self._stop_worker(w, signal.SIGTERM)
 
@@ -358,6 +392,7 @@ class Supervisor:
         # stops accepting, but a stuck one cannot).
         self._release_slot(worker)
         worker.stop_sent = time.monotonic()
+        worker.killed = worker.killed or sig == signal.SIGKILL
         worker.signal(sig)
 
     # -- hung workers ---------------------------------------------------------------------
@@ -367,6 +402,12 @@ class Supervisor:
         if limit <= 0:
             return
         now = time.monotonic()
+        if now - self._last_check > limit / 2:
+            # The supervisor itself was stopped (Ctrl+Z, a debugger) or starved: the workers'
+            # beats went unread, which says nothing about them.
+            for worker in self.workers.values():
+                worker.last_beat = max(worker.last_beat, now)
+        self._last_check = now
         for worker in list(self.workers.values()):
             if not worker.ready or worker.stop_sent is not None:
                 continue
@@ -443,8 +484,11 @@ class Supervisor:
                 "finish their requests" if how == "graceful" else "stop",
             )
         for w in self.workers.values():
-            if not w.killed:
-                self._stop_worker(w, sig)
+            w.shut_down = True
+            if w.killed or (sig == signal.SIGTERM and w.stop_sent is not None):
+                continue
+            # A worker still loading the app has no handler yet: SIGQUIT would dump core.
+            self._stop_worker(w, sig if w.ready or sig == signal.SIGTERM else signal.SIGKILL)
         if self.reloader_pid is not None:
             _kill_quietly(self.reloader_pid, signal.SIGTERM)
 
@@ -549,6 +593,12 @@ def _describe_status(status: int) -> str:
         except ValueError:
             return f"killed by signal {sig}"
     return f"exit code {os.waitstatus_to_exitcode(status)}"
+
+
+def _killed_from_outside(status: int) -> bool:
+    """SIGKILL or SIGTERM from someone else (an operator, the OOM killer): not the app's own
+    crash, so no reason to slow down replacing it."""
+    return os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGKILL, signal.SIGTERM)
 
 
 def _kill_quietly(pid: int, sig: int) -> None:

@@ -68,6 +68,7 @@ class Worker:
         self.max_requests = max_requests
         #: The shared connection counts of the workers, and this worker's place in them.
         self.load_slot = load_slot
+        self._recycle_asked = False
 
         #: WSGI calls were still running when the worker stopped: threads cannot be cancelled,
         #: so the process must end without waiting for them.
@@ -110,13 +111,21 @@ class Worker:
 
     def _on_signal(self, signame: str) -> None:
         assert self._stop is not None
-        if self._stop.is_set() or signame == "SIGQUIT":
-            # SIGQUIT, or the stop asked for again: stop waiting for in-flight requests.
+        if signame == "SIGQUIT":
+            # Stop waiting for in-flight requests. A repeated SIGTERM changes nothing: the
+            # supervisor, or systemd signalling the whole group, may send it twice.
             self._force = True
             error_logger.info("Received %s: cancelling in-flight requests.", signame)
         self._stop.set()
 
+    def _beat(self, server: Any) -> None:
+        self.channel.beat(server.longest_call())
+        if self._recycle_asked:
+            # Again, in case the first one was lost: the supervisor acts on it once.
+            self.channel.recycle(server.requests)
+
     def _request_limit_reached(self, server: Any) -> None:
+        self._recycle_asked = True
         error_logger.info(
             "Worker [%d] has taken %d requests (--max-requests); asking to be replaced.",
             os.getpid(),
@@ -149,10 +158,13 @@ class Worker:
             server.share_load(*self.load_slot)
         if self.config.timeout_worker > 0:
             server.on_heartbeat(
-                beat_interval(self.config.timeout_worker),
-                lambda: self.channel.beat(server.longest_call()),
+                beat_interval(self.config.timeout_worker), lambda: self._beat(server)
             )
         server.start()
+        # The server holds its own duplicate. Closing this one now means that when the server
+        # stops accepting, the worker holds the socket no more: with --reuse-port the kernel
+        # then stops sending it connections that nobody would accept.
+        self.sock.close()
         self.channel.ready()
         try:
             await self._stop.wait()

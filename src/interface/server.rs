@@ -215,9 +215,9 @@ impl Server {
     /// thread: the event loop runs it only when it turns, and it costs the loop nothing in
     /// between (a timer on the loop itself would make every turn dearer). Before `start()`.
     fn on_heartbeat(&self, interval: f64, callback: PyObject) -> PyResult<()> {
-        if !(interval.is_finite() && interval > 0.0) {
+        if !(interval.is_finite() && interval >= 0.001) {
             return Err(Error::Config(format!(
-                "heartbeat interval must be a positive number of seconds, got {interval}"
+                "heartbeat interval must be at least 0.001 seconds, got {interval}"
             ))
             .into());
         }

@@ -31,7 +31,7 @@ pub trait ServeConnection: Send + Sync + 'static {
 
 /// How long a worker leaves a pending connection for the less loaded sibling it nudged,
 /// before it takes the connection itself if it is still there.
-const DEFER: Duration = Duration::from_millis(1);
+const DEFER: Duration = Duration::from_millis(2);
 
 pub async fn accept_loop<S: ServeConnection>(
     listener: Listener,
@@ -77,15 +77,7 @@ pub async fn accept_loop<S: ServeConnection>(
         deferred = false;
         match listener.try_accept(nudged) {
             Ok(Some((io, info))) => {
-                let (token, p) = (registry.connection(), registry.subscribe());
-                match io {
-                    Accepted::Tcp(io) => {
-                        tokio::spawn(protocol.clone().serve(Lingering::new(io), info, p, token))
-                    }
-                    Accepted::Unix(io) => {
-                        tokio::spawn(protocol.clone().serve(Lingering::new(io), info, p, token))
-                    }
-                };
+                spawn_connection(&registry, &protocol, io, info);
             }
             // Another worker took it.
             Ok(None) => {}
@@ -96,6 +88,14 @@ pub async fn accept_loop<S: ServeConnection>(
                     .log(LogLevel::Warning, format!("accept failed: {e}"));
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+        }
+    }
+    if *phase.borrow() == Phase::Draining {
+        // Connections already queued on this socket are served rather than reset when it
+        // closes: with --reuse-port the queue is this worker's alone, and the kernel keeps
+        // filling it until the close.
+        while let Ok(Some((io, info))) = listener.try_accept(true) {
+            spawn_connection(&registry, &protocol, io, info);
         }
     }
     drop(listener);
@@ -115,6 +115,30 @@ pub async fn accept_loop<S: ServeConnection>(
             }
         }
     }
+}
+
+/// Serves an accepted connection on a task of its own, counted as open while it lives.
+fn spawn_connection<S: ServeConnection>(
+    registry: &Arc<Registry>,
+    protocol: &Arc<S>,
+    io: Accepted,
+    info: Arc<ConnInfo>,
+) {
+    let (token, phase) = (registry.connection(), registry.subscribe());
+    match io {
+        Accepted::Tcp(io) => tokio::spawn(protocol.clone().serve(
+            Lingering::new(io),
+            info,
+            phase,
+            token,
+        )),
+        Accepted::Unix(io) => tokio::spawn(protocol.clone().serve(
+            Lingering::new(io),
+            info,
+            phase,
+            token,
+        )),
+    };
 }
 
 /// This worker's end of its siblings' nudges: an eventfd they write to.
@@ -151,8 +175,12 @@ async fn nudged(nudges: Option<&Nudges>) {
                 Ok(())
             }
         });
-        if let Ok(Ok(())) = read {
-            return;
+        match read {
+            Ok(Ok(())) => return,
+            // Readiness was stale; wait for the next nudge.
+            Err(_would_block) => {}
+            // Cannot happen with an eventfd we own; never spin on it.
+            Ok(Err(_)) => return std::future::pending().await,
         }
     }
 }

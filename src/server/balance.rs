@@ -1,8 +1,8 @@
 //! Balancing connections between worker processes that share one listening socket.
 //!
-//! When a connection arrives, the kernel wakes one worker's epoll, the one that went to
-//! sleep last (seen here: all 16 connections of a CPU-bound load to one of two workers,
-//! halving their throughput; 16 of 16 when connections arrive 10 ms apart). So each worker
+//! When a connection arrives, in practice the same worker nearly always takes it (seen here:
+//! all 16 connections of a CPU-bound load went to one of two workers, halving their
+//! throughput; traced, the other worker's epoll did not even report them). So each worker
 //! publishes its open connection count in memory shared by all workers (mapped by the
 //! supervisor before it forks), and one that is woken while a sibling holds fewer
 //! connections leaves the new connection in the kernel's queue and nudges that sibling
@@ -31,7 +31,10 @@ unsafe impl Sync for SharedSlots {}
 
 impl SharedSlots {
     pub fn new(len: usize) -> io::Result<Self> {
-        let bytes = len.max(1) * std::mem::size_of::<AtomicU64>();
+        let bytes = len
+            .max(1)
+            .checked_mul(std::mem::size_of::<AtomicU64>())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
         // SAFETY: a fresh anonymous mapping; the result is checked before use.
         let ptr = unsafe {
             libc::mmap(

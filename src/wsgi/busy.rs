@@ -12,8 +12,18 @@ use parking_lot::Mutex;
 
 #[derive(Default)]
 struct Slot {
-    /// When the running call started (None when the thread is idle), and what it serves.
-    call: Mutex<(Option<Instant>, String)>,
+    call: Mutex<Call>,
+}
+
+#[derive(Default)]
+struct Call {
+    /// When the running call last made progress (None when the thread is idle).
+    since: Option<Instant>,
+    /// Waiting for the client (to send the body, or to take the response): not the app's
+    /// doing, and bounded by `--timeout-write`.
+    on_client: bool,
+    /// `METHOD path`.
+    what: String,
 }
 
 #[derive(Default)]
@@ -42,11 +52,12 @@ impl Busy {
         let slot = SLOT.with(|s| s.borrow().clone());
         if let Some(slot) = &slot {
             let mut call = slot.call.lock();
-            call.0 = Some(Instant::now());
-            call.1.clear();
-            call.1.push_str(method);
-            call.1.push(' ');
-            call.1.push_str(path);
+            call.since = Some(Instant::now());
+            call.on_client = false;
+            call.what.clear();
+            call.what.push_str(method);
+            call.what.push(' ');
+            call.what.push_str(path);
         }
         CallGuard(slot)
     }
@@ -56,11 +67,21 @@ impl Busy {
         SLOT.with(|s| {
             if let Some(slot) = &*s.borrow() {
                 let mut call = slot.call.lock();
-                if call.0.is_some() {
-                    call.0 = Some(Instant::now());
+                if call.since.is_some() {
+                    call.since = Some(Instant::now());
                 }
             }
         });
+    }
+
+    /// This thread's call waits for the client until the guard drops; the time does not
+    /// count, and the call's age starts again after.
+    pub fn waiting_on_client() -> ClientWait {
+        let slot = SLOT.with(|s| s.borrow().clone());
+        if let Some(slot) = &slot {
+            slot.call.lock().on_client = true;
+        }
+        ClientWait(slot)
     }
 
     /// The call without progress for longest: its age and its `method path`.
@@ -69,9 +90,9 @@ impl Busy {
         let mut oldest: Option<(Instant, String)> = None;
         for slot in slots.iter() {
             let call = slot.call.lock();
-            if let Some(since) = call.0 {
+            if let (Some(since), false) = (call.since, call.on_client) {
                 if oldest.as_ref().is_none_or(|(t, _)| since < *t) {
-                    oldest = Some((since, call.1.clone()));
+                    oldest = Some((since, call.what.clone()));
                 }
             }
         }
@@ -84,7 +105,21 @@ pub struct CallGuard(Option<Arc<Slot>>);
 impl Drop for CallGuard {
     fn drop(&mut self) {
         if let Some(slot) = &self.0 {
-            slot.call.lock().0 = None;
+            slot.call.lock().since = None;
+        }
+    }
+}
+
+pub struct ClientWait(Option<Arc<Slot>>);
+
+impl Drop for ClientWait {
+    fn drop(&mut self) {
+        if let Some(slot) = &self.0 {
+            let mut call = slot.call.lock();
+            call.on_client = false;
+            if call.since.is_some() {
+                call.since = Some(Instant::now());
+            }
         }
     }
 }
@@ -123,6 +158,15 @@ mod tests {
             Busy::progress();
             let (age, _) = busy.longest().expect("a call runs");
             assert!(age < Duration::from_millis(20), "progress restarts the age");
+            let waiting = Busy::waiting_on_client();
+            assert!(
+                busy.longest().is_none(),
+                "waiting for the client is not a stall"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+            drop(waiting);
+            let (age, _) = busy.longest().expect("a call runs");
+            assert!(age < Duration::from_millis(20), "the wait does not count");
         });
         assert!(busy.longest().is_none(), "both calls ended");
         assert!(

@@ -73,7 +73,10 @@ impl Waiter {
         // What this thread held back may be what the client waits for before it sends more.
         self.delivery.flush();
         let deadline = self.timeout.map(|t| started + t);
-        let woken = py.allow_threads(|| self.waker.sleep(deadline));
+        let woken = {
+            let _on_client = super::busy::Busy::waiting_on_client();
+            py.allow_threads(|| self.waker.sleep(deadline))
+        };
         if !woken {
             self.exchange.disconnect();
             return Err(Error::Io(std::io::Error::from_raw_os_error(
