@@ -27,52 +27,38 @@ def bind(config: Config) -> socket.socket:
 
 
 def _bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(backlog)
-    except OSError as exc:
-        sock.close()
-        raise BindError(f"cannot bind to {host}:{port}: {exc.strerror}") from None
-    except (socket.gaierror, UnicodeError) as exc:
-        sock.close()
-        raise BindError(f"cannot bind to {host}:{port}: {exc}") from None
-    sock.setblocking(False)
-    return sock
+    return _bind_inet(host, port, backlog, reuse_port=False)
 
 
 def reserve_reuse_port(host: str, port: int) -> socket.socket:
     """For --reuse-port: binds (without listening) to resolve port 0 and to check the address
     once, in the supervisor; each worker then binds and listens on the same address."""
-    sock = _new_reuse_port_socket(host)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise BindError(f"cannot bind to {host}:{port}: {exc.strerror or exc}") from None
-    return sock
+    return _bind_inet(host, port, None, reuse_port=True)
 
 
 def bind_reuse_port(host: str, port: int, backlog: int) -> socket.socket:
     """A worker's own listening socket in the SO_REUSEPORT group for ``host:port``."""
-    sock = _new_reuse_port_socket(host)
-    try:
-        sock.bind((host, port))
-        sock.listen(backlog)
-    except OSError as exc:
-        sock.close()
-        raise BindError(f"cannot bind to {host}:{port}: {exc.strerror or exc}") from None
-    sock.setblocking(False)
-    return sock
+    return _bind_inet(host, port, backlog, reuse_port=True)
 
 
-def _new_reuse_port_socket(host: str) -> socket.socket:
+def _bind_inet(host: str, port: int, backlog: int | None, reuse_port: bool) -> socket.socket:
+    """A TCP socket bound to ``host:port``, listening unless ``backlog`` is None."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+        if backlog is not None:
+            sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot bind to {host}:{port}: {exc.strerror or exc}") from None
+    except UnicodeError as exc:
+        sock.close()
+        raise BindError(f"cannot bind to {host}:{port}: {exc}") from None
+    sock.setblocking(False)
     return sock
 
 
