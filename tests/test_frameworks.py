@@ -39,6 +39,16 @@ def test_background_tasks_run_after_the_response(fastapi_server):
     assert "bg1" in httpx.get(f"{fastapi_server.url}/tasks").json()
 
 
+def test_shutdown_waits_for_background_tasks_after_their_response(juggler):
+    j = juggler("fastapi_app:app").ready()
+    r = httpx.post(f"{j.url}/tasks?name=slow-bg")
+    assert r.json() == {"scheduled": "slow-bg"}
+    # The response is out, the task still has 0.5 s to go: a graceful stop waits for it.
+    assert j.stop() == 0
+    assert "BACKGROUND-DONE slow-bg" in j.output
+    assert "Graceful shutdown timed out" not in j.output
+
+
 def test_streaming_response(fastapi_server):
     with httpx.stream("GET", f"{fastapi_server.url}/stream?n=4") as r:
         assert r.headers["content-type"].startswith("text/event-stream")

@@ -20,6 +20,12 @@ def test_startup_failed_exits_non_zero_with_the_apps_message(juggler):
     assert "juggler running on" not in j.output
 
 
+def test_shutdown_failed_exits_non_zero_with_the_apps_message(juggler):
+    j = juggler("lifespans:shutdown_failed").ready()
+    assert j.stop() == 3
+    assert "could not flush the queue" in j.output
+
+
 def test_startup_exception_with_lifespan_on_exits(juggler):
     j = juggler("lifespans:startup_raises", "--lifespan", "on")
     assert j.proc.wait(30) == 3

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import httpx
 import pytest
@@ -57,10 +58,15 @@ def test_keep_alive_timeout_closes_idle_connections(juggler):
     j = juggler("raw:app", "--timeout-keep-alive", "0.3").ready()
     with socket.create_connection(("127.0.0.1", j.port), timeout=10) as s:
         s.sendall(b"GET /headers HTTP/1.1\r\nHost: t\r\n\r\n")
-        status, _, _ = read_response(s)
+        status, headers, _ = read_response(s)
         assert status == b"HTTP/1.1 200 OK"
-        # recv blocks until the server closes the idle connection (the socket timeout is 10 s).
+        # Kept alive (a timeout rounded down to 0 would close at once) ...
+        assert headers.get("connection") != "close"
+        idle_since = time.monotonic()
+        # ... then closed once idle for 0.3 s, not 1 s (rounded up) or 5 s (ignored).
         assert s.recv(1) == b""
+        idle = time.monotonic() - idle_since
+        assert 0.2 < idle < 0.9, idle
 
 
 def test_keep_alive_timeout_does_not_cut_slow_handlers(juggler):
@@ -130,6 +136,8 @@ def test_uvloop_and_asyncio_loops(juggler):
         j = juggler("raw:app", "--loop", loop).ready()
         payload = b"z" * 300_000
         assert httpx.post(f"{j.url}/echo", content=payload).content == payload
+        # The loop asked for is the one the app runs on.
+        assert httpx.get(f"{j.url}/loop").text.split(".")[0] == loop
         assert j.stop() == 0
 
 

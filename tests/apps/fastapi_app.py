@@ -29,7 +29,7 @@ async def create_item(item: Item):
 @app.post("/tasks")
 async def with_background(name: str, background: BackgroundTasks):
     async def record():
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5 if name.startswith("slow") else 0.01)
         DONE.append(name)
         print(f"BACKGROUND-DONE {name}", flush=True)
 

@@ -43,6 +43,16 @@ async def with_state(scope, receive, send):
     await _http(scope, receive, send)
 
 
+async def shutdown_failed(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.failed", "message": "could not flush the queue"})
+        return
+    await _http(scope, receive, send)
+
+
 def factory():
     return with_state
 

@@ -171,6 +171,16 @@ async def app(scope, receive, send):
     if path == "/task":
         task = asyncio.current_task()
         return await respond(send, body=(task.get_name() if task else "no task").encode())
+    if path == "/receive-after-response":
+        # ASGI: once the response is complete, receive() says the request is over.
+        await respond(send, body=b"done")
+        message = await receive()
+        while message["type"] == "http.request":
+            message = await receive()
+        print(f"AFTER-RESPONSE {q['key']} {message['type']}", flush=True)
+        return None
+    if path == "/loop":
+        return await respond(send, body=type(asyncio.get_running_loop()).__module__.encode())
     if path == "/events":
         return await respond(send, body=json.dumps(EVENTS.get(q["key"], [])).encode())
     if path == "/sleep":
