@@ -36,16 +36,30 @@ class Juggler:
         if port and not any(a in ("--uds", "--fd", "--port") for a in args):
             cmd += ["--port", "0"]
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self._launch(cmd, full_env, APPS, pass_fds=pass_fds)
+
+    def _launch(
+        self,
+        cmd: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        pass_fds: tuple[int, ...] = (),
+        new_session: bool = False,
+    ) -> None:
+        """Starts ``cmd`` and collects its output line by line."""
         self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=full_env,
-            cwd=str(APPS),
+            env=env,
+            cwd=str(cwd),
             pass_fds=pass_fds,
+            start_new_session=new_session,
         )
         self.lines: list[str] = []
+        #: Where the current test's output begins (moved on for servers shared by tests).
+        self.test_start = 0
         self._cond = threading.Condition()
         self._readers = [
             threading.Thread(target=self._pump, args=(s,), daemon=True)
@@ -69,10 +83,11 @@ class Juggler:
             return "\n".join(self.lines)
 
     def wait_for(self, pattern: str | re.Pattern[str], timeout: float = 20) -> re.Match[str]:
-        """Waits for a line matching ``pattern``; fails with the output so far."""
+        """Waits for a line matching ``pattern``, written since the current test began (a
+        shared server's earlier lines cannot satisfy it); fails with the output so far."""
         rx = re.compile(pattern) if isinstance(pattern, str) else pattern
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = self.test_start
         with self._cond:
             while True:
                 for line in self.lines[seen:]:
@@ -87,6 +102,10 @@ class Juggler:
                 if left <= 0 or exited:
                     raise AssertionError(f"no line matching {rx.pattern!r}; output:\n{self.output}")
                 self._cond.wait(min(left, 0.5))
+
+    def mark_test_start(self) -> None:
+        with self._cond:
+            self.test_start = len(self.lines)
 
     def ready(self, timeout: float = 30) -> Juggler:
         m = self.wait_for(READY, timeout)
@@ -160,6 +179,17 @@ def juggler() -> Iterator[type[Juggler]]:
         j.kill()
 
 
+@pytest.fixture(autouse=True)
+def _log_window_per_test(request: pytest.FixtureRequest) -> None:
+    """A server shared between tests: its lines before this test do not count for wait_for."""
+    for name in request.fixturenames:
+        if name.startswith("_"):
+            continue
+        value = request.getfixturevalue(name)
+        if isinstance(value, Juggler):
+            value.mark_test_start()
+
+
 @pytest.fixture(scope="session")
 def raw_server() -> Iterator[Juggler]:
     """One shared server for the raw app; tests against it must not change its state."""
@@ -216,14 +246,22 @@ def read_response(sock: socket.socket) -> tuple[bytes, dict[str, str], bytes]:
             rest += chunk
         return status_line.encode(), headers, rest[:n]
     if headers.get("transfer-encoding") == "chunked":
+
+        def more() -> bytes:
+            chunk = sock.recv(65536)
+            if not chunk:
+                # A chunked body cut short: the server closed it to say the response broke.
+                raise ConnectionError(f"closed mid-chunked-body after {body!r}")
+            return chunk
+
         body = b""
         while True:
             while b"\r\n" not in rest:
-                rest += sock.recv(65536)
+                rest += more()
             size_line, _, rest = rest.partition(b"\r\n")
             size = int(size_line, 16)
             while len(rest) < size + 2:
-                rest += sock.recv(65536)
+                rest += more()
             body += rest[:size]
             rest = rest[size + 2 :]
             if size == 0:

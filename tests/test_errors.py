@@ -46,10 +46,15 @@ def test_app_returning_without_response_gives_500(raw_server):
     raw_server.wait_for(r"ASGI callable returned without starting response")
 
 
-def test_app_returning_with_half_response_closes(raw_server):
-    resp = raw_request(raw_server.port, b"GET /half-response HTTP/1.1\r\nHost: t\r\n\r\n")
-    # The head was held back for the first body chunk that never came: the client gets a 500.
-    assert resp.startswith(b"HTTP/1.1 500")
+def test_app_returning_with_half_response_gets_a_500_and_the_connection_stays(raw_server):
+    with socket.create_connection(("127.0.0.1", raw_server.port), timeout=10) as s:
+        s.sendall(b"GET /half-response HTTP/1.1\r\nHost: t\r\n\r\n")
+        # The head was held back for the first body chunk that never came: the client gets a
+        # whole 500, so the connection is still in step and serves the next request.
+        status, _, _ = read_response(s)
+        assert status.startswith(b"HTTP/1.1 500")
+        s.sendall(b"GET /status?code=201 HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(s)[0].startswith(b"HTTP/1.1 201")
 
 
 def test_body_before_start_is_a_protocol_error(raw_server):

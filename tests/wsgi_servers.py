@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,24 +48,8 @@ class Server(Juggler):
         else:
             cmd = [sys.executable, "-m", "juggler", "--interface", interface, app, *args]
             cmd += ["--port", "0", "--app-dir", str(app_dir)]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=full_env,
-            cwd=str(app_dir),
-            start_new_session=True,  # Gunicorn's worker goes down with its group
-        )
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        self._readers = [
-            threading.Thread(target=self._pump, args=(s,), daemon=True)
-            for s in (self.proc.stdout, self.proc.stderr)
-        ]
-        for t in self._readers:
-            t.start()
-        self.url = ""
+        # A session of its own: Gunicorn's worker goes down with its group.
+        self._launch(cmd, full_env, app_dir, new_session=True)
 
     def ready(self, timeout: float = 30) -> Server:
         self.url = self.wait_for(self.ready_rx, timeout).group(1)

@@ -187,7 +187,7 @@ async def app(scope, receive, send):
         if "key" in q:
             print(f"SLEEP-STARTED {q['key']}", flush=True)
         await asyncio.sleep(float(q.get("s", "0.1")))
-        return await respond(send, body=b"slept")
+        return await respond(send, body=b"slept" + q.get("tag", "").encode())
     if path == "/headers":
         headers = [(b"set-cookie", b"a=1"), (b"set-cookie", b"b=2"), (b"x-custom", b"yes")]
         return await respond(send, body=b"ok", headers=headers)
