@@ -92,6 +92,23 @@ def test_oversized_headers_get_431(raw_server):
     assert httpx.get(f"{raw_server.url}/headers").status_code == 200
 
 
+def test_a_refused_request_lets_a_client_still_sending_finish_and_read_the_answer(raw_server):
+    # juggler answers 431 while the client is still sending. Closing at once would make the
+    # kernel answer the client's further bytes with a reset, and a client still uploading
+    # then fails on send() without ever reading the answer (and on a real network the reset
+    # can destroy an answer not read yet). Lingering half-closes and drains what comes for a
+    # while instead. (On loopback the answer is read either way: only the sends can show it.)
+    with socket.create_connection(("127.0.0.1", raw_server.port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 100_000)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 431")
+        # The server said all it had to say; the client goes on sending, as uploads do.
+        for _ in range(5):
+            s.sendall(b"a" * 1024)
+
+
 def test_configurable_header_limit(juggler):
     j = juggler("raw:app", "--max-header-size", "2048").ready()
     ok = raw_request(

@@ -1,9 +1,10 @@
 //! Closing a connection that still has unread request bytes without losing our last answer.
 //!
 //! When hyper refuses a request (400, 431) it answers and closes at once. If the client's
-//! request was not read to the end, closing a socket with unread data makes the kernel send a
-//! reset instead of a FIN, and the reset can discard our answer before the client reads it.
-//! So on drop, a connection that still has bytes waiting is half-closed and drained for a
+//! request was not read to the end, or the client is still sending, closing the socket makes
+//! the kernel answer with a reset instead of a FIN: a client still uploading then fails on
+//! send without reading our answer, and the reset can discard an answer not read yet. So on
+//! drop, a connection whose client has not closed its side is half-closed and drained for a
 //! short, bounded while (as nginx's lingering close does) before the socket is closed.
 
 use std::io;
@@ -58,9 +59,13 @@ impl<S: Peek> Drop for Lingering<S> {
             return;
         };
         let mut probe = [0u8; 1];
-        // Only a connection with unread bytes needs lingering: one non-blocking read tells.
-        if !matches!(stream.try_read_now(&mut probe), Ok(n) if n > 0) {
-            return;
+        // A client that closed its side sends nothing more: no need to linger. One that has
+        // not may still be sending (the rest of a refused head, an upload the server
+        // answered early), and closing now would answer its bytes with a reset.
+        match stream.try_read_now(&mut probe) {
+            Ok(0) => return,
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return,
+            _ => {}
         }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
