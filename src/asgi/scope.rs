@@ -132,3 +132,163 @@ fn method<'py>(py: Python<'py>, m: &Method) -> Bound<'py, PyString> {
         _ => PyString::new(py, m.as_str()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use http::Request;
+
+    use super::*;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = Request::builder().uri(uri).method("GET");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("request").into_parts().0
+    }
+
+    fn tcp() -> ConnInfo {
+        ConnInfo {
+            client: Some(("127.0.0.1".into(), 5000)),
+            server: ServerAddr::Tcp("127.0.0.1".into(), 8000),
+            derived: OnceLock::new(),
+        }
+    }
+
+    fn with_py<R>(f: impl FnOnce(Python<'_>) -> R) -> R {
+        pyo3::prepare_freethreaded_python();
+        Python::with_gil(f)
+    }
+
+    fn get<'py, T: pyo3::FromPyObject<'py>>(scope: &Bound<'py, PyDict>, key: &str) -> T {
+        scope
+            .get_item(key)
+            .expect("get")
+            .unwrap_or_else(|| panic!("no {key}"))
+            .extract()
+            .expect("type")
+    }
+
+    #[test]
+    fn path_is_percent_decoded_as_utf8_and_raw_path_is_not() {
+        with_py(|py| {
+            let t = ScopeTemplate::new(py, "").expect("template");
+            let s = t
+                .build(py, &parts("/a/%E2%82%AC/b%20c?x=%41", &[]), &tcp(), None)
+                .expect("scope");
+            assert_eq!(get::<String>(&s, "path"), "/a/€/b c");
+            assert_eq!(get::<Vec<u8>>(&s, "raw_path"), b"/a/%E2%82%AC/b%20c");
+            assert_eq!(get::<Vec<u8>>(&s, "query_string"), b"x=%41");
+            assert_eq!(get::<String>(&s, "method"), "GET");
+            assert_eq!(get::<String>(&s, "http_version"), "1.1");
+            assert_eq!(get::<String>(&s, "type"), "http");
+        })
+    }
+
+    #[test]
+    fn root_path_prefixes_path_but_not_raw_path() {
+        with_py(|py| {
+            let t = ScopeTemplate::new(py, "/api").expect("template");
+            let s = t
+                .build(py, &parts("/items", &[]), &tcp(), None)
+                .expect("scope");
+            assert_eq!(get::<String>(&s, "root_path"), "/api");
+            assert_eq!(get::<String>(&s, "path"), "/api/items");
+            assert_eq!(get::<Vec<u8>>(&s, "raw_path"), b"/items");
+        })
+    }
+
+    #[test]
+    fn headers_keep_order_and_repeats_with_lowercase_names() {
+        with_py(|py| {
+            let t = ScopeTemplate::new(py, "").expect("template");
+            let p = parts("/", &[("X-A", "1"), ("x-b", "2"), ("X-A", "3")]);
+            let s = t.build(py, &p, &tcp(), None).expect("scope");
+            let headers: Vec<(Vec<u8>, Vec<u8>)> = get(&s, "headers");
+            let a: Vec<_> = headers.iter().filter(|(k, _)| k == b"x-a").collect();
+            assert_eq!(a.len(), 2);
+            assert_eq!(
+                (a[0].1.as_slice(), a[1].1.as_slice()),
+                (&b"1"[..], &b"3"[..])
+            );
+            assert!(headers.iter().any(|(k, v)| k == b"x-b" && v == b"2"));
+        })
+    }
+
+    #[test]
+    fn addresses_for_tcp_and_unix() {
+        with_py(|py| {
+            let t = ScopeTemplate::new(py, "").expect("template");
+            let s = t.build(py, &parts("/", &[]), &tcp(), None).expect("scope");
+            assert_eq!(
+                get::<(String, u16)>(&s, "client"),
+                ("127.0.0.1".into(), 5000)
+            );
+            assert_eq!(
+                get::<(String, u16)>(&s, "server"),
+                ("127.0.0.1".into(), 8000)
+            );
+            let unix = ConnInfo {
+                client: None,
+                server: ServerAddr::Unix("/tmp/j.sock".into()),
+                derived: OnceLock::new(),
+            };
+            let s = t.build(py, &parts("/", &[]), &unix, None).expect("scope");
+            assert!(s.get_item("client").expect("get").expect("key").is_none());
+            assert_eq!(
+                get::<(String, Option<u16>)>(&s, "server"),
+                ("/tmp/j.sock".into(), None)
+            );
+        })
+    }
+
+    #[test]
+    fn each_scope_gets_its_own_copy_of_the_state() {
+        with_py(|py| {
+            let t = ScopeTemplate::new(py, "").expect("template");
+            let state = PyDict::new(py);
+            state.set_item("db", "pool").expect("set");
+            let first = t
+                .build(py, &parts("/", &[]), &tcp(), Some(&state))
+                .expect("scope");
+            let copy = first
+                .get_item("state")
+                .expect("get")
+                .expect("state")
+                .downcast_into::<PyDict>()
+                .expect("dict");
+            copy.set_item("leak", true).expect("set");
+            let second = t
+                .build(py, &parts("/", &[]), &tcp(), Some(&state))
+                .expect("scope");
+            let fresh = second.get_item("state").expect("get").expect("state");
+            assert!(!fresh.contains("leak").expect("contains"));
+            assert!(!state.contains("leak").expect("contains"));
+            assert!(t
+                .build(py, &parts("/", &[]), &tcp(), None)
+                .expect("scope")
+                .get_item("state")
+                .expect("get")
+                .is_none());
+        })
+    }
+
+    #[test]
+    fn versions_and_uncommon_methods() {
+        with_py(|py| {
+            assert_eq!(
+                http_version(py, Version::HTTP_10).to_str().expect("str"),
+                "1.0"
+            );
+            assert_eq!(
+                http_version(py, Version::HTTP_2).to_str().expect("str"),
+                "2"
+            );
+            let purge = Method::from_bytes(b"PURGE").expect("method");
+            assert_eq!(method(py, &purge).to_str().expect("str"), "PURGE");
+            assert_eq!(method(py, &Method::DELETE).to_str().expect("str"), "DELETE");
+        })
+    }
+}

@@ -142,3 +142,43 @@ impl<S: Peek> AsyncWrite for Lingering<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (TcpStream, Lingering<TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        (client, Lingering::new(server))
+    }
+
+    #[tokio::test]
+    async fn a_client_still_sending_after_the_answer_is_drained_not_reset() {
+        let (mut client, mut server) = pair().await;
+        client
+            .write_all(b"the start of a request")
+            .await
+            .expect("send");
+        server.write_all(b"431 answer").await.expect("answer");
+        // The server is done with the connection while the client has not closed its side.
+        drop(server);
+        let mut got = Vec::new();
+        client
+            .read_to_end(&mut got)
+            .await
+            .expect("the answer, then a FIN");
+        assert_eq!(got, b"431 answer");
+        // The client goes on sending: drained, not answered with a reset.
+        for _ in 0..5 {
+            client
+                .write_all(&[b'a'; 1024])
+                .await
+                .expect("still accepted");
+            tokio::task::yield_now().await;
+        }
+    }
+}
