@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYO3_PYTHON := $(abspath $(PY))
 PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 
-.PHONY: venv build serve test test-rust test-python lint fmt bench bench-callgrind clean
+.PHONY: venv build serve test test-rust test-python lint fmt bench bench-callgrind mutants clean
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,14 @@ bench: build
 # Instructions per request through the Rust/Python crossing (stable on a noisy machine).
 bench-callgrind: build
 	bash benches/callgrind.sh
+
+# Mutation testing of the Rust core with its unit tests (slow: not part of `make test` or CI).
+# MUTANTS_FILES picks the files (globs); results land in mutants.out/. See docs/testing.md.
+MUTANTS_FILES ?= src/http/*.rs src/server/*.rs src/bridge/*.rs
+mutants: venv
+	command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
+	LD_LIBRARY_PATH=$(PYLIBDIR) cargo mutants --no-shuffle --timeout 120 \
+		$(foreach f,$(MUTANTS_FILES),--file '$(f)') -- --lib
 
 clean:
 	rm -rf target $(VENV)

@@ -186,6 +186,14 @@ mod tests {
         assert_eq!(a.slots.get(1), None);
         assert_eq!(a.slots.get(0), Some(1));
         assert_eq!(a.slots.get(99), None, "out of range is absent");
+        assert_eq!(a.slots.capacity(), 4);
+        assert_eq!(a.slots.get(4), None, "one past the end is out of range");
+        a.slots.set(4, Some(7));
+        assert_eq!(
+            (0..4).filter_map(|i| a.slots.get(i)).max(),
+            Some(1),
+            "no stray write"
+        );
     }
 
     #[test]

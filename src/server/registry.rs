@@ -183,6 +183,29 @@ mod tests {
     }
 
     #[test]
+    fn open_connections_are_published_for_siblings_while_running() {
+        use crate::server::balance::{Balance, SharedSlots};
+        let slots = Arc::new(SharedSlots::new(2).expect("mmap"));
+        let reg = Registry::new(Arc::new(Seen::default()), None);
+        reg.set_balance(Balance {
+            slots: slots.clone(),
+            me: 1,
+        });
+        assert!(reg.balance().is_some());
+        assert_eq!(slots.get(1), Some(0));
+        let a = reg.connection();
+        let b = reg.connection();
+        assert_eq!((reg.connections(), slots.get(1)), (2, Some(2)));
+        drop(a);
+        assert_eq!(slots.get(1), Some(1));
+        // Draining: the worker left the balance; closing connections must not rejoin it.
+        reg.set_phase(Phase::Draining);
+        slots.set(1, None);
+        drop(b);
+        assert_eq!(slots.get(1), None);
+    }
+
+    #[test]
     fn request_limit_is_reported_once_when_reached() {
         let seen = Arc::new(Seen::default());
         let reg = Registry::new(seen.clone(), Some(3));
