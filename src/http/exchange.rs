@@ -881,4 +881,143 @@ mod tests {
         let _ = ex.next_received();
         assert_eq!(ex.body_paused(), Some(false));
     }
+
+    /// Starts a streaming response; the body must be kept, or dropping it reads as the
+    /// client going away. Returns it and whether the app must wait.
+    fn stream(ex: &Arc<Exchange>, first: usize) -> (Response<ResponseBody>, bool) {
+        let sent = ex
+            .start_response(
+                StatusCode::OK,
+                HeaderMap::new(),
+                Bytes::from(vec![b's'; first]),
+                true,
+            )
+            .expect("streaming response");
+        let full = sent.full;
+        (respond(sent), full)
+    }
+
+    #[test]
+    fn a_writer_waiting_for_room_is_not_woken_by_request_body() {
+        let (ex, _rx, _) = exchange();
+        let _body = stream(&ex, OUT_HIGH_WATER + 1);
+        let w = Arc::new(Counter::default());
+        assert!(
+            ex.park(Want::Room, w.clone()),
+            "over the high-water mark: it waits"
+        );
+        ex.push_body(Bytes::from_static(b"x"));
+        ex.finish_body();
+        assert_eq!(w.count(), 0, "request body is not what it waits for");
+        assert!(!ex.has_room());
+    }
+
+    #[test]
+    fn the_high_water_mark_is_exclusive_and_only_for_streams() {
+        let (ex, _rx, _) = exchange();
+        assert!(
+            !stream(&ex, OUT_HIGH_WATER).1,
+            "exactly at the mark: not full"
+        );
+        let (ex, _rx, _) = exchange();
+        assert!(stream(&ex, OUT_HIGH_WATER + 1).1);
+        let (ex, _rx, _) = exchange();
+        let _body = stream(&ex, 0);
+        assert!(
+            !ex.send_chunk(Bytes::from(vec![b'c'; OUT_HIGH_WATER]), true)
+                .expect("chunk")
+                .full
+        );
+        assert!(
+            ex.send_chunk(Bytes::from_static(b"c"), true)
+                .expect("chunk")
+                .full
+        );
+        let (ex, _rx, _) = exchange();
+        let _body2 = stream(&ex, 0);
+        let last = ex
+            .send_chunk(Bytes::from(vec![b'c'; OUT_HIGH_WATER + 1]), false)
+            .expect("last chunk");
+        assert!(!last.full, "the last chunk never makes the app wait");
+    }
+
+    #[test]
+    fn a_gone_client_always_has_room_and_reads_as_disconnected() {
+        let (ex, _rx, _) = exchange();
+        assert!(!ex.is_disconnected());
+        let _body = stream(&ex, OUT_HIGH_WATER + 1);
+        assert!(!ex.has_room());
+        ex.disconnect();
+        assert!(ex.is_disconnected());
+        assert!(ex.has_room(), "waiting for room would be pointless");
+    }
+
+    #[test]
+    fn a_stream_dropped_before_its_end_is_a_disconnect_and_after_it_is_not() {
+        let (ex, _rx, _) = exchange();
+        let _body = stream(&ex, 10);
+        assert!(!ex.out_is_end(), "more is to come");
+        ex.out_dropped();
+        assert!(
+            ex.is_disconnected(),
+            "hyper let go mid-stream: the client is gone"
+        );
+
+        let (ex, _rx, _) = exchange();
+        let _body2 = stream(&ex, 0);
+        ex.send_chunk(Bytes::from_static(b"end"), false)
+            .expect("last chunk");
+        assert!(!ex.out_is_end(), "complete, but a chunk is still queued");
+        let waker = Arc::new(TaskWake(AtomicUsize::new(0))).into();
+        let _ = ex.poll_out(&waker);
+        assert!(ex.out_is_end());
+        ex.out_dropped();
+        assert!(
+            !ex.is_disconnected(),
+            "dropped after the end: a normal finish"
+        );
+    }
+
+    #[test]
+    fn a_completed_response_wakes_a_reader_with_disconnect() {
+        let (ex, _rx, _) = exchange();
+        ex.finish_body();
+        assert_eq!(ex.next_received(), body(b"", false));
+        let w = Arc::new(Counter::default());
+        assert!(
+            ex.park(Want::Body, w.clone()),
+            "the last body was delivered: it waits"
+        );
+        let _body = stream(&ex, 0);
+        ex.send_chunk(Bytes::new(), false).expect("end");
+        assert_eq!(
+            w.count(),
+            1,
+            "the response is complete: receive() must return"
+        );
+        assert_eq!(ex.next_received(), Some(Received::Disconnect));
+    }
+
+    #[test]
+    fn informational_and_no_content_skip_the_length_check() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from_static("5"),
+        );
+        assert!(check_length(StatusCode::NO_CONTENT, &headers, 0).is_ok());
+        assert!(check_length(StatusCode::CONTINUE, &headers, 0).is_ok());
+        assert!(check_length(StatusCode::OK, &headers, 0).is_err());
+        assert!(check_length(StatusCode::OK, &headers, 5).is_ok());
+    }
+
+    #[test]
+    fn a_dropped_service_future_disconnects_the_exchange() {
+        let (ex, _rx, _) = exchange();
+        drop(DisconnectGuard(Some(ex.clone())));
+        assert!(ex.is_disconnected());
+        let (ex, _rx, _) = exchange();
+        drop(DisconnectGuard(None));
+        assert!(!ex.is_disconnected());
+    }
 }
