@@ -996,6 +996,37 @@ mod tests {
             "the response is complete: receive() must return"
         );
         assert_eq!(ex.next_received(), Some(Received::Disconnect));
+        assert!(
+            !ex.park(Want::Body, w.clone()),
+            "after the response, receive() never waits"
+        );
+    }
+
+    #[test]
+    fn a_stream_dropped_with_its_last_chunks_unsent_is_a_disconnect() {
+        let (ex, _rx, _) = exchange();
+        let _body = stream(&ex, 0);
+        ex.send_chunk(Bytes::from_static(b"tail"), false)
+            .expect("last chunk");
+        // Complete from the app's side, but hyper let go before writing it all.
+        ex.out_dropped();
+        assert!(ex.is_disconnected());
+    }
+
+    #[tokio::test]
+    async fn waiting_for_body_asks_the_pump_for_more_and_waiting_for_room_does_not() {
+        let wait = std::time::Duration::from_millis(20);
+        let (ex, _rx, _) = exchange();
+        assert!(ex.park(Want::Body, Arc::new(Counter::default())));
+        assert!(tokio::time::timeout(wait, ex.demand.notified())
+            .await
+            .is_ok());
+        let (ex, _rx, _) = exchange();
+        let _body = stream(&ex, OUT_HIGH_WATER + 1);
+        assert!(ex.park(Want::Room, Arc::new(Counter::default())));
+        assert!(tokio::time::timeout(wait, ex.demand.notified())
+            .await
+            .is_err());
     }
 
     #[test]
