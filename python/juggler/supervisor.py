@@ -254,7 +254,6 @@ class Supervisor:
             worker.ready_at = now
             worker.last_beat = now
             self.ever_ready = True
-            self.start_failures = 0
             error_logger.info("Worker [%d] started", worker.pid)
             self._announce_when_all_ready()
         elif message.kind == "beat":
@@ -262,7 +261,12 @@ class Supervisor:
             worker.stalled_call = (
                 (message.call_age, message.call) if message.call_age is not None else None
             )
-        elif message.kind == "recycle" and worker.active and not self.stopping:
+        elif (
+            message.kind == "recycle"
+            and worker.active
+            and not self.stopping
+            and now >= self.respawn_at
+        ):
             error_logger.info(
                 "Recycling worker [%d] after %d requests (--max-requests)",
                 worker.pid,
@@ -326,7 +330,10 @@ class Supervisor:
                 error_logger.error("Worker [%d] died before it was ready (%s)", worker.pid, how)
             self.exit_code = failed_code
             self._begin_stop("fast", quiet=True)
-        elif time.monotonic() >= self.respawn_at:
+        elif time.monotonic() < self.respawn_at:
+            # Another failure of the same round: logged, counted once.
+            error_logger.error("Worker [%d] failed to start (%s)", worker.pid, how)
+        else:
             # Replacements that fail together count once: back-off rounds are what count.
             self.start_failures += 1
             if self.start_failures >= MAX_START_FAILURES:
@@ -361,8 +368,18 @@ class Supervisor:
                 self._stop_worker(w, signal.SIGKILL)
             elif w.retiring:
                 w.retiring = False
+        # A recycling worker asks again with each beat: without a pause this would fork and
+        # fail once a second for as long as the code on disk cannot start.
+        self.start_failures += 1
+        self._back_off("Replacing workers is paused")
 
     def _maintain(self) -> None:
+        now = time.monotonic()
+        if self.start_failures and any(
+            w.ready and now - w.ready_at >= CRASH_WINDOW for w in self.workers.values()
+        ):
+            # A worker got past its first moments: the app starts again.
+            self.start_failures = 0
         active = [w for w in self.workers.values() if w.active]
         missing = self.target - len(active)
         if missing > 0:
@@ -425,7 +442,7 @@ class Supervisor:
                 worker.killed = True
                 self._stop_worker(worker, signal.SIGKILL)
                 continue
-            if worker.stalled_call is not None and not worker.retiring:
+            if worker.stalled_call is not None and not worker.retiring and now >= self.respawn_at:
                 age, what = worker.stalled_call
                 age += silent
                 if age > limit:

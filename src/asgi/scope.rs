@@ -154,6 +154,7 @@ mod tests {
             client: Some(("127.0.0.1".into(), 5000)),
             server: ServerAddr::Tcp("127.0.0.1".into(), 8000),
             derived: OnceLock::new(),
+            refused: Default::default(),
         }
     }
 
@@ -234,6 +235,7 @@ mod tests {
                 client: None,
                 server: ServerAddr::Unix("/tmp/j.sock".into()),
                 derived: OnceLock::new(),
+                refused: Default::default(),
             };
             let s = t.build(py, &parts("/", &[]), &unix, None).expect("scope");
             assert!(s.get_item("client").expect("get").expect("key").is_none());

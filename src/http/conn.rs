@@ -62,6 +62,7 @@ impl ServeConnection for Http1 {
         let http = self.http.clone();
         let first = Arc::new(FirstRequest::default());
         let seen = first.clone();
+        let conn_info = info.clone();
         let svc = service_fn(move |req| {
             seen.mark();
             service::handle(req, info.clone(), http.clone())
@@ -92,6 +93,11 @@ impl ServeConnection for Http1 {
                 biased;
                 res = conn.as_mut() => {
                     if let Err(e) = res {
+                        // hyper refused a request (and answered it where it could): the
+                        // client may still be sending, so the close lingers.
+                        conn_info
+                            .refused
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
                         // Clients that vanish or send garbage are routine (hyper already
                         // answered 400/431 where it could): only worth a debug line.
                         self.http

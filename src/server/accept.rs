@@ -32,6 +32,8 @@ pub trait ServeConnection: Send + Sync + 'static {
 /// How long a worker leaves a pending connection for the less loaded sibling it nudged,
 /// before it takes the connection itself if it is still there.
 const DEFER: Duration = Duration::from_millis(2);
+/// At most this many connections queued on a private socket are taken in as it closes.
+const MAX_DRAIN_ACCEPTS: usize = 4096;
 
 pub async fn accept_loop<S: ServeConnection>(
     listener: Listener,
@@ -90,11 +92,14 @@ pub async fn accept_loop<S: ServeConnection>(
             }
         }
     }
-    if *phase.borrow() == Phase::Draining {
-        // Connections already queued on this socket are served rather than reset when it
-        // closes: with --reuse-port the queue is this worker's alone, and the kernel keeps
-        // filling it until the close.
-        while let Ok(Some((io, info))) = listener.try_accept(true) {
+    if *phase.borrow() == Phase::Draining && registry.balance().is_none() {
+        // A socket of this worker's own (--reuse-port; a shared one has siblings to balance
+        // with): connections already queued on it would be reset when it closes, so they are
+        // served. Bounded, since the kernel keeps filling the queue until the close.
+        for _ in 0..MAX_DRAIN_ACCEPTS {
+            let Ok(Some((io, info))) = listener.try_accept(true) else {
+                break;
+            };
             spawn_connection(&registry, &protocol, io, info);
         }
     }
@@ -127,13 +132,13 @@ fn spawn_connection<S: ServeConnection>(
     let (token, phase) = (registry.connection(), registry.subscribe());
     match io {
         Accepted::Tcp(io) => tokio::spawn(protocol.clone().serve(
-            Lingering::new(io),
+            Lingering::new(io, info.clone()),
             info,
             phase,
             token,
         )),
         Accepted::Unix(io) => tokio::spawn(protocol.clone().serve(
-            Lingering::new(io),
+            Lingering::new(io, info.clone()),
             info,
             phase,
             token,

@@ -188,7 +188,7 @@ mod tests {
         assert_eq!(a.slots.get(99), None, "out of range is absent");
         assert_eq!(a.slots.capacity(), 4);
         assert_eq!(a.slots.get(4), None, "one past the end is out of range");
-        a.slots.set(4, Some(7));
+        a.slots.set(4, Some(7)); // ignored, not written past the mapping
         assert_eq!(
             (0..4).filter_map(|i| a.slots.get(i)).max(),
             Some(1),

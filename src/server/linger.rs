@@ -9,11 +9,15 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+
+use super::listener::ConnInfo;
 
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
@@ -37,12 +41,14 @@ impl Peek for UnixStream {
 
 pub struct Lingering<S: Peek> {
     inner: Option<S>,
+    info: Arc<ConnInfo>,
 }
 
 impl<S: Peek> Lingering<S> {
-    pub fn new(stream: S) -> Self {
+    pub fn new(stream: S, info: Arc<ConnInfo>) -> Self {
         Self {
             inner: Some(stream),
+            info,
         }
     }
 
@@ -59,13 +65,17 @@ impl<S: Peek> Drop for Lingering<S> {
             return;
         };
         let mut probe = [0u8; 1];
-        // A client that closed its side sends nothing more: no need to linger. One that has
-        // not may still be sending (the rest of a refused head, an upload the server
-        // answered early), and closing now would answer its bytes with a reset.
-        match stream.try_read_now(&mut probe) {
-            Ok(0) => return,
-            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return,
-            _ => {}
+        // Unread bytes are waiting, or a refused request's client may still be sending (the
+        // rest of a head too large to read): closing now would answer with a reset. Other
+        // closes (after a complete exchange) do not linger, and cost nothing more.
+        let lingers = match stream.try_read_now(&mut probe) {
+            Ok(n) => n > 0,
+            Err(e) => {
+                e.kind() == io::ErrorKind::WouldBlock && self.info.refused.load(Ordering::Relaxed)
+            }
+        };
+        if !lingers {
+            return;
         }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
@@ -148,23 +158,46 @@ mod tests {
     use super::*;
     use tokio::net::TcpListener;
 
-    async fn pair() -> (TcpStream, Lingering<TcpStream>) {
+    async fn pair(refused: bool) -> (TcpStream, TcpStream, Arc<ConnInfo>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let client = TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
-        (client, Lingering::new(server))
+        let info = Arc::new(ConnInfo {
+            client: None,
+            server: crate::server::ServerAddr::Tcp("127.0.0.1".into(), addr.port()),
+            derived: std::sync::OnceLock::new(),
+            refused: std::sync::atomic::AtomicBool::new(refused),
+        });
+        (client, server, info)
     }
 
-    #[tokio::test]
-    async fn a_client_still_sending_after_the_answer_is_drained_not_reset() {
-        let (mut client, mut server) = pair().await;
+    /// The client goes on sending after the server's answer and FIN: Ok if its bytes were
+    /// taken, an error once they are answered with a reset.
+    async fn keep_sending(client: &mut TcpStream) -> io::Result<()> {
+        for _ in 0..5 {
+            client.write_all(&[b'a'; 1024]).await?;
+            tokio::task::yield_now().await;
+        }
+        Ok(())
+    }
+
+    async fn answer_and_close(
+        client: &mut TcpStream,
+        server: TcpStream,
+        info: Arc<ConnInfo>,
+        read_request: bool,
+    ) {
         client
             .write_all(b"the start of a request")
             .await
             .expect("send");
+        let mut server = Lingering::new(server, info);
+        if read_request {
+            let mut buf = [0u8; 22];
+            server.read_exact(&mut buf).await.expect("request");
+        }
         server.write_all(b"431 answer").await.expect("answer");
-        // The server is done with the connection while the client has not closed its side.
         drop(server);
         let mut got = Vec::new();
         client
@@ -172,13 +205,26 @@ mod tests {
             .await
             .expect("the answer, then a FIN");
         assert_eq!(got, b"431 answer");
-        // The client goes on sending: drained, not answered with a reset.
-        for _ in 0..5 {
-            client
-                .write_all(&[b'a'; 1024])
-                .await
-                .expect("still accepted");
-            tokio::task::yield_now().await;
-        }
+    }
+
+    #[tokio::test]
+    async fn unread_bytes_are_drained_not_reset() {
+        let (mut client, server, info) = pair(false).await;
+        answer_and_close(&mut client, server, info, false).await;
+        keep_sending(&mut client).await.expect("drained, not reset");
+    }
+
+    #[tokio::test]
+    async fn a_refused_client_still_sending_is_drained_even_with_nothing_unread() {
+        let (mut client, server, info) = pair(true).await;
+        answer_and_close(&mut client, server, info, true).await;
+        keep_sending(&mut client).await.expect("drained, not reset");
+    }
+
+    #[tokio::test]
+    async fn a_normal_close_with_nothing_unread_does_not_linger() {
+        let (mut client, server, info) = pair(false).await;
+        answer_and_close(&mut client, server, info, true).await;
+        assert!(keep_sending(&mut client).await.is_err(), "closed at once");
     }
 }

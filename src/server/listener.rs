@@ -6,6 +6,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use std::any::Any;
+use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;
 
 use tokio::io::unix::AsyncFd;
@@ -18,6 +19,9 @@ pub struct ConnInfo {
     /// Whatever the interface derives from the addresses once per connection rather than per
     /// request (ASGI keeps its `client`/`server` tuples here); the transport never looks in.
     pub derived: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// The protocol layer refused a request on this connection (400, 431) and closes it while
+    /// the client may still be sending: its close lingers (`server::linger`).
+    pub refused: AtomicBool,
 }
 
 impl ConnInfo {
@@ -63,6 +67,7 @@ fn tcp_connection(
         client: Some((peer.ip().to_canonical().to_string(), peer.port())),
         server: ServerAddr::Tcp(local.ip().to_canonical().to_string(), local.port()),
         derived: OnceLock::new(),
+        refused: AtomicBool::new(false),
     };
     Ok((Accepted::Tcp(TcpStream::from_std(stream)?), Arc::new(info)))
 }
@@ -76,6 +81,7 @@ fn unix_connection(
         client: None,
         server: ServerAddr::Unix(path.to_owned()),
         derived: OnceLock::new(),
+        refused: AtomicBool::new(false),
     };
     Ok((
         Accepted::Unix(UnixStream::from_std(stream)?),
