@@ -102,3 +102,104 @@ pub fn plain_response(status: StatusCode, text: &'static str) -> Response<Respon
     );
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+
+    use http::HeaderMap;
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::http::exchange::Handover;
+
+    struct Noop;
+
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    type Polled = Poll<Option<Result<Frame<Bytes>, ResponseAborted>>>;
+
+    fn poll(body: &mut ResponseBody) -> Polled {
+        let waker = Waker::from(Arc::new(Noop));
+        Pin::new(body).poll_frame(&mut Context::from_waker(&waker))
+    }
+
+    fn data(polled: Polled) -> Bytes {
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+            _ => panic!("expected a data frame"),
+        }
+    }
+
+    #[test]
+    fn a_full_body_is_one_frame_of_its_exact_size() {
+        let mut body = ResponseBody::full(Bytes::from_static(b"hello"));
+        assert!(!body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(5));
+        assert_eq!(data(poll(&mut body)), "hello");
+        assert!(body.is_end_stream());
+        assert!(matches!(poll(&mut body), Poll::Ready(None)));
+        let empty = ResponseBody::full(Bytes::new());
+        assert!(
+            empty.is_end_stream(),
+            "an empty body is over before it starts"
+        );
+        assert_eq!(empty.size_hint().exact(), Some(0));
+    }
+
+    fn streaming() -> (Arc<Exchange>, ResponseBody) {
+        let inflight = Arc::new(AtomicUsize::new(0));
+        let (tx, _rx) = oneshot::channel();
+        let ex = Exchange::new(&inflight, tx, false);
+        let sent = ex
+            .start_response(
+                StatusCode::OK,
+                HeaderMap::new(),
+                Bytes::from_static(b"a"),
+                true,
+            )
+            .expect("stream");
+        match sent.handover {
+            Some(Handover::Respond(_, response)) => (ex, response.into_body()),
+            _ => panic!("expected a response head"),
+        }
+    }
+
+    #[test]
+    fn a_stream_yields_what_the_app_sent_then_ends() {
+        let (ex, mut body) = streaming();
+        assert_eq!(body.size_hint().exact(), None, "a stream's size is unknown");
+        assert_eq!(data(poll(&mut body)), "a");
+        assert!(matches!(poll(&mut body), Poll::Pending));
+        assert!(!body.is_end_stream());
+        ex.send_chunk(Bytes::from_static(b"b"), false).expect("end");
+        assert_eq!(data(poll(&mut body)), "b");
+        assert!(body.is_end_stream());
+        assert!(matches!(poll(&mut body), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn a_stream_the_app_abandoned_yields_once_to_flush_then_fails() {
+        let (ex, mut body) = streaming();
+        assert_eq!(data(poll(&mut body)), "a");
+        ex.finish(); // the app returned mid-stream
+        assert!(
+            matches!(poll(&mut body), Poll::Pending),
+            "one turn for hyper to flush what was sent"
+        );
+        assert!(matches!(
+            poll(&mut body),
+            Poll::Ready(Some(Err(ResponseAborted)))
+        ));
+    }
+
+    #[test]
+    fn dropping_an_unfinished_stream_tells_the_app_the_client_left() {
+        let (ex, body) = streaming();
+        drop(body);
+        assert!(ex.is_disconnected());
+    }
+}

@@ -174,6 +174,10 @@ mod tests {
         h.insert(header::EXPECT, "100-Continue".parse().expect("value"));
         assert!(!is_small(&h));
         let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, "65536".parse().expect("value"));
+        assert!(is_small(&h), "64 KiB is still read inline");
+        h.insert(header::CONTENT_LENGTH, "65537".parse().expect("value"));
+        assert!(!is_small(&h));
         h.insert(header::CONTENT_LENGTH, "10000000".parse().expect("value"));
         assert!(!is_small(&h));
         h.insert(header::CONTENT_LENGTH, "junk".parse().expect("value"));
