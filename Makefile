@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYO3_PYTHON := $(abspath $(PY))
 PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 
-.PHONY: venv build serve test test-rust test-python lint fmt bench bench-callgrind mutants clean
+.PHONY: venv build serve test test-rust test-python lint fmt bench bench-callgrind mutants mutants-python clean
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,16 @@ mutants: venv
 	command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
 	LD_LIBRARY_PATH=$(PYLIBDIR) cargo mutants --no-shuffle --timeout 120 \
 		$(foreach f,$(MUTANTS_FILES),--file '$(f)') -- --lib
+
+# Mutation testing of the Python package with the end-to-end tests (slow). mutmut 2 mutates the
+# files in place, so the juggler processes the tests start run the mutant.
+MUTMUT_PATHS ?= python/juggler/channel.py
+MUTMUT_TESTS ?= tests/test_workers.py
+mutants-python: build
+	$(PY) -m pip install -q "mutmut>=2.4,<3"
+	-$(VENV)/bin/mutmut run --paths-to-mutate "$(MUTMUT_PATHS)" \
+		--runner "$(PY) -m pytest -x -q -p no:cacheprovider $(MUTMUT_TESTS)"
+	$(VENV)/bin/mutmut results
 
 clean:
 	rm -rf target $(VENV)
