@@ -72,25 +72,33 @@ class SupervisorChannel:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         os.set_blocking(fd, False)
-        self._buffer = b""
+        self._buffer = bytearray()
 
     def read(self) -> tuple[list[Message], bool]:
         """The messages that arrived, and whether the worker closed its end."""
-        closed = False
-        while True:
-            try:
-                chunk = os.read(self.fd, 65536)
-            except BlockingIOError:
-                break
-            if not chunk:
-                closed = True
-                break
-            self._buffer += chunk
-        *lines, self._buffer = self._buffer.split(b"\n")
-        return [parse(line.decode("utf-8", "replace")) for line in lines if line], closed
+        lines, closed = read_lines(self.fd, self._buffer)
+        return [parse(line) for line in lines if line], closed
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def read_lines(fd: int, buffer: bytearray) -> tuple[list[str], bool]:
+    """Reads what a non-blocking pipe holds into ``buffer``; returns the whole lines taken
+    out of it, and whether the writer closed its end (a partial line stays for next time)."""
+    closed = False
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            closed = True
+            break
+        buffer += chunk
+    *lines, rest = bytes(buffer).split(b"\n")
+    buffer[:] = rest
+    return [line.decode("utf-8", "replace") for line in lines], closed
 
 
 def parse(line: str) -> Message:

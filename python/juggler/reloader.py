@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .channel import read_lines
 from .forking import fork
 from .logging import error_logger
 
@@ -97,19 +98,5 @@ def _watch(directories: list[str], file_filter: FileFilter, out: int) -> None:
 
 def read_changes(fd: int, buffer: bytearray) -> tuple[list[str], bool]:
     """The changed paths the watcher reported, and whether it closed its end."""
-    closed = False
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            break
-        if not chunk:
-            closed = True
-            break
-        buffer += chunk
-    paths: list[str] = []
-    while b"\n" in buffer:
-        line, _, rest = bytes(buffer).partition(b"\n")
-        buffer[:] = rest
-        paths.extend(p for p in line.decode("utf-8", "replace").split("\t") if p)
-    return paths, closed
+    lines, closed = read_lines(fd, buffer)
+    return [p for line in lines for p in line.split("\t") if p], closed
