@@ -21,12 +21,60 @@ pub struct CoreConfig {
     pub access_log: bool,
     /// Report `request_limit_reached` after this many requests (`--max-requests`).
     pub max_requests: Option<u64>,
+    /// WebSocket settings; `None` when WebSockets are off (`--ws none`, or a WSGI app).
+    pub ws: Option<WsConfig>,
+}
+
+/// How WebSocket connections are served (`--ws-*`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WsConfig {
+    /// Largest message accepted, whole (after reassembly and inflation); larger closes 1009.
+    pub max_size: usize,
+    /// Messages held for the app before the socket stops being read.
+    pub max_queue: usize,
+    /// A ping goes out after this long without one (`None`: never).
+    pub ping_interval: Option<Duration>,
+    /// A peer that answers no ping within this is dropped.
+    pub ping_timeout: Option<Duration>,
+    /// Offer permessage-deflate when the client asks for it.
+    pub per_message_deflate: bool,
+}
+
+impl WsConfig {
+    pub fn new(
+        max_size: usize,
+        max_queue: usize,
+        ping_interval: f64,
+        ping_timeout: f64,
+        per_message_deflate: bool,
+    ) -> Result<Self, Error> {
+        if max_size == 0 || max_queue == 0 {
+            return Err(Error::Config(
+                "ws_max_size and ws_max_queue must be at least 1".into(),
+            ));
+        }
+        let seconds = |name: &str, v: f64| {
+            if !v.is_finite() || v < 0.0 {
+                return Err(Error::Config(format!(
+                    "{name} must be a non-negative number of seconds, got {v}"
+                )));
+            }
+            Ok((v > 0.0).then(|| Duration::from_secs_f64(v)))
+        };
+        Ok(Self {
+            max_size,
+            max_queue,
+            ping_interval: seconds("ws_ping_interval", ping_interval)?,
+            ping_timeout: seconds("ws_ping_timeout", ping_timeout)?,
+            per_message_deflate,
+        })
+    }
 }
 
 #[pymethods]
 impl CoreConfig {
     #[new]
-    #[pyo3(signature = (*, keep_alive_timeout, limit_concurrency, max_header_size, date_header, default_headers, root_path, access_log, max_requests=None))]
+    #[pyo3(signature = (*, keep_alive_timeout, limit_concurrency, max_header_size, date_header, default_headers, root_path, access_log, max_requests=None, ws=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         keep_alive_timeout: f64,
@@ -37,8 +85,14 @@ impl CoreConfig {
         root_path: String,
         access_log: bool,
         max_requests: Option<u64>,
+        ws: Option<(usize, usize, f64, f64, bool)>,
     ) -> PyResult<Self> {
-        Ok(Self::build(
+        let ws = ws
+            .map(|(size, queue, interval, timeout, deflate)| {
+                WsConfig::new(size, queue, interval, timeout, deflate)
+            })
+            .transpose()?;
+        let mut config = Self::build(
             keep_alive_timeout,
             limit_concurrency,
             max_header_size,
@@ -47,7 +101,9 @@ impl CoreConfig {
             root_path,
             access_log,
         )?
-        .with_max_requests(max_requests)?)
+        .with_max_requests(max_requests)?;
+        config.ws = ws;
+        Ok(config)
     }
 
     fn __repr__(&self) -> String {
@@ -109,6 +165,7 @@ impl CoreConfig {
             root_path,
             access_log,
             max_requests: None,
+            ws: None,
         })
     }
 }

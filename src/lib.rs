@@ -1,7 +1,8 @@
 //! juggler's Rust core: socket I/O, HTTP and the bridge to the Python threads.
 //!
 //! Layers, each depending only on those below it (see docs/architecture.md):
-//! `asgi`, `wsgi` (interfaces) -> `interface` (what they plug into) -> `http` (protocol) ->
+//! `asgi`, `wsgi` (interfaces) -> `interface` (what they plug into) -> `http` (protocol, with
+//! `ws` for WebSockets) ->
 //! `server` (transport) and `bridge` (thread crossing) -> `error`, `config`.
 
 pub mod asgi;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod interface;
 pub mod server;
+pub mod ws;
 pub mod wsgi;
 
 use pyo3::prelude::*;

@@ -14,6 +14,8 @@ __all__ = [
     "Ready",
     "RunApp",
     "Server",
+    "WebSocketReceive",
+    "WebSocketSend",
     "WsgiInterface",
     "__version__",
 ]
@@ -39,6 +41,7 @@ class CoreConfig:
         root_path: str,
         access_log: bool,
         max_requests: int | None = None,
+        ws: tuple[int, int, float, float, bool] | None = None,
     ) -> CoreConfig: ...
 
 @final
@@ -143,3 +146,16 @@ class RunApp:
     def close(self) -> None: ...
     def __await__(self) -> RunApp: ...
     def __iter__(self) -> RunApp: ...
+
+@final
+class WebSocketReceive:
+    """A WebSocket's ``receive()``: ``websocket.connect``, then messages, then
+    ``websocket.disconnect``."""
+
+    def __call__(self) -> Any: ...
+
+@final
+class WebSocketSend:
+    """A WebSocket's ``send()``: accept, messages, close, or a denial response."""
+
+    def __call__(self, message: dict[str, Any]) -> Any: ...

@@ -17,6 +17,8 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 LOOPS = ("auto", "asyncio", "uvloop")
 LIFESPANS = ("auto", "on", "off")
 INTERFACES = ("auto", "asgi", "wsgi")
+#: "websockets" and "wsproto" are Uvicorn's names; juggler has one implementation, in Rust.
+WS_CHOICES = ("auto", "none", "websockets", "wsproto")
 
 
 class ConfigError(ValueError):
@@ -231,6 +233,45 @@ OPTIONS: tuple[Option, ...] = (
         kind="multi",
         metavar="NAME:VALUE",
     ),
+    Option(
+        "ws",
+        "auto",
+        "WebSocket support for ASGI apps ('none' serves upgrade requests as plain HTTP).",
+        choices=WS_CHOICES,
+    ),
+    Option(
+        "ws_max_size",
+        16 * 1024 * 1024,
+        "Largest WebSocket message accepted; a larger one closes the connection with 1009.",
+        _positive_int,
+        metavar="BYTES",
+    ),
+    Option(
+        "ws_max_queue",
+        32,
+        "WebSocket messages held for the app before the socket stops being read.",
+        _positive_int,
+    ),
+    Option(
+        "ws_ping_interval",
+        20.0,
+        "Send a WebSocket ping this often (0 turns pings off).",
+        _non_negative,
+        metavar="SECONDS",
+    ),
+    Option(
+        "ws_ping_timeout",
+        20.0,
+        "Drop a WebSocket peer that does not answer a ping within this (0: wait forever).",
+        _non_negative,
+        metavar="SECONDS",
+    ),
+    Option(
+        "ws_per_message_deflate",
+        True,
+        "Offer WebSocket permessage-deflate compression to clients that ask for it.",
+        kind="bool",
+    ),
     Option("server_header", True, "Send a 'server: juggler' header.", kind="bool"),
     Option("date_header", True, "Send a 'date' header.", kind="bool"),
 )
@@ -337,9 +378,11 @@ class Config:
             return 4 * int(self.threads)
         return int(self.queue_size)
 
-    def core_options(self, max_requests: int | None = None) -> dict[str, Any]:
+    def core_options(
+        self, max_requests: int | None = None, websockets: bool = True
+    ) -> dict[str, Any]:
         """The keyword arguments of the Rust ``CoreConfig`` (``max_requests`` is per worker,
-        with its jitter)."""
+        with its jitter; ``websockets`` is False for interfaces without them, WSGI)."""
         headers = list(self.header)
         if self.server_header:
             headers.insert(0, ("server", "juggler"))
@@ -352,4 +395,15 @@ class Config:
             "root_path": self.root_path,
             "access_log": self.access_log,
             "max_requests": max_requests,
+            "ws": (
+                (
+                    self.ws_max_size,
+                    self.ws_max_queue,
+                    float(self.ws_ping_interval),
+                    float(self.ws_ping_timeout),
+                    self.ws_per_message_deflate,
+                )
+                if websockets and self.ws != "none"
+                else None
+            ),
         }

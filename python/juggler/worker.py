@@ -104,7 +104,9 @@ class Worker:
         else:
             iface = _juggler.AsgiInterface(self.app, loop, state, error_logger, access_logger)
         return iface.server(
-            _juggler.CoreConfig(**config.core_options(self.max_requests)),
+            _juggler.CoreConfig(
+                **config.core_options(self.max_requests, websockets=self.interface != "wsgi")
+            ),
             self.sock.fileno(),
             self.sock.family == socket.AF_UNIX,
         )

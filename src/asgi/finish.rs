@@ -11,6 +11,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::io::RequestIo;
+use super::websocket::WsIo;
 use crate::error::ClientDisconnected;
 use crate::http::exchange::Finished;
 use crate::interface::access::AccessInfo;
@@ -51,19 +52,35 @@ pub fn conclude(py: Python<'_>, io: &RequestIo, access: Option<&AccessInfo>, end
     }
 }
 
+/// What a finished app call settles.
+#[derive(Clone)]
+pub enum Target {
+    Http(Arc<RequestIo>),
+    WebSocket(Arc<WsIo>),
+}
+
+impl Target {
+    pub fn conclude(&self, py: Python<'_>, access: Option<&AccessInfo>, ending: Ending<'_>) {
+        match self {
+            Self::Http(io) => conclude(py, io, access, ending),
+            Self::WebSocket(io) => io.conclude(py, access, ending),
+        }
+    }
+}
+
 /// Registered as a `collections.abc.Coroutine` so that `loop.create_task` accepts it.
 #[pyclass(module = "juggler._juggler")]
 pub struct RunApp {
     coro: Option<PyObject>,
-    io: Arc<RequestIo>,
+    target: Target,
     access: Option<AccessInfo>,
 }
 
 impl RunApp {
-    pub fn new(coro: PyObject, io: Arc<RequestIo>, access: Option<AccessInfo>) -> Self {
+    pub fn new(coro: PyObject, target: Target, access: Option<AccessInfo>) -> Self {
         Self {
             coro: Some(coro),
-            io,
+            target,
             access,
         }
     }
@@ -95,7 +112,7 @@ impl RunApp {
 
     fn end(&mut self, py: Python<'_>, ending: Ending<'_>) {
         self.coro = None;
-        conclude(py, &self.io, self.access.as_ref(), ending);
+        self.target.conclude(py, self.access.as_ref(), ending);
     }
 
     fn send_inner(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
@@ -157,7 +174,8 @@ impl RunApp {
     fn close(&mut self, py: Python<'_>) -> PyResult<()> {
         if let Some(coro) = self.coro.take() {
             coro.call_method0(py, intern!(py, "close"))?;
-            conclude(py, &self.io, self.access.as_ref(), Ending::Cancelled);
+            self.target
+                .conclude(py, self.access.as_ref(), Ending::Cancelled);
         }
         Ok(())
     }

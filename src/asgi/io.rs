@@ -189,12 +189,12 @@ impl AsgiSend {
     }
 }
 
-fn protocol_error(msg: impl Into<String>) -> PyErr {
+pub fn protocol_error(msg: impl Into<String>) -> PyErr {
     Error::protocol(msg).into()
 }
 
 /// Headers as the spec allows them: any iterable of two-item iterables of bytes-likes.
-fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
+pub fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
     let mut map = HeaderMap::new();
     for item in headers.try_iter().map_err(|_| bad_headers())? {
         let item = item?;
@@ -292,14 +292,31 @@ fn body_bytes(message: &Bound<'_, PyDict>) -> PyResult<Bytes> {
 #[pymethods]
 impl AsgiSend {
     fn __call__(&self, py: Python<'_>, message: &Bound<'_, PyDict>) -> PyResult<PyObject> {
+        let kind = message_type(message)?;
+        self.send_http(py, kind.to_str()?, message)
+    }
+}
+
+/// A message's `type`.
+pub fn message_type<'py>(message: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyString>> {
+    let py = message.py();
+    let kind = message
+        .get_item(intern!(py, "type"))?
+        .ok_or_else(|| protocol_error("ASGI message without a 'type' key"))?;
+    kind.downcast_into::<PyString>()
+        .map_err(|_| protocol_error("ASGI message 'type' must be a str"))
+}
+
+impl AsgiSend {
+    /// Sends an HTTP response message; `kind` is its type, as `http.response.*` (a WebSocket
+    /// denial response comes through here too).
+    pub fn send_http(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        message: &Bound<'_, PyDict>,
+    ) -> PyResult<PyObject> {
         let core = &self.io.core;
-        let kind = message
-            .get_item(intern!(py, "type"))?
-            .ok_or_else(|| protocol_error("ASGI message without a 'type' key"))?;
-        let kind = kind
-            .downcast::<PyString>()
-            .map_err(|_| protocol_error("ASGI message 'type' must be a str"))?
-            .to_str()?;
         // The state's lock is never held while Python runs (a headers generator or a body's
         // __bool__ could call send() again): each branch reads the message first.
         match kind {

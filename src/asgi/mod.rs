@@ -4,6 +4,7 @@ pub mod awaitable;
 pub mod finish;
 pub mod io;
 pub mod scope;
+pub mod websocket;
 
 use std::sync::Arc;
 
@@ -20,15 +21,18 @@ use crate::interface::log::Loggers;
 use crate::interface::server::Server;
 use crate::interface::{Host, Interface, LoopEvent};
 use awaitable::Done;
-use finish::RunApp;
+use finish::{RunApp, Target};
 use io::{AsgiReceive, AsgiSend, RequestIo};
 use scope::ScopeTemplate;
+use websocket::WsIo;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AsgiInterface>()?;
     m.add_class::<awaitable::Ready>()?;
     m.add_class::<awaitable::Done>()?;
     m.add_class::<RunApp>()?;
+    m.add_class::<websocket::WebSocketReceive>()?;
+    m.add_class::<websocket::WebSocketSend>()?;
     Ok(())
 }
 
@@ -158,24 +162,44 @@ fn start_request(py: Python<'_>, core: Arc<AsgiCore>, req: Box<NewRequest>) {
         exchange,
         parts,
         conn,
+        websocket,
     } = *req;
     let mut access = AccessInfo::capture(&core.loggers, &parts, &conn);
     let io = Arc::new(RequestIo::new(exchange, core));
-    let result = (|| -> PyResult<()> {
-        let core = &io.core;
-        let state = core.state.as_ref().map(|s| s.bind(py));
-        let scope = core.scope.build(py, &parts, &conn, state)?;
-        let receive = Py::new(py, AsgiReceive::new(io.clone()))?;
-        let send = Py::new(py, AsgiSend::new(io.clone()))?;
-        let coro = core.app.call1(py, (scope, receive, send))?;
-        let run = Py::new(py, RunApp::new(coro, io.clone(), access.take()))?;
+    let core = io.core.clone();
+    let state = core.state.as_ref().map(|s| s.bind(py));
+    let (result, target) = match websocket {
+        None => {
+            let result = (|| -> PyResult<PyObject> {
+                let scope = core.scope.build(py, &parts, &conn, state)?;
+                let receive = Py::new(py, AsgiReceive::new(io.clone()))?;
+                let send = Py::new(py, AsgiSend::new(io.clone()))?;
+                core.app.call1(py, (scope, receive, send))
+            })();
+            (result, Target::Http(io))
+        }
+        Some(session) => {
+            let ws = Arc::new(WsIo::new(io, session));
+            let result = (|| -> PyResult<PyObject> {
+                let protocols = crate::ws::handshake::subprotocols(&parts.headers);
+                let scope = core
+                    .scope
+                    .build_websocket(py, &parts, &conn, state, protocols)?;
+                let receive = Py::new(py, websocket::WebSocketReceive::new(ws.clone()))?;
+                let send = Py::new(py, websocket::WebSocketSend::new(ws.clone()))?;
+                core.app.call1(py, (scope, receive, send))
+            })();
+            (result, Target::WebSocket(ws))
+        }
+    };
+    let result = result.and_then(|coro| {
+        let run = Py::new(py, RunApp::new(coro, target.clone(), access.take()))?;
         let kwargs = core.task_kwargs.as_ref().map(|k| k.bind(py));
-        core.create_task.call(py, (run,), kwargs)?;
-        Ok(())
-    })();
+        core.create_task.call(py, (run,), kwargs).map(drop)
+    });
     if let Err(err) = result {
         // The app could not even be called (not an ASGI callable, or it raised at once).
-        finish::conclude(py, &io, access.as_ref(), finish::Ending::Raised(&err));
+        target.conclude(py, access.as_ref(), finish::Ending::Raised(&err));
     }
 }
 

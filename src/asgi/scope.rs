@@ -12,6 +12,7 @@ use crate::server::{ConnInfo, ServerAddr};
 /// The parts of every scope that never change, copied per request.
 pub struct ScopeTemplate {
     template: Py<PyDict>,
+    websocket: Py<PyDict>,
     root_path: String,
 }
 
@@ -39,10 +40,35 @@ impl ScopeTemplate {
         ] {
             d.set_item(key, py.None())?;
         }
+        let ws = PyDict::new(py);
+        ws.set_item(intern!(py, "type"), intern!(py, "websocket"))?;
+        ws.set_item(intern!(py, "asgi"), d.get_item(intern!(py, "asgi"))?)?;
+        ws.set_item(intern!(py, "scheme"), intern!(py, "ws"))?;
+        ws.set_item(intern!(py, "http_version"), intern!(py, "1.1"))?;
+        ws.set_item(intern!(py, "root_path"), PyString::new(py, root_path))?;
         Ok(Self {
             template: d.unbind(),
+            websocket: ws.unbind(),
             root_path: root_path.to_owned(),
         })
+    }
+
+    /// The `websocket` scope of a handshake, with the extensions juggler offers on it.
+    pub fn build_websocket<'py>(
+        &self,
+        py: Python<'py>,
+        parts: &Parts,
+        conn: &ConnInfo,
+        state: Option<&Bound<'py, PyDict>>,
+        subprotocols: Vec<String>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let scope = self.websocket.bind(py).copy()?;
+        self.fill(py, &scope, parts, conn, state)?;
+        scope.set_item(intern!(py, "subprotocols"), PyList::new(py, subprotocols)?)?;
+        let extensions = PyDict::new(py);
+        extensions.set_item(intern!(py, "websocket.http.response"), PyDict::new(py))?;
+        scope.set_item(intern!(py, "extensions"), extensions)?;
+        Ok(scope)
     }
 
     pub fn build<'py>(
@@ -55,7 +81,19 @@ impl ScopeTemplate {
         let scope = self.template.bind(py).copy()?;
         scope.set_item(intern!(py, "http_version"), http_version(py, parts.version))?;
         scope.set_item(intern!(py, "method"), method(py, &parts.method))?;
+        self.fill(py, &scope, parts, conn, state)?;
+        Ok(scope)
+    }
 
+    /// What `http` and `websocket` scopes share: the target, headers, addresses and state.
+    fn fill<'py>(
+        &self,
+        py: Python<'py>,
+        scope: &Bound<'py, PyDict>,
+        parts: &Parts,
+        conn: &ConnInfo,
+        state: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<()> {
         let raw_path = parts.uri.path().as_bytes();
         let decoded = percent_decode(raw_path).decode_utf8_lossy();
         let path = if self.root_path.is_empty() {
@@ -86,7 +124,7 @@ impl ScopeTemplate {
         if let Some(state) = state {
             scope.set_item(intern!(py, "state"), state.copy()?)?;
         }
-        Ok(scope)
+        Ok(())
     }
 }
 

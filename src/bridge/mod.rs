@@ -23,3 +23,11 @@ pub mod wakeup;
 
 pub use mailbox::Mailbox;
 pub use outbox::{Deliver, Outbox};
+
+/// How a waiting app side is woken: an event loop posts to its mailbox, a WSGI thread's
+/// condition variable is signalled. The protocol layers park one where an app waits (for
+/// request body, room to send, a WebSocket message) and call it at most once per park, never
+/// under their own lock, so a waker that re-enters cannot deadlock.
+pub trait AppWaker: Send + Sync {
+    fn wake(self: std::sync::Arc<Self>);
+}

@@ -67,7 +67,10 @@ impl ServeConnection for Http1 {
             seen.mark();
             service::handle(req, info.clone(), http.clone())
         });
-        let conn = self.builder.serve_connection(TokioIo::new(io), svc);
+        let conn = self
+            .builder
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades();
         tokio::pin!(conn);
         let mut draining = false;
         // Draining, and waiting for a fresh connection's first request before closing.

@@ -50,12 +50,9 @@ pub enum Want {
     Room,
 }
 
-/// How a waiting app side is woken: an event loop posts to its mailbox, a WSGI thread's
-/// condition variable is signalled. Called at most once per [`Exchange::park`], never under
-/// the exchange's lock.
-pub trait AppWaker: Send + Sync {
-    fn wake(self: Arc<Self>);
-}
+/// How a waiting app side is woken (shared with the WebSocket session, hence in the bridge).
+/// Called at most once per [`Exchange::park`], never under the exchange's lock.
+pub use crate::bridge::AppWaker;
 
 /// Work for the I/O thread that the app side produced.
 pub enum Handover {

@@ -5,6 +5,7 @@ pub mod body;
 pub mod conn;
 pub mod exchange;
 pub mod service;
+pub mod upgrade;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -20,6 +21,9 @@ pub struct NewRequest {
     pub exchange: Arc<Exchange>,
     pub parts: Parts,
     pub conn: Arc<ConnInfo>,
+    /// Set when the request is a WebSocket handshake: the app gets a `websocket` scope, and
+    /// the exchange carries only an HTTP answer that refuses the upgrade.
+    pub websocket: Option<Arc<crate::ws::Session>>,
 }
 
 /// How the interface above takes requests, called on the I/O thread.

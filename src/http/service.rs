@@ -12,10 +12,10 @@ use tokio::sync::oneshot;
 
 use super::body::{plain_response, ResponseBody};
 use super::exchange::{DisconnectGuard, Exchange};
-use super::{Http, NewRequest};
+use super::{upgrade, Http, NewRequest};
 use crate::server::ConnInfo;
 
-fn unavailable(http: &Http) -> Response<ResponseBody> {
+pub(super) fn unavailable(http: &Http) -> Response<ResponseBody> {
     let mut r = plain_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
     add_default_headers(r.headers_mut(), http);
     r
@@ -30,6 +30,11 @@ pub async fn handle(
         if http.inflight.load(Ordering::Relaxed) >= limit {
             return Ok(unavailable(&http));
         }
+    }
+    if upgrade::wants_websocket(&req, &http) {
+        let mut response = upgrade::handle(req, conn, http.clone()).await;
+        add_default_headers(response.headers_mut(), &http);
+        return Ok(response);
     }
     let (parts, body) = req.into_parts();
     let (tx, rx) = oneshot::channel();
@@ -54,6 +59,7 @@ pub async fn handle(
         exchange: exchange.clone(),
         parts,
         conn,
+        websocket: None,
     };
     if http.dispatch.dispatch(request).is_err() {
         // The app side is full: refuse this one instead of queueing without bound.

@@ -72,6 +72,7 @@ impl Caller {
             exchange,
             parts,
             conn,
+            websocket: _,
         } = request;
         let _busy = Busy::enter(parts.method.as_str(), parts.uri.path());
         let access = AccessInfo::capture(&self.loggers, &parts, &conn);

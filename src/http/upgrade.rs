@@ -1,0 +1,195 @@
+//! A WebSocket opening handshake served through hyper: the app is asked first (it sees a
+//! `websocket` scope), then the connection either switches protocols and is handed to the
+//! framing task in `ws/`, or answers with a plain HTTP response (a denial, 403 or 500),
+//! which goes through an ordinary [`Exchange`].
+
+use std::sync::Arc;
+
+use http::header::{HeaderName, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION};
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use super::body::{plain_response, ResponseBody};
+use super::exchange::Exchange;
+use super::{service, Http, NewRequest};
+use crate::config::WsConfig;
+use crate::server::{ConnInfo, LogLevel, Phase};
+use crate::ws::handshake::{self, Refusal};
+use crate::ws::{close_code, socket, Accept, Session};
+
+/// Whether this request is a WebSocket handshake that `http` serves as one.
+pub fn wants_websocket(req: &Request<Incoming>, http: &Http) -> bool {
+    http.config.ws.is_some() && handshake::is_upgrade(req.method(), req.version(), req.headers())
+}
+
+pub async fn handle(
+    mut req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+    http: Arc<Http>,
+) -> Response<ResponseBody> {
+    let Some(config) = http.config.ws.clone() else {
+        return plain_response(StatusCode::BAD_REQUEST, "Bad Request");
+    };
+    if let Err(refusal) = handshake::check(req.headers()) {
+        return refused(refusal);
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, _body) = req.into_parts();
+    // What the 101 is computed from (the key, the offered extensions).
+    let handshake_headers = parts.headers.clone();
+
+    let (tx, responded) = oneshot::channel();
+    let exchange = Exchange::new(&http.inflight, tx, false);
+    exchange.finish_body();
+    let (session, accepted) = Session::new(config.max_queue);
+    let guard = Abandon(Some((exchange.clone(), session.clone())));
+    let request = NewRequest {
+        exchange: exchange.clone(),
+        parts,
+        conn,
+        websocket: Some(session.clone()),
+    };
+    if http.dispatch.dispatch(request).is_err() {
+        return service::unavailable(&http);
+    }
+    http.registry.count_request();
+
+    // The app answers with `websocket.accept`, or with an HTTP response through the exchange
+    // (its own denial, the 403 of a close before accepting, or a 500 when it fails).
+    let mut responded = responded;
+    let answer = tokio::select! {
+        a = accepted => a.ok(),
+        r = &mut responded => {
+            drop(guard.defuse());
+            return r.unwrap_or_else(|_| service::unavailable(&http));
+        }
+    };
+    let Some(accept) = answer else {
+        // The app answers over HTTP instead, or gave up on the handshake: that answer (or
+        // a 500 from the failure) comes through the exchange.
+        let response = responded.await;
+        drop(guard.defuse());
+        return response.unwrap_or_else(|_| service::unavailable(&http));
+    };
+    drop(guard.defuse());
+    match switch(handshake_headers, on_upgrade, accept, &config) {
+        Ok((response, upgrade)) => {
+            let http2 = http.clone();
+            let token = http.registry.connection();
+            let mut phase = http.registry.subscribe();
+            tokio::spawn(async move {
+                let _token = token;
+                let ws = match upgrade.await {
+                    Ok(ws) => ws.into_streaming(),
+                    Err(e) => {
+                        session.end(close_code::ABNORMAL, "");
+                        http2
+                            .registry
+                            .report()
+                            .log(LogLevel::Debug, format!("websocket upgrade failed: {e}"));
+                        return;
+                    }
+                };
+                let shutdown = async move {
+                    while *phase.borrow_and_update() != Phase::Abort {
+                        if phase.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                socket::serve(ws, session, &config, shutdown).await;
+            });
+            response
+        }
+        Err(response) => {
+            session.end(close_code::ABNORMAL, "");
+            *response
+        }
+    }
+}
+
+/// The 101 response and the future that yields the framed socket once hyper lets go of it.
+/// The error is the response that refuses the handshake instead.
+fn switch(
+    headers: http::HeaderMap,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    accept: Accept,
+    config: &WsConfig,
+) -> Result<(Response<ResponseBody>, yawc::UpgradeFut), Box<Response<ResponseBody>>> {
+    let mut req = Request::new(());
+    *req.headers_mut() = headers;
+    req.extensions_mut().insert(on_upgrade);
+    let mut options = yawc::Options::default()
+        .with_limits(config.max_size, config.max_size)
+        .without_compression();
+    if config.per_message_deflate {
+        let mut deflate = yawc::DeflateOptions::low_latency();
+        // Deflating a few bytes costs more than it saves, and often makes them longer.
+        deflate.compression_threshold = 128;
+        options.compression = Some(deflate);
+    }
+    let (yawc_response, upgrade) = yawc::WebSocket::upgrade_with_options(&mut req, options)
+        .map_err(|_| Box::new(plain_response(StatusCode::BAD_REQUEST, "Bad Request")))?;
+    let mut response = Response::new(ResponseBody::full(bytes::Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let out = response.headers_mut();
+    for (name, value) in yawc_response.headers() {
+        out.append(name.clone(), value.clone());
+    }
+    if let Some(p) = accept.subprotocol {
+        let value = HeaderValue::from_str(&p).map_err(|_| {
+            plain_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        })?;
+        out.insert(SEC_WEBSOCKET_PROTOCOL, value);
+    }
+    for (name, value) in &accept.headers {
+        if !is_handshake_header(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    Ok((response, upgrade))
+}
+
+/// Headers the handshake itself decides, which the app's extra headers may not replace.
+fn is_handshake_header(name: &HeaderName) -> bool {
+    use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, UPGRADE};
+    [
+        CONNECTION,
+        UPGRADE,
+        SEC_WEBSOCKET_ACCEPT,
+        SEC_WEBSOCKET_EXTENSIONS,
+    ]
+    .contains(name)
+}
+
+fn refused(refusal: Refusal) -> Response<ResponseBody> {
+    match refusal {
+        Refusal::Version => {
+            let mut r = plain_response(StatusCode::UPGRADE_REQUIRED, "Upgrade Required");
+            r.headers_mut()
+                .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            r
+        }
+        Refusal::MissingKey => plain_response(StatusCode::BAD_REQUEST, "Bad Request"),
+    }
+}
+
+/// Tells the app the client left when hyper drops the handshake before it was answered.
+struct Abandon(Option<(Arc<Exchange>, Arc<Session>)>);
+
+impl Abandon {
+    fn defuse(mut self) -> Self {
+        self.0 = None;
+        self
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if let Some((exchange, session)) = self.0.take() {
+            session.end(close_code::ABNORMAL, "");
+            exchange.disconnect();
+        }
+    }
+}
