@@ -59,6 +59,9 @@ pub async fn handle(
     // (its own denial, the 403 of a close before accepting, or a 500 when it fails).
     let mut responded = responded;
     let answer = tokio::select! {
+        // An app quick to accept, send, close and return has also had its exchange settled
+        // (with a 500 nobody should see) by the time this runs: the acceptance comes first.
+        biased;
         a = accepted => a.ok(),
         r = &mut responded => {
             drop(guard.defuse());
@@ -120,8 +123,10 @@ fn switch(
     let mut req = Request::new(());
     *req.headers_mut() = headers;
     req.extensions_mut().insert(on_upgrade);
+    // yawc refuses a frame of exactly its limit; the reassembly enforces ours, inclusive.
+    let frame_limit = config.max_size.saturating_add(1);
     let mut options = yawc::Options::default()
-        .with_limits(config.max_size, config.max_size)
+        .with_limits(frame_limit, frame_limit)
         .without_compression();
     if config.per_message_deflate {
         let mut deflate = yawc::DeflateOptions::low_latency();

@@ -65,6 +65,9 @@ enum Stage {
     Closing,
     /// The peer closed or broke the protocol: our close frame (queued by yawc) goes out.
     Flushing,
+    /// We failed the connection (RFC 6455 §7.1.7): our close frame goes out, and then the
+    /// socket is shut without waiting for the peer's.
+    Failing,
     /// Close frames exchanged: shutting the socket.
     Shutdown,
 }
@@ -204,6 +207,10 @@ where
                 Poll::Pending => {}
             }
         }
+        if self.stage == Stage::Failing && !self.unflushed && self.pending.is_none() {
+            self.stage = Stage::Shutdown;
+            return Flow::Again;
+        }
         if progressed {
             Flow::Again
         } else {
@@ -213,7 +220,7 @@ where
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Flow {
         match self.stage {
-            Stage::Shutdown => return Flow::Idle,
+            Stage::Shutdown | Stage::Failing => return Flow::Idle,
             // Backpressure: the peer waits while the app is `max_queue` messages behind.
             Stage::Open if !self.session.room_for_inbound(cx) => return Flow::Idle,
             _ => {}
@@ -251,6 +258,7 @@ where
             Err(violation) => {
                 self.session.end(violation.close_code(), violation.reason());
                 self.send_close(violation.close_code(), violation.reason(), CLOSE_TIMEOUT);
+                self.stage = Stage::Failing;
             }
         }
         Flow::Again
@@ -291,14 +299,10 @@ where
     }
 
     fn send_close(&mut self, code: u16, reason: &str, within: Duration) {
-        // A frame already waiting keeps its place; the close goes once it is out.
+        // A frame still waiting for room is dropped: the connection is ending, and the app
+        // has been told (the session ended first).
         self.stage = Stage::Closing;
         self.limit(within);
-        if let Some(frame) = self.pending.take() {
-            if Pin::new(&mut self.ws).start_send(frame).is_ok() {
-                self.unflushed = true;
-            }
-        }
         self.pending = Some(close_frame(code, reason));
     }
 
