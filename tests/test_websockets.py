@@ -11,10 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import Juggler, start
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
-
-from conftest import Juggler, start
 from wsclient import RawWebSocket
 
 
@@ -74,7 +73,7 @@ def test_scope_subprotocol_extra_headers_and_close_code(ws_server: Juggler) -> N
     assert scope["extensions"] == {"websocket.http.response": {}}
     assert "method" not in scope
     # After its own close, the app's receive() reports the end of the close handshake.
-    (name, message), *_ = [e for e in events(ws_server) if e[0] == "scope_info closed"]
+    (_, message), *_ = [e for e in events(ws_server) if e[0] == "scope_info closed"]
     assert message["type"] == "websocket.disconnect"
     assert message["code"] == 4000
 

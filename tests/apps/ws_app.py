@@ -123,7 +123,7 @@ async def bad_send(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "websocket.accept"})
     try:
         await send({"type": "websocket.send", "text": "a", "bytes": b"b"})
-    except Exception as exc:  # noqa: BLE001 - reported to the client
+    except Exception as exc:
         await send({"type": "websocket.send", "text": f"{type(exc).__name__}: {exc}"})
     await send({"type": "websocket.send", "bytes": bytearray(b"ba"), "text": None})
     await send({"type": "websocket.send", "bytes": memoryview(b"mv")})
