@@ -14,8 +14,6 @@ __all__ = [
     "Ready",
     "RunApp",
     "Server",
-    "WebSocketReceive",
-    "WebSocketSend",
     "WsgiInterface",
     "__version__",
 ]
@@ -147,15 +145,3 @@ class RunApp:
     def __await__(self) -> RunApp: ...
     def __iter__(self) -> RunApp: ...
 
-@final
-class WebSocketReceive:
-    """A WebSocket's ``receive()``: ``websocket.connect``, then messages, then
-    ``websocket.disconnect``."""
-
-    def __call__(self) -> Any: ...
-
-@final
-class WebSocketSend:
-    """A WebSocket's ``send()``: accept, messages, close, or a denial response."""
-
-    def __call__(self, message: dict[str, Any]) -> Any: ...

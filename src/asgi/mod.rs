@@ -31,8 +31,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<awaitable::Ready>()?;
     m.add_class::<awaitable::Done>()?;
     m.add_class::<RunApp>()?;
-    m.add_class::<websocket::WebSocketReceive>()?;
-    m.add_class::<websocket::WebSocketSend>()?;
     Ok(())
 }
 
