@@ -23,6 +23,47 @@ pub struct CoreConfig {
     pub max_requests: Option<u64>,
     /// WebSocket settings; `None` when WebSockets are off (`--ws none`, or a WSGI app).
     pub ws: Option<WsConfig>,
+    /// Which HTTP versions a connection may speak (`--http`).
+    pub http: HttpVersions,
+    pub h2: H2Limits,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpVersions {
+    /// HTTP/1.1, and HTTP/2 for clients that start with its preface (h2c) or ask by ALPN.
+    Auto,
+    Http1,
+    Http2,
+}
+
+impl HttpVersions {
+    pub fn parse(value: &str) -> Result<Self, Error> {
+        match value {
+            "auto" => Ok(Self::Auto),
+            "1" | "h11" | "httptools" => Ok(Self::Http1),
+            "2" => Ok(Self::Http2),
+            other => Err(Error::Config(format!(
+                "http must be auto, 1 or 2, got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// HTTP/2 limits (`--h2-*`), each a defence against a known flood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct H2Limits {
+    pub max_concurrent_streams: u32,
+    /// Streams a client may open and reset before the server accepted them.
+    pub max_reset_streams: usize,
+}
+
+impl Default for H2Limits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 100,
+            max_reset_streams: 20,
+        }
+    }
 }
 
 /// How WebSocket connections are served (`--ws-*`).
@@ -74,7 +115,7 @@ impl WsConfig {
 #[pymethods]
 impl CoreConfig {
     #[new]
-    #[pyo3(signature = (*, keep_alive_timeout, limit_concurrency, max_header_size, date_header, default_headers, root_path, access_log, max_requests=None, ws=None))]
+    #[pyo3(signature = (*, keep_alive_timeout, limit_concurrency, max_header_size, date_header, default_headers, root_path, access_log, max_requests=None, ws=None, http="auto", h2_max_concurrent_streams=100, h2_max_reset_streams=20))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         keep_alive_timeout: f64,
@@ -86,6 +127,9 @@ impl CoreConfig {
         access_log: bool,
         max_requests: Option<u64>,
         ws: Option<(usize, usize, f64, f64, bool)>,
+        http: &str,
+        h2_max_concurrent_streams: u32,
+        h2_max_reset_streams: usize,
     ) -> PyResult<Self> {
         let ws = ws
             .map(|(size, queue, interval, timeout, deflate)| {
@@ -103,6 +147,17 @@ impl CoreConfig {
         )?
         .with_max_requests(max_requests)?;
         config.ws = ws;
+        config.http = HttpVersions::parse(http)?;
+        if h2_max_concurrent_streams == 0 || h2_max_reset_streams == 0 {
+            return Err(Error::Config(
+                "h2_max_concurrent_streams and h2_max_reset_streams must be at least 1".into(),
+            )
+            .into());
+        }
+        config.h2 = H2Limits {
+            max_concurrent_streams: h2_max_concurrent_streams,
+            max_reset_streams: h2_max_reset_streams,
+        };
         Ok(config)
     }
 
@@ -166,6 +221,8 @@ impl CoreConfig {
             access_log,
             max_requests: None,
             ws: None,
+            http: HttpVersions::Auto,
+            h2: H2Limits::default(),
         })
     }
 }

@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ROOT / "tests" / "apps"
-READY = re.compile(r"juggler running on (http://[^ ]+|unix socket [^ ]+)")
+READY = re.compile(r"juggler running on (https?://[^ ]+|unix socket [^ ]+)")
 
 
 class Juggler:

@@ -14,6 +14,7 @@ __all__ = [
     "Ready",
     "RunApp",
     "Server",
+    "TlsSettings",
     "WsgiInterface",
     "__version__",
 ]
@@ -40,7 +41,26 @@ class CoreConfig:
         access_log: bool,
         max_requests: int | None = None,
         ws: tuple[int, int, float, float, bool] | None = None,
+        http: str = "auto",
+        h2_max_concurrent_streams: int = 100,
+        h2_max_reset_streams: int = 20,
     ) -> CoreConfig: ...
+
+@final
+class TlsSettings:
+    """A checked rustls configuration, from the ``--ssl-*`` options."""
+
+    def __new__(
+        cls,
+        *,
+        certfile: str,
+        keyfile: str | None = None,
+        key_pem: bytes | None = None,
+        ca_certs: str | None = None,
+        cert_reqs: int = 0,
+        ciphers: str | None = None,
+        http2: bool = True,
+    ) -> TlsSettings: ...
 
 @final
 class LoadSlots:
@@ -65,6 +85,7 @@ class Server:
     def on_request_limit(self, callback: Callable[[], object]) -> None: ...
     def on_heartbeat(self, interval: float, callback: Callable[[], object]) -> None: ...
     def share_load(self, slots: LoadSlots, index: int) -> None: ...
+    def use_tls(self, settings: TlsSettings) -> None: ...
     def longest_call(self) -> tuple[float, str] | None: ...
     @property
     def requests(self) -> int: ...

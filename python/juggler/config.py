@@ -17,6 +17,7 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 LOOPS = ("auto", "asyncio", "uvloop")
 LIFESPANS = ("auto", "on", "off")
 INTERFACES = ("auto", "asgi", "wsgi")
+HTTP_CHOICES = ("auto", "1", "2", "h11", "httptools")
 #: "websockets" and "wsproto" are Uvicorn's names; juggler has one implementation, in Rust.
 WS_CHOICES = ("auto", "none", "websockets", "wsproto")
 
@@ -71,6 +72,13 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise ValueError("must be a non-negative integer")
+    return value
+
+
+def _cert_reqs(text: str) -> int:
+    value = int(text)
+    if value not in (0, 1, 2):
+        raise ValueError("must be 0 (none), 1 (optional) or 2 (required)")
     return value
 
 
@@ -234,6 +242,50 @@ OPTIONS: tuple[Option, ...] = (
         metavar="NAME:VALUE",
     ),
     Option(
+        "http",
+        "auto",
+        "HTTP versions: 'auto' serves HTTP/1.1 and HTTP/2 (h2c by prior knowledge, or by ALPN "
+        "over TLS), '1' only HTTP/1.1, '2' only HTTP/2 ('h11' and 'httptools' mean '1').",
+        choices=HTTP_CHOICES,
+    ),
+    Option(
+        "h2_max_concurrent_streams",
+        100,
+        "Most HTTP/2 streams a client may have open at once on one connection.",
+        _positive_int,
+    ),
+    Option(
+        "h2_max_reset_streams",
+        20,
+        "Most HTTP/2 streams a client may open and reset before they are served (rapid reset).",
+        _positive_int,
+    ),
+    Option("ssl_certfile", None, "Serve TLS with this PEM certificate (chain).", metavar="PATH"),
+    Option(
+        "ssl_keyfile",
+        None,
+        "The PEM private key (default: read from --ssl-certfile).",
+        metavar="PATH",
+    ),
+    Option("ssl_keyfile_password", None, "Password of an encrypted key file.", metavar="TEXT"),
+    Option(
+        "ssl_ca_certs",
+        None,
+        "PEM CA certificates that client certificates are checked against.",
+        metavar="PATH",
+    ),
+    Option(
+        "ssl_cert_reqs",
+        0,
+        "Client certificates: 0 not asked for, 1 optional, 2 required.",
+        _cert_reqs,
+    ),
+    Option(
+        "ssl_ciphers",
+        "TLSv1",
+        "Cipher suites, rustls names separated by ':' ('TLSv1': all that rustls offers).",
+    ),
+    Option(
         "ws",
         "auto",
         "WebSocket support for ASGI apps ('none' serves upgrade requests as plain HTTP).",
@@ -304,13 +356,17 @@ def _convert(option: Option, value: Any, source: str) -> Any:
             return tuple(option.type(v) if isinstance(v, str) else _pair(v) for v in items)
         if isinstance(value, str):
             value = option.type(value)
-        elif option.type in (int, _port, _positive_int, _non_negative_int) and not isinstance(
-            value, int
-        ):
+        elif option.type in (
+            int,
+            _port,
+            _positive_int,
+            _non_negative_int,
+            _cert_reqs,
+        ) and not isinstance(value, int):
             raise ValueError("must be an integer")
         elif option.type is _non_negative:
             value = _non_negative(str(value))
-        elif option.type in (_port, _positive_int, _non_negative_int):
+        elif option.type in (_port, _positive_int, _non_negative_int, _cert_reqs):
             value = option.type(str(value))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid value {value!r} for {where}: {exc}") from None
@@ -395,6 +451,9 @@ class Config:
             "root_path": self.root_path,
             "access_log": self.access_log,
             "max_requests": max_requests,
+            "http": self.http,
+            "h2_max_concurrent_streams": self.h2_max_concurrent_streams,
+            "h2_max_reset_streams": self.h2_max_reset_streams,
             "ws": (
                 (
                     self.ws_max_size,

@@ -80,11 +80,11 @@ def _bind_unix(path: str, backlog: int) -> socket.socket:
     return sock
 
 
-def describe(sock: socket.socket) -> str:
+def describe(sock: socket.socket, tls: bool = False) -> str:
     """The address users should open, for the startup line."""
     if sock.family == socket.AF_UNIX:
         return f"unix socket {sock.getsockname()}"
     host, port = sock.getsockname()[:2]
     if sock.family == socket.AF_INET6:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{'https' if tls else 'http'}://{host}:{port}"

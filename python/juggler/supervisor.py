@@ -18,11 +18,11 @@ import socket
 import time
 from typing import Any
 
-from . import _juggler, reloader
+from . import _juggler, reloader, tls
 from . import logging as jlogging
 from .channel import Message, beat_interval
 from .children import WorkerProcess, WorkerSpec, read_stacks, spawn
-from .config import Config
+from .config import Config, ConfigError
 from .exit_codes import EXIT_APP_LOAD, EXIT_BAD_OPTION, EXIT_BIND_FAILED, EXIT_OK
 from .fatal import fatal, install_fatal_formatter
 from .importer import ImportFromStringError, load_app
@@ -77,11 +77,11 @@ def run(config: Config) -> int:
             reserved = reserve_reuse_port(config.host, config.port)
             host, port = reserved.getsockname()[:2]
             spec = WorkerSpec(config, None, (host, port), app)
-            where = describe(reserved)
+            where = describe(reserved, tls=bool(config.ssl_certfile))
         else:
             sock = bind(config)
             spec = WorkerSpec(config, sock, None, app, _load_slots(config.workers))
-            where = describe(sock)
+            where = describe(sock, tls=bool(config.ssl_certfile))
     except BindError as exc:
         fatal(str(exc))
         return EXIT_BIND_FAILED
@@ -125,6 +125,10 @@ def _check_environment(config: Config) -> tuple[str, int] | None:
             import uvloop  # noqa: F401
         except ImportError:
             return "--loop uvloop was asked for, but uvloop is not installed", EXIT_BIND_FAILED
+    try:
+        tls.settings(config)
+    except ConfigError as exc:
+        return str(exc), EXIT_BAD_OPTION
     return None
 
 

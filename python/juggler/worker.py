@@ -13,7 +13,7 @@ import signal
 import socket
 from typing import Any
 
-from . import _juggler
+from . import _juggler, tls
 from .channel import WorkerChannel, beat_interval
 from .config import Config
 from .exit_codes import EXIT_OK, EXIT_STARTUP_FAILED
@@ -103,13 +103,17 @@ class Worker:
             )
         else:
             iface = _juggler.AsgiInterface(self.app, loop, state, error_logger, access_logger)
-        return iface.server(
+        server = iface.server(
             _juggler.CoreConfig(
                 **config.core_options(self.max_requests, websockets=self.interface != "wsgi")
             ),
             self.sock.fileno(),
             self.sock.family == socket.AF_UNIX,
         )
+        tls_settings = tls.settings(config)
+        if tls_settings is not None:
+            server.use_tls(tls_settings)
+        return server
 
     def _on_signal(self, signame: str) -> None:
         assert self._stop is not None

@@ -1,5 +1,7 @@
 //! The ASGI `http` scope, built on the loop thread from the parsed request.
 
+use std::sync::atomic::Ordering;
+
 use http::request::Parts;
 use http::{Method, Version};
 use percent_encoding::percent_decode;
@@ -63,6 +65,9 @@ impl ScopeTemplate {
         subprotocols: Vec<String>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let scope = self.websocket.bind(py).copy()?;
+        if conn.secure.load(Ordering::Relaxed) {
+            scope.set_item(intern!(py, "scheme"), intern!(py, "wss"))?;
+        }
         self.fill(py, &scope, parts, conn, state)?;
         scope.set_item(intern!(py, "subprotocols"), PyList::new(py, subprotocols)?)?;
         let extensions = PyDict::new(py);
@@ -81,6 +86,9 @@ impl ScopeTemplate {
         let scope = self.template.bind(py).copy()?;
         scope.set_item(intern!(py, "http_version"), http_version(py, parts.version))?;
         scope.set_item(intern!(py, "method"), method(py, &parts.method))?;
+        if conn.secure.load(Ordering::Relaxed) {
+            scope.set_item(intern!(py, "scheme"), intern!(py, "https"))?;
+        }
         self.fill(py, &scope, parts, conn, state)?;
         Ok(scope)
     }
@@ -193,6 +201,7 @@ mod tests {
             server: ServerAddr::Tcp("127.0.0.1".into(), 8000),
             derived: OnceLock::new(),
             refused: Default::default(),
+            secure: Default::default(),
         }
     }
 
@@ -274,6 +283,7 @@ mod tests {
                 server: ServerAddr::Unix("/tmp/j.sock".into()),
                 derived: OnceLock::new(),
                 refused: Default::default(),
+                secure: Default::default(),
             };
             let s = t.build(py, &parts("/", &[]), &unix, None).expect("scope");
             assert!(s.get_item("client").expect("get").expect("key").is_none());

@@ -15,9 +15,10 @@ use super::log::Loggers;
 use super::siblings::LoadSlots;
 use super::{Host, Interface, LoopEvent};
 use crate::error::Error;
-use crate::http::conn::Http1;
+use crate::http::conn::HttpProtocol;
 use crate::http::Http;
 use crate::server::balance::Balance;
+use crate::server::tls::TlsSettings;
 use crate::server::{listener, Phase};
 
 #[pyclass(frozen, module = "juggler._juggler")]
@@ -32,6 +33,7 @@ pub struct Server {
     drained: Mutex<(bool, Option<PyObject>)>,
     on_request_limit: Mutex<Option<PyObject>>,
     heartbeat: Mutex<Option<(Duration, PyObject)>>,
+    tls: Mutex<Option<Arc<rustls::ServerConfig>>>,
 }
 
 impl Server {
@@ -57,6 +59,7 @@ impl Server {
             drained: Mutex::new((false, None)),
             on_request_limit: Mutex::new(None),
             heartbeat: Mutex::new(None),
+            tls: Mutex::new(None),
         })
     }
 
@@ -111,7 +114,8 @@ impl Server {
             fd,
             unix,
             self.host.registry.clone(),
-            Arc::new(Http1::new(http)),
+            Arc::new(HttpProtocol::new(http)),
+            self.tls.lock().take(),
             move || {
                 mailbox.flush();
                 parking.on_io_park();
@@ -240,6 +244,12 @@ impl Server {
             me: index,
         });
         Ok(())
+    }
+
+    /// Serves TLS with these settings (a handshake before each connection's HTTP). Before
+    /// `start()`.
+    fn use_tls(&self, settings: &TlsSettings) {
+        *self.tls.lock() = Some(settings.config.clone());
     }
 
     /// Calls `callback()` on the loop thread once the worker has taken in `max_requests`.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use super::linger::Lingering;
 use super::listener::{Accepted, ConnInfo, Listener};
@@ -39,6 +40,7 @@ pub async fn accept_loop<S: ServeConnection>(
     listener: Listener,
     registry: Arc<Registry>,
     protocol: Arc<S>,
+    tls: Option<TlsAcceptor>,
 ) {
     let mut phase = registry.subscribe();
     let nudges = registry
@@ -79,7 +81,7 @@ pub async fn accept_loop<S: ServeConnection>(
         deferred = false;
         match listener.try_accept(nudged) {
             Ok(Some((io, info))) => {
-                spawn_connection(&registry, &protocol, io, info);
+                spawn_connection(&registry, &protocol, tls.as_ref(), io, info);
             }
             // Another worker took it.
             Ok(None) => {}
@@ -100,7 +102,7 @@ pub async fn accept_loop<S: ServeConnection>(
             let Ok(Some((io, info))) = listener.try_accept(true) else {
                 break;
             };
-            spawn_connection(&registry, &protocol, io, info);
+            spawn_connection(&registry, &protocol, tls.as_ref(), io, info);
         }
     }
     drop(listener);
@@ -126,24 +128,53 @@ pub async fn accept_loop<S: ServeConnection>(
 fn spawn_connection<S: ServeConnection>(
     registry: &Arc<Registry>,
     protocol: &Arc<S>,
+    tls: Option<&TlsAcceptor>,
     io: Accepted,
     info: Arc<ConnInfo>,
 ) {
     let (token, phase) = (registry.connection(), registry.subscribe());
     match io {
-        Accepted::Tcp(io) => tokio::spawn(protocol.clone().serve(
-            Lingering::new(io, info.clone()),
-            info,
-            phase,
-            token,
-        )),
-        Accepted::Unix(io) => tokio::spawn(protocol.clone().serve(
-            Lingering::new(io, info.clone()),
-            info,
-            phase,
-            token,
-        )),
+        Accepted::Tcp(io) => {
+            let io = Lingering::new(io, info.clone());
+            serve(registry, protocol, tls, io, info, phase, token)
+        }
+        Accepted::Unix(io) => {
+            let io = Lingering::new(io, info.clone());
+            serve(registry, protocol, tls, io, info, phase, token)
+        }
+    }
+}
+
+fn serve<S: ServeConnection, I: Io>(
+    registry: &Arc<Registry>,
+    protocol: &Arc<S>,
+    tls: Option<&TlsAcceptor>,
+    io: I,
+    info: Arc<ConnInfo>,
+    phase: watch::Receiver<Phase>,
+    token: Token,
+) {
+    let protocol = protocol.clone();
+    let Some(tls) = tls.cloned() else {
+        tokio::spawn(protocol.serve(io, info, phase, token));
+        return;
     };
+    info.secure
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let registry = registry.clone();
+    tokio::spawn(async move {
+        // Plain HTTP on a TLS port, a scanner, a client that stalls: each ends here, with
+        // only this connection closed.
+        match tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, tls.accept(io)).await {
+            Ok(Ok(stream)) => protocol.serve(stream, info, phase, token).await,
+            Ok(Err(e)) => registry
+                .report()
+                .log(LogLevel::Debug, format!("TLS handshake failed: {e}")),
+            Err(_) => registry
+                .report()
+                .log(LogLevel::Debug, "TLS handshake timed out".into()),
+        }
+    });
 }
 
 /// This worker's end of its siblings' nudges: an eventfd they write to.

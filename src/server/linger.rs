@@ -168,6 +168,7 @@ mod tests {
             server: crate::server::ServerAddr::Tcp("127.0.0.1".into(), addr.port()),
             derived: std::sync::OnceLock::new(),
             refused: std::sync::atomic::AtomicBool::new(refused),
+            secure: Default::default(),
         });
         (client, server, info)
     }

@@ -22,6 +22,8 @@ pub struct ConnInfo {
     /// The protocol layer refused a request on this connection (400, 431) and closes it while
     /// the client may still be sending: its close lingers (`server::linger`).
     pub refused: AtomicBool,
+    /// Served over TLS (set before the handshake): `https`/`wss` in the scope.
+    pub secure: AtomicBool,
 }
 
 impl ConnInfo {
@@ -68,6 +70,7 @@ fn tcp_connection(
         server: ServerAddr::Tcp(local.ip().to_canonical().to_string(), local.port()),
         derived: OnceLock::new(),
         refused: AtomicBool::new(false),
+        secure: AtomicBool::new(false),
     };
     Ok((Accepted::Tcp(TcpStream::from_std(stream)?), Arc::new(info)))
 }
@@ -82,6 +85,7 @@ fn unix_connection(
         server: ServerAddr::Unix(path.to_owned()),
         derived: OnceLock::new(),
         refused: AtomicBool::new(false),
+        secure: AtomicBool::new(false),
     };
     Ok((
         Accepted::Unix(UnixStream::from_std(stream)?),

@@ -6,6 +6,7 @@ pub mod balance;
 pub mod linger;
 pub mod listener;
 pub mod registry;
+pub mod tls;
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -17,7 +18,7 @@ pub use listener::{ConnInfo, ServerAddr};
 pub use registry::{LogLevel, Phase, Registry, Report, Token};
 
 /// Starts the worker's I/O thread: a current-thread Tokio runtime that adopts the listening
-/// socket and accepts on it until shutdown. `on_park` runs each time the thread is about to
+/// socket and accepts on it until shutdown, with a TLS handshake first when `tls` is set. `on_park` runs each time the thread is about to
 /// sleep (the bridge delivers held-back wake-ups there); `on_start` runs inside the runtime
 /// before the first accept (to spawn helper tasks).
 pub fn spawn_io_thread<S: ServeConnection>(
@@ -25,6 +26,7 @@ pub fn spawn_io_thread<S: ServeConnection>(
     unix: bool,
     registry: Arc<Registry>,
     protocol: Arc<S>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     on_park: impl Fn() + Send + Sync + 'static,
     on_start: impl FnOnce() + Send + 'static,
 ) -> io::Result<JoinHandle<()>> {
@@ -43,7 +45,8 @@ pub fn spawn_io_thread<S: ServeConnection>(
         .spawn(move || {
             rt.block_on(async move {
                 on_start();
-                accept::accept_loop(listener, registry, protocol).await;
+                let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+                accept::accept_loop(listener, registry, protocol, tls).await;
             });
             // The thread ends without parking again: deliver what it held back.
             on_park();

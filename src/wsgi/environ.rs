@@ -71,6 +71,9 @@ impl EnvironTemplate {
                 _ => intern!(py, "HTTP/1.1"),
             },
         )?;
+        if conn.secure.load(std::sync::atomic::Ordering::Relaxed) {
+            env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
+        }
         let addr = addresses(py, conn)?;
         env.set_item(intern!(py, "SERVER_NAME"), addr.server_name.bind(py))?;
         env.set_item(intern!(py, "SERVER_PORT"), addr.server_port.bind(py))?;
