@@ -1,17 +1,19 @@
 //! One connection served by hyper (HTTP/1.1, HTTP/2 by prior knowledge or ALPN, or both on one
 //! port, as `--http` says), with graceful drain and hard abort.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::sync::{watch, Notify};
 
+use super::builders::Builders;
 use super::{service, Http};
-use crate::config::{CoreConfig, HttpVersions};
+use crate::config::HttpVersions;
 use crate::server::{ConnInfo, Io, LogLevel, Phase, ServeConnection, Token};
 
 /// On a drain, how long a connection accepted but still without a request may wait for its
@@ -23,50 +25,14 @@ const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 /// HTTP for the transport's accept loop.
 pub struct HttpProtocol {
     http: Arc<Http>,
-    builder: auto::Builder<TokioExecutor>,
+    builders: Builders,
 }
 
 impl HttpProtocol {
     pub fn new(http: Arc<Http>) -> Self {
-        let builder = builder(&http.config);
-        Self { http, builder }
+        let builders = Builders::new(&http.config);
+        Self { http, builders }
     }
-}
-
-fn builder(cfg: &CoreConfig) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b = match cfg.http {
-        HttpVersions::Auto => b,
-        HttpVersions::Http1 => b.http1_only(),
-        HttpVersions::Http2 => b.http2_only(),
-    };
-    let mut h1 = b.http1();
-    // hyper answers 431 to a request head that does not fit the read buffer.
-    h1.timer(TokioTimer::new())
-        .max_buf_size(cfg.max_header_size.max(8192))
-        .auto_date_header(cfg.date_header);
-    // Not `pipeline_flush`: with it hyper buffers a streaming body without bound when the
-    // client reads slowly (its write buffer then always reports room), defeating backpressure.
-    match cfg.keep_alive_timeout {
-        // hyper's header-read timer starts as soon as a connection waits for a request head,
-        // so it bounds idle keep-alive connections and slow headers alike.
-        Some(t) => h1.keep_alive(true).header_read_timeout(t),
-        None => h1
-            .keep_alive(false)
-            .header_read_timeout(Duration::from_secs(5)),
-    };
-    let mut h2 = b.http2();
-    h2.timer(TokioTimer::new())
-        .auto_date_header(cfg.date_header)
-        // The defences against the known HTTP/2 floods: a bound on streams at once, on the
-        // header block (CONTINUATION floods), and on streams the client opens and resets
-        // before they are served (rapid reset, CVE-2023-44487). h2 bounds the control
-        // frames (SETTINGS, PING) it queues on its own.
-        .max_concurrent_streams(cfg.h2.max_concurrent_streams)
-        .max_header_list_size(u32::try_from(cfg.max_header_size).unwrap_or(u32::MAX))
-        .max_pending_accept_reset_streams(cfg.h2.max_reset_streams)
-        .max_local_error_reset_streams(cfg.h2.max_reset_streams.saturating_mul(50));
-    b
 }
 
 impl ServeConnection for HttpProtocol {
@@ -74,7 +40,7 @@ impl ServeConnection for HttpProtocol {
         self: Arc<Self>,
         io: I,
         info: Arc<ConnInfo>,
-        mut phase: watch::Receiver<Phase>,
+        phase: watch::Receiver<Phase>,
         token: Token,
     ) {
         let _token = token;
@@ -86,21 +52,54 @@ impl ServeConnection for HttpProtocol {
             seen.mark();
             service::handle(req, info.clone(), http.clone())
         });
-        let conn = self
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(io), svc);
+        let io = TokioIo::new(io);
+        let b = &self.builders;
+        match self.http.config.http {
+            HttpVersions::Http1 => {
+                let conn = b.h1.serve_connection(io, svc).with_upgrades();
+                self.drive(conn, |c| c.graceful_shutdown(), first, conn_info, phase)
+                    .await
+            }
+            HttpVersions::Http2 => {
+                let conn = b.h2.serve_connection(io, svc);
+                self.drive(conn, |c| c.graceful_shutdown(), first, conn_info, phase)
+                    .await
+            }
+            HttpVersions::Auto => {
+                let conn = b.auto.serve_connection_with_upgrades(io, svc);
+                self.drive(conn, |c| c.graceful_shutdown(), first, conn_info, phase)
+                    .await
+            }
+        }
+    }
+}
+
+impl HttpProtocol {
+    /// Serves the connection until it ends, shutting it gracefully on a drain and dropping
+    /// it on an abort.
+    async fn drive<C, E>(
+        &self,
+        conn: C,
+        shutdown: impl Fn(Pin<&mut C>),
+        first: Arc<FirstRequest>,
+        conn_info: Arc<ConnInfo>,
+        mut phase: watch::Receiver<Phase>,
+    ) where
+        C: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
         tokio::pin!(conn);
         let mut draining = false;
         // Draining, and waiting for a fresh connection's first request before closing.
         let mut awaiting_first = false;
-        let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        let mut grace: Option<Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             match *phase.borrow_and_update() {
                 Phase::Abort => return,
                 Phase::Draining if !draining => {
                     draining = true;
                     if first.began.load(Ordering::Acquire) {
-                        conn.as_mut().graceful_shutdown();
+                        shutdown(conn.as_mut());
                     } else {
                         awaiting_first = true;
                         grace = Some(Box::pin(tokio::time::sleep(FIRST_REQUEST_GRACE)));
@@ -116,9 +115,7 @@ impl ServeConnection for HttpProtocol {
                     if let Err(e) = res {
                         // hyper refused a request (and answered it where it could): the
                         // client may still be sending, so the close lingers.
-                        conn_info
-                            .refused
-                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        conn_info.refused.store(true, Ordering::Relaxed);
                         // Clients that vanish or send garbage are routine (hyper already
                         // answered 400/431 where it could): only worth a debug line.
                         self.http
@@ -132,7 +129,7 @@ impl ServeConnection for HttpProtocol {
                 // The first request began (hyper finishes it, then closes), or never came.
                 _ = first.began_notify.notified(), if awaiting_first => {
                     awaiting_first = false;
-                    conn.as_mut().graceful_shutdown();
+                    shutdown(conn.as_mut());
                 }
                 _ = async {
                     match grace.as_mut() {
@@ -141,7 +138,7 @@ impl ServeConnection for HttpProtocol {
                     }
                 }, if awaiting_first => {
                     awaiting_first = false;
-                    conn.as_mut().graceful_shutdown();
+                    shutdown(conn.as_mut());
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! Holds no Python object; an interface receives each request through [`Dispatch`].
 
 pub mod body;
+pub mod builders;
 pub mod conn;
 pub mod exchange;
 pub mod service;

@@ -42,13 +42,14 @@ impl TlsSettings {
         ciphers: Option<String>,
         http2: bool,
     ) -> PyResult<Self> {
+        let certs = load_certs(&certfile)?;
         let key = match key_pem {
             Some(pem) => PrivateKeyDer::from_pem_slice(&pem)
                 .map_err(|e| config_error(format!("cannot read the decrypted key: {e}")))?,
             None => load_key(keyfile.as_deref().unwrap_or(&certfile))?,
         };
         let settings = Settings {
-            certs: load_certs(&certfile)?,
+            certs,
             key,
             client_roots: ca_certs.as_deref().map(load_roots).transpose()?,
             cert_reqs: ClientCerts::from_level(cert_reqs)?,
