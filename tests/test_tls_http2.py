@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import shutil
 import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import h2.config
@@ -21,9 +19,8 @@ import h2.exceptions
 import httpx
 import pytest
 import trustme
-from websockets.sync.client import connect
-
 from conftest import Juggler, start
+from websockets.sync.client import connect
 
 
 @pytest.fixture(scope="module")
