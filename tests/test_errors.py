@@ -191,3 +191,18 @@ def test_content_length_not_matching_the_body_is_a_500_not_a_desync(raw_server):
     raw_server.wait_for(
         r"ProtocolError: the response body has 5 bytes but its Content-Length says 20"
     )
+
+
+@pytest.mark.parametrize(
+    ("route", "error"),
+    [
+        ("/no-status", r"juggler\.ProtocolError: http\.response\.start without 'status'"),
+        ("/body-str", r"juggler\.ProtocolError: http\.response\.body: 'body' must be bytes"),
+    ],
+)
+def test_malformed_messages_are_logged_naming_message_and_field_with_a_500(
+    raw_server, route, error
+):
+    r = httpx.get(f"{raw_server.url}{route}")
+    assert r.status_code == 500
+    raw_server.wait_for(error)

@@ -4,7 +4,7 @@ use http::request::Parts;
 use http::{Method, Version};
 use percent_encoding::percent_decode;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyMappingProxy, PyString, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
 use crate::server::{ConnInfo, ServerAddr};
@@ -39,6 +39,13 @@ impl ScopeTemplate {
         ] {
             d.set_item(key, py.None())?;
         }
+        // One mapping shared by every scope, read-only so that an app adding to it fails
+        // loudly instead of leaking into later requests: a copy per request would cost 0.5 %
+        // of a hello request's instructions, and no framework we know of writes to it.
+        let extensions = PyDict::new(py);
+        extensions.set_item(intern!(py, "http.response.pathsend"), PyDict::new(py))?;
+        let read_only = PyMappingProxy::new(py, extensions.as_mapping());
+        d.set_item(intern!(py, "extensions"), read_only)?;
         Ok(Self {
             template: d.unbind(),
             root_path: root_path.to_owned(),
@@ -274,6 +281,25 @@ mod tests {
                 .get_item("state")
                 .expect("get")
                 .is_none());
+        })
+    }
+
+    #[test]
+    fn pathsend_is_offered_in_read_only_extensions() {
+        with_py(|py| {
+            let t = ScopeTemplate::new(py, "").expect("template");
+            let first = t.build(py, &parts("/", &[]), &tcp(), None).expect("scope");
+            let offered = first
+                .get_item("extensions")
+                .expect("get")
+                .expect("extensions");
+            assert!(offered
+                .contains("http.response.pathsend")
+                .expect("contains"));
+            assert!(
+                offered.set_item("mine", true).is_err(),
+                "shared by every scope: an addition must fail, not leak"
+            );
         })
     }
 

@@ -4,6 +4,7 @@
 pub mod body;
 pub mod conn;
 pub mod exchange;
+pub mod file;
 pub mod service;
 
 use std::sync::atomic::AtomicUsize;
