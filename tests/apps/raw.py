@@ -208,6 +208,15 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": bytearray(b"ab"), "more_body": True})
         await send({"type": "http.response.body", "body": memoryview(b"cd")})
         return None
+    if path == "/raise-through-throw":
+        # A future that is not exactly asyncio's: the task delivers its exception with
+        # throw(), as it does for anyio's worker-thread results (FastAPI's sync endpoints).
+        class Future(asyncio.Future):
+            pass
+
+        fut = Future()
+        asyncio.get_running_loop().call_soon(fut.set_exception, RuntimeError("thrown in"))
+        await fut
     if path == "/pathsend":
         # The file at ?path= through the path-send extension; ?cl= declares a Content-Length.
         assert "http.response.pathsend" in scope["extensions"]
