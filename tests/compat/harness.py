@@ -7,9 +7,11 @@ What is compared, and why (docs/testing.md has the same list):
   of HTTP's meaning. Left out: ``date`` (the clock), ``server`` (each server names itself),
   and the hop-by-hop ``connection``/``keep-alive`` (a server's keep-alive policy, not the
   app's answer);
-- the framing: ``content-length`` and ``transfer-encoding`` must match as well, except for a
-  request marked ``stream=True`` (the app streams a body of unknown length, and a server may
-  legitimately frame it either way); the body's bytes are compared in every case;
+- the framing: two ``content-length`` headers must be equal; a ``content-length`` on one side
+  and ``transfer-encoding: chunked`` on the other is accepted when the length is the body's
+  (a server may frame a body the app left unsized either way: juggler gives a body sent in
+  one message a length where Uvicorn and Gunicorn chunk it); for HEAD the lengths must be
+  equal. The body's bytes are compared in every case;
 - for a request marked ``server_error=True`` (the app raises and the server answers with its
   own error page), the status only;
 - requests go over keep-alive connections, new ones after any 5xx (Uvicorn closes the
@@ -50,13 +52,11 @@ class Req:
 
     method: str
     path: str
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, Any] = field(default_factory=dict)
     data: Any = None
     json: Any = None
     files: Any = None
     content: bytes | None = None
-    #: The app streams a body of unknown length: its framing may differ.
-    stream: bool = False
     #: Replaces, in the body and the header values, what differs on every call.
     normalise: Normaliser | None = None
     #: The app raises: the answer is the server's own error page, and only the status is
@@ -73,6 +73,8 @@ class Answer:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+    #: The body's size as received, before normalisers.
+    size: int
 
     def show(self) -> str:
         lines = [f"  {self.status}"]
@@ -120,18 +122,26 @@ class Pair:
         self.reference.kill()
 
     def ask(self, req: Req) -> tuple[Answer, Answer]:
+        # Built once, sent twice: the same bytes to both (a multipart boundary is random).
+        first = self.clients[0].build_request(
+            req.method,
+            req.path,
+            headers=req.headers,
+            data=req.data,
+            json=req.json,
+            files=req.files,
+            content=req.content,
+        )
+        body = first.read()
+        headers = [(k, v) for k, v in first.headers.raw if k.lower() != b"host"]
+        second = self.clients[1].build_request(
+            req.method, req.path, headers=headers, content=body
+        )
         answers = []
-        for server, client in zip((self.juggler, self.reference), self.clients, strict=True):
-            r = client.request(
-                req.method,
-                req.path,
-                headers=req.headers,
-                data=req.data,
-                json=req.json,
-                files=req.files,
-                content=req.content,
-            )
-            answers.append(normalised(server.url, req, r))
+        for server, client, request in zip(
+            (self.juggler, self.reference), self.clients, (first, second), strict=True
+        ):
+            answers.append(normalised(server.url, req, client.send(request)))
         if any(a.status >= 500 for a in answers):
             # Uvicorn closes a keep-alive connection when the app raised, even after a
             # complete 500 and without "Connection: close"; the next request would race the
@@ -170,7 +180,7 @@ def normalised(url: str, req: Req, r: httpx.Response) -> Answer:
         for k, v in r.headers.multi_items()
         if k.lower() not in IGNORED
     )
-    return Answer(r.status_code, headers, fix(r.content))
+    return Answer(r.status_code, headers, fix(r.content), len(r.content))
 
 
 def differences(req: Req, ours: Answer, theirs: Answer) -> list[str]:
@@ -179,16 +189,32 @@ def differences(req: Req, ours: Answer, theirs: Answer) -> list[str]:
         problems.append(f"status {ours.status} != {theirs.status}")
     if req.server_error:
         return problems
-    skip = FRAMING if req.stream else set()
-    a = [h for h in ours.headers if h[0] not in skip]
-    b = [h for h in theirs.headers if h[0] not in skip]
+    a = [h for h in ours.headers if h[0] not in FRAMING]
+    b = [h for h in theirs.headers if h[0] not in FRAMING]
     if a != b:
         only_ours = sorted(set(a) - set(b))
         only_theirs = sorted(set(b) - set(a))
         problems.append(f"headers only in juggler {only_ours}, only in reference {only_theirs}")
+    problems += framing_differences(req, ours, theirs)
     if ours.body != theirs.body:
         problems.append("bodies differ")
     return problems
+
+
+def framing_differences(req: Req, ours: Answer, theirs: Answer) -> list[str]:
+    """Content-Length or chunked is the server's choice when the app leaves it open: a
+    Content-Length on one side and chunked on the other is fine if it is the body's size."""
+    lengths = [dict(x.headers).get("content-length") for x in (ours, theirs)]
+    if lengths[0] == lengths[1]:
+        return []
+    if None not in lengths or req.method == "HEAD":
+        return [f"content-length {lengths[0]} != {lengths[1]}"]
+    declared, other = (ours, theirs) if lengths[0] is not None else (theirs, ours)
+    if dict(other.headers).get("transfer-encoding") != "chunked":
+        return ["one side has a content-length, the other neither it nor chunked"]
+    if int(lengths[0] or lengths[1] or 0) != declared.size:
+        return ["content-length does not match the body"]
+    return []
 
 
 def pair_fixture(app: str, interface: str, **kwargs: Any) -> Any:

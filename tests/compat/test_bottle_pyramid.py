@@ -22,7 +22,7 @@ COMMON = [
 
 
 @pytest.mark.parametrize(
-    "req", [*COMMON, Req("GET", "/abort"), Req("GET", "/stream", stream=True)], ids=lambda r: r.id
+    "req", [*COMMON, Req("GET", "/abort"), Req("GET", "/stream")], ids=lambda r: r.id
 )
 def test_bottle(bottle, req):
     bottle.compare(req)

@@ -15,7 +15,7 @@ CRAWL = [
     Req("GET", "/redirect"),
     Req("GET", "/refuse"),
     Req("GET", "/boom"),
-    Req("GET", "/stream", stream=True),
+    Req("GET", "/stream"),
     Req("GET", "/static/page.html"),
     Req("GET", "/static/data.bin"),
     Req("GET", "/static/none.txt"),

@@ -16,7 +16,7 @@ CRAWL = [
     Req("POST", "/upload", files={"file": ("u.bin", bytes(range(256)) * 800)}, data={"note": "n"}),
     Req("GET", "/redirect"),
     Req("GET", "/boom"),
-    Req("GET", "/stream", stream=True),
+    Req("GET", "/stream"),
     Req("GET", "/file"),
     Req("GET", "/static/app.js"),
     Req("GET", "/openapi.json"),

@@ -15,7 +15,7 @@ CRAWL = [
     Req("GET", "/redirect"),
     Req("GET", "/abort"),
     Req("GET", "/boom"),
-    Req("GET", "/stream", stream=True),
+    Req("GET", "/stream"),
     Req("GET", "/static/style.css"),
     Req("GET", "/static/data.bin"),
     Req("GET", "/static/nope.css"),

@@ -15,7 +15,7 @@ CRAWL = [
     Req("POST", "/echo", content=b"echo me"),
     Req("GET", "/redirect"),
     Req("GET", "/boom"),
-    Req("GET", "/stream", stream=True),
+    Req("GET", "/stream"),
     Req("GET", "/file"),
     Req("GET", "/static/style.css"),
     Req("GET", "/static/missing.css"),

@@ -18,7 +18,7 @@ CRAWL = [
     Req("PUT", "/echo", content=b""),
     Req("GET", "/redirect"),
     Req("GET", "/boom"),
-    Req("GET", "/stream", stream=True),
+    Req("GET", "/stream"),
     Req("GET", "/file"),
     Req("HEAD", "/file"),
     Req("GET", "/file", headers={"range": "bytes=10-99"}),
