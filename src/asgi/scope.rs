@@ -293,8 +293,13 @@ mod tests {
                 .get_item("extensions")
                 .expect("get")
                 .expect("extensions");
-            assert!(offered.is_exact_instance_of::<PyDict>(), "the spec says a dict");
-            assert!(offered.contains("http.response.pathsend").expect("contains"));
+            assert!(
+                offered.is_exact_instance_of::<PyDict>(),
+                "the spec says a dict"
+            );
+            assert!(offered
+                .contains("http.response.pathsend")
+                .expect("contains"));
         })
     }
 

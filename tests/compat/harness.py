@@ -26,7 +26,6 @@ A difference fails with both answers side by side.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +34,8 @@ from typing import Any
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from wsgi_servers import Server  # noqa: E402
+# tests/ is on sys.path: its conftest.py puts it there.
+from wsgi_servers import Server
 
 APPS = Path(__file__).resolve().parent / "apps"
 
@@ -134,9 +133,7 @@ class Pair:
         )
         body = first.read()
         headers = [(k, v) for k, v in first.headers.raw if k.lower() != b"host"]
-        second = self.clients[1].build_request(
-            req.method, req.path, headers=headers, content=body
-        )
+        second = self.clients[1].build_request(req.method, req.path, headers=headers, content=body)
         answers = []
         for server, client, request in zip(
             (self.juggler, self.reference), self.clients, (first, second), strict=True

@@ -3,12 +3,10 @@ Gunicorn's, for requests that real clients send."""
 
 import json
 
-import pytest
 from harness import Req, pair_fixture
 
 asgi = pair_fixture("echo_compat:asgi_app", "asgi")
 wsgi = pair_fixture("echo_compat:wsgi_app", "wsgi")
-
 
 
 def without(*keys: str, ports: tuple[str, ...] = ()):
@@ -49,7 +47,11 @@ REQUESTS = [
     Req("GET", "//double//slash"),
     Req("POST", "/form", data={"k": "v"}),
     Req("PUT", "/bytes", content=bytes(range(256))),
-    Req("GET", "/h", headers={"x-dup": "1", "X-Other": "a, b", "x-latin": "caf\xe9".encode("latin-1")}),
+    Req(
+        "GET",
+        "/h",
+        headers={"x-dup": "1", "X-Other": "a, b", "x-latin": "caf\xe9".encode("latin-1")},
+    ),
     Req("DELETE", "/?"),
     Req("OPTIONS", "/x"),
 ]

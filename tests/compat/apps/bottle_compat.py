@@ -20,8 +20,10 @@ def data():
 
 @app.post("/form")
 def form():
-    files = {k: {"name": f.raw_filename, "size": len(f.file.read())}
-             for k, f in bottle.request.files.items()}
+    files = {
+        k: {"name": f.raw_filename, "size": len(f.file.read())}
+        for k, f in bottle.request.files.items()
+    }
     return {"form": dict(bottle.request.forms), "files": files}
 
 

@@ -1,6 +1,7 @@
 """FastAPI: path and query validation, JSON bodies, forms and uploads, errors, streaming."""
 
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
@@ -37,7 +38,7 @@ async def create_item(item: Item):
 
 
 @app.post("/upload")
-async def upload(file: UploadFile = File(...), note: str = Form("")):
+async def upload(file: Annotated[UploadFile, File()], note: Annotated[str, Form()] = ""):
     content = await file.read()
     return {"filename": file.filename, "size": len(content), "note": note}
 

@@ -9,8 +9,9 @@ app = Flask(__name__, static_folder=str(Path(__file__).parent / "static"))
 
 @app.route("/")
 def home():
-    return render_template_string("<h1>{{ title }}</h1><p>{{ items|join(', ') }}</p>",
-                                  title="flask", items=["a", "b"])
+    return render_template_string(
+        "<h1>{{ title }}</h1><p>{{ items|join(', ') }}</p>", title="flask", items=["a", "b"]
+    )
 
 
 @app.route("/json")

@@ -2,6 +2,6 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_compat.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.asgi import get_asgi_application
 
 application = get_asgi_application()
