@@ -876,6 +876,39 @@ mod tests {
     }
 
     #[test]
+    fn a_file_response_completes_at_once_with_the_files_length() {
+        let dir = std::env::temp_dir().join(format!("juggler-ex-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("f");
+        std::fs::write(&path, b"hello").expect("write");
+        let open = || FileRange::open(&path).expect("open");
+        let (ex, _rx, _) = exchange();
+        let sent = ex
+            .start_file(StatusCode::OK, HeaderMap::new(), open())
+            .expect("started");
+        assert!(!sent.full);
+        let r = respond(sent);
+        assert_eq!(r.headers()[http::header::CONTENT_LENGTH], "5");
+        assert_eq!(ex.finish(), Finished::Complete, "the app is done with it");
+        let mut declared = HeaderMap::new();
+        declared.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from_static("6"),
+        );
+        let (ex, _rx, _) = exchange();
+        assert!(matches!(
+            ex.start_file(StatusCode::OK, declared, open()),
+            Err(Error::Protocol(_))
+        ));
+        assert_eq!(
+            ex.finish(),
+            Finished::NoResponse,
+            "refused before anything left: a 500"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn finish_without_response_answers_500() {
         let (ex, mut rx, _) = exchange();
         assert_eq!(ex.finish(), Finished::NoResponse);
