@@ -35,6 +35,15 @@ CRAWL = [
     Req("GET", "/static/style.css"),
     Req("GET", "/static/data.bin"),
     Req("GET", "/static/nope.css"),
+    Req("HEAD", "/stream/"),
+    Req("HEAD", "/file/"),
+    Req("HEAD", "/static/admin/css/base.css"),
+    Req(
+        "POST",
+        "/form/",
+        content=b"k=" + b"v" * 300_000,
+        headers={"content-type": "application/x-www-form-urlencoded", "expect": "100-continue"},
+    ),
 ]
 
 

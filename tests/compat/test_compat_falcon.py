@@ -21,6 +21,9 @@ CRAWL = [
     Req("GET", "/static/none.txt"),
     Req("GET", "/nowhere"),
     Req("PUT", "/things"),
+    Req("HEAD", "/things/7"),
+    Req("HEAD", "/stream"),
+    Req("HEAD", "/static/data.bin"),
 ]
 
 

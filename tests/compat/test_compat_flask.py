@@ -21,6 +21,11 @@ CRAWL = [
     Req("GET", "/static/nope.css"),
     Req("GET", "/nowhere"),
     Req("DELETE", "/json"),
+    Req("HEAD", "/stream"),
+    Req("HEAD", "/static/data.bin"),
+    Req("GET", "/static/style.css", headers={"if-modified-since": "Fri, 01 Jan 2100 00:00:00 GMT"}),
+    Req("POST", "/echo", content=b"y" * 300_000, headers={"expect": "100-continue"}),
+    Req("GET", "/json", content=b"a body on a GET"),
 ]
 
 

@@ -1,9 +1,11 @@
 """Starlette under juggler and Uvicorn."""
 
 import pytest
-from harness import Req, pair_fixture
+from harness import Req, pair_fixture, sub
 
 servers = pair_fixture("starlette_compat:app", "asgi")
+
+boundary = sub(rb"\b[0-9a-f]{26}\b", b"BOUNDARY")
 
 CRAWL = [
     Req("GET", "/"),
@@ -29,6 +31,13 @@ CRAWL = [
     Req("GET", "/static/data.bin"),
     Req("GET", "/static/missing.css"),
     Req("GET", "/static/style.css", headers={"if-none-match": '"nope"'}),
+    Req("GET", "/static/style.css", headers={"if-modified-since": "Fri, 01 Jan 2100 00:00:00 GMT"}),
+    Req("HEAD", "/static/data.bin"),
+    Req("HEAD", "/stream"),
+    # Starlette picks a random boundary for each multipart answer.
+    Req("GET", "/file", headers={"range": "bytes=0-9,20-29"}, normalise=boundary),
+    Req("GET", "/file", headers={"range": "bytes=999999-"}),
+    Req("POST", "/echo", content=b"x" * 300_000, headers={"expect": "100-continue"}),
 ]
 
 
