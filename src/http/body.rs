@@ -19,8 +19,9 @@ pub struct ResponseAborted;
 pub enum ResponseBody {
     Full(Option<Bytes>),
     Stream(StreamBody),
-    /// A file the server reads itself (pathsend, wsgi.file_wrapper).
-    File(FileBody),
+    /// A file the server reads itself (pathsend, wsgi.file_wrapper). Boxed: every response
+    /// is moved several times on its way to hyper, and a larger enum costs each of them.
+    File(Box<FileBody>),
 }
 
 impl ResponseBody {

@@ -471,7 +471,7 @@ impl Exchange {
             (responder, g.waker_for(true, false))
         };
         self.response_done(waker);
-        let body = ResponseBody::File(FileBody::new(file));
+        let body = ResponseBody::File(Box::new(FileBody::new(file)));
         Ok(respond(responder, status, headers, body, false))
     }
 
