@@ -191,3 +191,35 @@ def test_content_length_not_matching_the_body_is_a_500_not_a_desync(raw_server):
     raw_server.wait_for(
         r"ProtocolError: the response body has 5 bytes but its Content-Length says 20"
     )
+
+
+@pytest.mark.parametrize(
+    ("route", "error"),
+    [
+        ("/no-status", r"juggler\.ProtocolError: http\.response\.start without 'status'"),
+        ("/body-str", r"juggler\.ProtocolError: http\.response\.body: 'body' must be bytes"),
+    ],
+)
+def test_malformed_messages_are_logged_naming_message_and_field_with_a_500(
+    raw_server, route, error
+):
+    r = httpx.get(f"{raw_server.url}{route}")
+    assert r.status_code == 500
+    raw_server.wait_for(error)
+
+
+def test_an_error_thrown_into_the_app_is_concluded_once(raw_server):
+    # Found by the compat tests (FastAPI, a sync endpoint raising): the task delivered the
+    # error with throw(), the ending coroutine answered None instead of StopIteration, and the
+    # task stepped it again: a second access line and "Exception in ASGI application
+    # StopIteration" in the log.
+    key = uuid.uuid4().hex
+    assert httpx.get(f"{raw_server.url}/raise-through-throw?k={key}").status_code == 500
+    raw_server.wait_for(f"raise-through-throw\\?k={key}")
+    # A later request's line shows the loop has moved on past any second ending.
+    after = uuid.uuid4().hex
+    httpx.get(f"{raw_server.url}/status?code=204&k={after}")
+    raw_server.wait_for(f"k={after}")
+    window = raw_server.lines[raw_server.test_start :]
+    assert sum(key in line for line in window) == 1, "\n".join(window)
+    assert not any(line.strip() == "StopIteration" for line in window), "\n".join(window)

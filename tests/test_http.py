@@ -263,7 +263,7 @@ def test_receive_after_a_complete_response_returns_disconnect(raw_server):
     raw_server.wait_for(f"AFTER-RESPONSE {key} http.disconnect")
 
 
-@pytest.mark.parametrize("shape", ["list", "generator", "none"])
+@pytest.mark.parametrize("shape", ["list", "generator", "tuple", "none"])
 def test_response_messages_in_every_shape_the_spec_allows(raw_server, shape):
     r = httpx.get(f"{raw_server.url}/shapes?h={shape}")
     assert r.status_code == 200
@@ -278,3 +278,10 @@ def test_str_headers_are_a_protocol_error_naming_the_message(raw_server):
     r = httpx.get(f"{raw_server.url}/bad-header-str")
     assert r.status_code == 500
     raw_server.wait_for(r"juggler\.ProtocolError: http\.response\.start: 'headers' must be")
+
+
+def test_optional_keys_of_response_messages_may_be_left_out(raw_server):
+    # No headers, no body, no more_body on the start and body messages.
+    r = httpx.get(f"{raw_server.url}/minimal-messages")
+    assert r.status_code == 204
+    assert r.content == b""

@@ -510,6 +510,21 @@ def test_file_wrapper_sends_the_file_without_python_reading_it(server, length):
     assert seen == ["file-closed"], seen  # no read(), readinto() or readall() from Python
 
 
+def test_file_wrapper_sends_no_more_than_the_apps_content_length(server):
+    full = (bytes(range(256)) * 400)[:100_000]
+    r = httpx.get(f"{server.url}/file", params={"key": new_key(), "size": 100_000, "cl": 1000})
+    assert (r.status_code, r.headers["content-length"], r.content) == (200, "1000", full[:1000])
+
+
+@juggler_only
+def test_file_wrapper_with_a_content_length_past_the_file_is_a_500(server):
+    # Refused before anything is sent, instead of a response that can never be completed.
+    r = httpx.get(f"{server.url}/file", params={"key": new_key(), "size": 1000, "cl": 5000})
+    assert r.status_code == 500
+    server.wait_for("has 1000 bytes but its Content-Length says 5000")
+    assert httpx.get(f"{server.url}/file", params={"key": new_key(), "size": 10}).status_code == 200
+
+
 def test_file_wrapper_over_a_file_like_without_fileno(server):
     r = httpx.get(f"{server.url}/file-bytesio", params={"size": 25_000})
     assert r.status_code == 200

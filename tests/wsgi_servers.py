@@ -1,4 +1,5 @@
-"""Starting WSGI apps under juggler, or under Gunicorn to check the tests' expectations.
+"""Starting apps under juggler, or under a reference server: Gunicorn to check the WSGI tests'
+expectations, and Gunicorn or Uvicorn for the differential tests in tests/compat/.
 
 ``JUGGLER_TEST_REFERENCE=gunicorn pytest tests/test_wsgi.py`` runs the WSGI, Django and Flask
 tests against ``gunicorn -k gthread`` instead of juggler (``pip install gunicorn``); tests of
@@ -27,10 +28,12 @@ def reference_differs(why: str) -> pytest.MarkDecorator:
 
 
 GUNICORN_READY = re.compile(r"Listening at: (http://\S+)")
+UVICORN_READY = re.compile(r"Uvicorn running on (http://\S+)")
 
 
 class Server(Juggler):
-    """A server process serving a WSGI app; same helpers as conftest's Juggler."""
+    """A server process serving an app (WSGI unless ``interface`` says otherwise) under juggler
+    or ``reference``; same helpers as conftest's Juggler."""
 
     def __init__(
         self,
@@ -39,12 +42,20 @@ class Server(Juggler):
         app_dir: Path = APPS,
         env: dict | None = None,
         interface: str = "wsgi",
+        reference: str = REFERENCE,
     ) -> None:
         self.ready_rx = READY
+        self.reference = reference
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        if REFERENCE == "gunicorn":
+        if reference == "gunicorn":
             cmd = gunicorn_command(app, args, app_dir, full_env)
             self.ready_rx = GUNICORN_READY
+        elif reference == "uvicorn":
+            if args:
+                raise ValueError(f"no Uvicorn options mapped yet: {args}")
+            cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", "0"]
+            cmd += ["--app-dir", str(app_dir), "--lifespan", "auto"]
+            self.ready_rx = UVICORN_READY
         else:
             cmd = [sys.executable, "-m", "juggler", "--interface", interface, app, *args]
             cmd += ["--port", "0", "--app-dir", str(app_dir)]
@@ -53,7 +64,7 @@ class Server(Juggler):
 
     def ready(self, timeout: float = 30) -> Server:
         self.url = self.wait_for(self.ready_rx, timeout).group(1)
-        if REFERENCE == "gunicorn":
+        if self.reference == "gunicorn":
             self.wait_for("Booting worker", timeout)
         return self
 

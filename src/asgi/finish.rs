@@ -135,16 +135,28 @@ impl RunApp {
     }
 }
 
+fn finished_is_stop(step: PyResult<Option<PyObject>>) -> PyResult<PyObject> {
+    step?.ok_or_else(|| PyStopIteration::new_err(()))
+}
+
 #[pymethods]
 impl RunApp {
     fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<PyObject>> {
+        if self.coro.is_none() {
+            return Err(PyStopIteration::new_err(()));
+        }
         let result = self.send_inner(py, &py.None().into_bound(py));
         self.step(py, result)
     }
 
-    fn send(&mut self, py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
+    // send() and throw() must raise StopIteration at the end: unlike __next__'s, their None
+    // would read as a bare yield, and the task would step a finished coroutine again.
+    fn send(&mut self, py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<PyObject> {
+        if self.coro.is_none() {
+            return Err(PyStopIteration::new_err(()));
+        }
         let result = self.send_inner(py, &value);
-        self.step(py, result)
+        finished_is_stop(self.step(py, result))
     }
 
     #[pyo3(signature = (typ, val=None, tb=None))]
@@ -154,7 +166,7 @@ impl RunApp {
         typ: Bound<'_, PyAny>,
         val: Option<Bound<'_, PyAny>>,
         tb: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Option<PyObject>> {
+    ) -> PyResult<PyObject> {
         let Some(coro) = &self.coro else {
             return Err(PyErr::from_value(typ));
         };
@@ -168,7 +180,7 @@ impl RunApp {
             Err(e) if e.is_instance_of::<PyStopIteration>(py) => Ok(None),
             Err(e) => Err(e),
         };
-        self.step(py, result)
+        finished_is_stop(self.step(py, result))
     }
 
     fn close(&mut self, py: Python<'_>) -> PyResult<()> {

@@ -1,11 +1,13 @@
 //! `receive` and `send`, the two callables an ASGI app gets per request, and how they wait:
 //! a request parks itself on its exchange and is woken through the loop's mailbox.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use parking_lot::Mutex;
+use pyo3::exceptions::PyOSError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
@@ -16,6 +18,7 @@ use super::awaitable::Ready;
 use super::AsgiCore;
 use crate::error::{ClientDisconnected, Error};
 use crate::http::exchange::{AppWaker, Exchange, Received, Want};
+use crate::http::file::FileRange;
 use crate::interface::{LoopEvent, LoopWake};
 
 /// One request's side of the exchange on the loop thread, and the futures its app awaits.
@@ -289,6 +292,38 @@ fn body_bytes(message: &Bound<'_, PyDict>) -> PyResult<Bytes> {
     }
 }
 
+/// The file of an `http.response.pathsend` message, opened and checked before anything of
+/// the response is sent: a missing file or a directory is the app's error, answered with 500.
+fn path_to_send(message: &Bound<'_, PyDict>) -> PyResult<FileRange> {
+    let py = message.py();
+    let path: PathBuf = message
+        .get_item(intern!(py, "path"))?
+        .ok_or_else(|| protocol_error("http.response.pathsend without 'path'"))?
+        .extract()
+        .map_err(|_| protocol_error("http.response.pathsend: 'path' must be a str"))?;
+    FileRange::open(&path).map_err(|e| {
+        // OSError(errno, text, filename): FileNotFoundError, IsADirectoryError, ...
+        let text = format!("http.response.pathsend: {}", io_text(&e));
+        let args = (e.raw_os_error().unwrap_or(libc::EINVAL), text, path);
+        match py.get_type::<PyOSError>().call1(args) {
+            Ok(exc) => PyErr::from_value(exc),
+            Err(err) => err,
+        }
+    })
+}
+
+/// The system's text for an I/O error, without Rust's " (os error N)".
+fn io_text(e: &std::io::Error) -> String {
+    let full = e.to_string();
+    match e.raw_os_error() {
+        Some(code) => full
+            .strip_suffix(&format!(" (os error {code})"))
+            .unwrap_or(&full)
+            .to_owned(),
+        None => full,
+    }
+}
+
 #[pymethods]
 impl AsgiSend {
     fn __call__(&self, py: Python<'_>, message: &Bound<'_, PyDict>) -> PyResult<PyObject> {
@@ -394,6 +429,27 @@ impl AsgiSend {
                     }
                     self.io.waiters.lock().send = None;
                 }
+                Ok(core.done.clone_ref(py).into_any())
+            }
+            "http.response.pathsend" => {
+                let file = path_to_send(message)?;
+                let mut st = self.state.lock();
+                let head = match std::mem::replace(&mut *st, SendState::Complete) {
+                    SendState::HeadPending(head) => head,
+                    other => {
+                        *st = other;
+                        return Err(protocol_error(
+                            "http.response.pathsend must follow http.response.start, \
+                             in place of any http.response.body",
+                        ));
+                    }
+                };
+                drop(st);
+                let sent = self
+                    .io
+                    .exchange
+                    .start_file(head.status, head.headers, file)?;
+                core.hand_over(py, sent.handover)?;
                 Ok(core.done.clone_ref(py).into_any())
             }
             // Trailers need the request to have asked for them; nothing to do for HTTP/1.1.

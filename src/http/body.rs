@@ -10,6 +10,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 
 use super::exchange::{Exchange, OutPoll};
+use super::file::FileBody;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the application did not finish its response")]
@@ -18,6 +19,9 @@ pub struct ResponseAborted;
 pub enum ResponseBody {
     Full(Option<Bytes>),
     Stream(StreamBody),
+    /// A file the server reads itself (pathsend, wsgi.file_wrapper). Boxed: every response
+    /// is moved several times on its way to hyper, and a larger enum costs each of them.
+    File(Box<FileBody>),
 }
 
 impl ResponseBody {
@@ -72,6 +76,10 @@ impl Body for ResponseBody {
                 OutPoll::Aborted => Poll::Ready(Some(Err(ResponseAborted))),
                 OutPoll::Pending => Poll::Pending,
             },
+            // A read error or a file that shrank cuts the response: its length is promised.
+            ResponseBody::File(f) => f
+                .poll_chunk(cx)
+                .map(|c| c.map(|r| r.map(Frame::data).map_err(|_| ResponseAborted))),
         }
     }
 
@@ -79,6 +87,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(data) => data.is_none(),
             ResponseBody::Stream(s) => s.exchange.out_is_end(),
+            ResponseBody::File(f) => f.remaining() == 0,
         }
     }
 
@@ -88,6 +97,7 @@ impl Body for ResponseBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             ResponseBody::Stream(_) => SizeHint::default(),
+            ResponseBody::File(f) => SizeHint::with_exact(f.remaining()),
         }
     }
 }

@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
 
 use super::body::{plain_response, ResponseBody, StreamBody};
+use super::file::{FileBody, FileRange};
 use crate::bridge::outbox::Deliver;
 use crate::error::{Error, Result};
 
@@ -144,7 +145,7 @@ pub struct Exchange {
 
 /// hyper writes an app's Content-Length as it is and frames a whole body by its real size: a
 /// mismatch would put a malformed response on the wire and desynchronise the connection.
-fn check_length(status: StatusCode, headers: &HeaderMap, len: usize) -> Result<()> {
+fn check_length(status: StatusCode, headers: &HeaderMap, len: u64) -> Result<()> {
     if status.is_informational() || status == StatusCode::NO_CONTENT {
         return Ok(());
     }
@@ -167,7 +168,7 @@ fn check_length(status: StatusCode, headers: &HeaderMap, len: usize) -> Result<(
     }
     let matches = std::str::from_utf8(declared)
         .ok()
-        .and_then(|d| d.parse::<usize>().ok())
+        .and_then(|d| d.parse::<u64>().ok())
         == Some(len);
     if !matches {
         return Err(Error::protocol(format!(
@@ -405,7 +406,7 @@ impl Exchange {
         more: bool,
     ) -> Result<Sent> {
         if !more && !self.head_request {
-            check_length(status, &headers, first.len())?;
+            check_length(status, &headers, first.len() as u64)?;
         }
         let (responder, body, full, waker) = {
             let mut g = self.inner.lock();
@@ -437,13 +438,38 @@ impl Exchange {
         if !more {
             self.response_done(waker);
         }
-        let mut response = Response::new(body);
-        *response.status_mut() = status;
-        *response.headers_mut() = headers;
-        Ok(Sent {
-            handover: Some(Handover::Respond(responder, response)),
-            full,
-        })
+        Ok(respond(responder, status, headers, body, full))
+    }
+
+    /// Starts and completes the response with a file the server reads itself: the app is
+    /// done with it at once. The Content-Length is the file's; one the app declared must
+    /// match it (a HEAD response's is taken as it is).
+    pub fn start_file(
+        self: &Arc<Self>,
+        status: StatusCode,
+        mut headers: HeaderMap,
+        file: FileRange,
+    ) -> Result<Sent> {
+        if !headers.contains_key(http::header::CONTENT_LENGTH) {
+            headers.insert(http::header::CONTENT_LENGTH, file.len.into());
+        } else if !self.head_request {
+            check_length(status, &headers, file.len)?;
+        }
+        let (responder, waker) = {
+            let mut g = self.inner.lock();
+            if g.disconnected {
+                return Err(Error::Disconnected);
+            }
+            let Some(responder) = g.responder.take() else {
+                return Err(Error::Disconnected);
+            };
+            g.status = Some(status);
+            g.response_complete = true;
+            (responder, g.waker_for(true, false))
+        };
+        self.response_done(waker);
+        let body = ResponseBody::File(Box::new(FileBody::new(file)));
+        Ok(respond(responder, status, headers, body, false))
     }
 
     /// Queues a chunk on a response that is already streaming.
@@ -542,6 +568,22 @@ impl Exchange {
 
     pub fn status(&self) -> Option<StatusCode> {
         self.inner.lock().status
+    }
+}
+
+fn respond(
+    responder: oneshot::Sender<Response<ResponseBody>>,
+    status: StatusCode,
+    headers: HeaderMap,
+    body: ResponseBody,
+    full: bool,
+) -> Sent {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    Sent {
+        handover: Some(Handover::Respond(responder, response)),
+        full,
     }
 }
 
@@ -828,6 +870,39 @@ mod tests {
         assert!(head
             .start_response(StatusCode::OK, length("20"), Bytes::new(), false)
             .is_ok());
+    }
+
+    #[test]
+    fn a_file_response_completes_at_once_with_the_files_length() {
+        let dir = std::env::temp_dir().join(format!("juggler-ex-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("f");
+        std::fs::write(&path, b"hello").expect("write");
+        let open = || FileRange::open(&path).expect("open");
+        let (ex, _rx, _) = exchange();
+        let sent = ex
+            .start_file(StatusCode::OK, HeaderMap::new(), open())
+            .expect("started");
+        assert!(!sent.full);
+        let r = respond(sent);
+        assert_eq!(r.headers()[http::header::CONTENT_LENGTH], "5");
+        assert_eq!(ex.finish(), Finished::Complete, "the app is done with it");
+        let mut declared = HeaderMap::new();
+        declared.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from_static("6"),
+        );
+        let (ex, _rx, _) = exchange();
+        assert!(matches!(
+            ex.start_file(StatusCode::OK, declared, open()),
+            Err(Error::Protocol(_))
+        ));
+        assert_eq!(
+            ex.finish(),
+            Finished::NoResponse,
+            "refused before anything left: a 500"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

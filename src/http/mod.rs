@@ -5,6 +5,7 @@ pub mod body;
 pub mod builders;
 pub mod conn;
 pub mod exchange;
+pub mod file;
 pub mod service;
 pub mod upgrade;
 

@@ -1,7 +1,6 @@
 //! One WSGI call on a pool thread: environ in, the app's iterable out to the client, `close()`
 //! always called, errors answered and logged.
 
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,8 +33,6 @@ pub struct Job {
 
 /// A list or tuple body up to this size leaves as one write with a Content-Length.
 const JOIN_MAX: usize = 64 * 1024;
-/// A file_wrapper file larger than the response queue leaves the pool's limit while it goes.
-const DETACH_FILE_SIZE: u64 = 1024 * 1024;
 
 pub struct Caller {
     pub app: PyObject,
@@ -143,11 +140,8 @@ fn drive(
 ) -> PyResult<()> {
     if let Ok(wrapper) = iterable.downcast::<FileWrapper>() {
         if let Some(file) = wrapper.borrow().native_file(py) {
-            if file.size.saturating_sub(file.offset) > DETACH_FILE_SIZE {
-                // A large file to a slow client would hold a place in the pool for long.
-                lease.detach();
-            }
-            return response.send_file(py, file.fd.as_raw_fd(), file.offset);
+            // The I/O thread sends it: a large file to a slow client holds no pool thread.
+            return response.send_file(py, file);
         }
     }
     if let Ok(list) = iterable.downcast::<PyList>() {

@@ -1,12 +1,12 @@
 //! `wsgi.file_wrapper`: a file the server sends itself. Iterating it reads through Python
 //! (for servers or middleware that iterate); juggler instead reads a regular file's
-//! descriptor from Rust with the GIL released.
-
-use std::os::fd::{AsRawFd, OwnedFd};
+//! descriptor from Rust on the I/O thread (src/http/file.rs), as ASGI pathsend does.
 
 use pyo3::exceptions::PyStopIteration;
 use pyo3::intern;
 use pyo3::prelude::*;
+
+use crate::http::file::FileRange;
 
 #[pyclass(module = "juggler._juggler")]
 pub struct FileWrapper {
@@ -49,29 +49,14 @@ impl FileWrapper {
     }
 }
 
-/// A regular file to send from Rust: our own descriptor (the app's may be closed by another
-/// Python thread while the GIL is released), where to start, and its size.
-pub struct NativeFile {
-    pub fd: OwnedFd,
-    pub offset: u64,
-    pub size: u64,
-}
-
 impl FileWrapper {
-    /// The regular file behind the file-like, if it has one.
-    pub fn native_file(&self, py: Python<'_>) -> Option<NativeFile> {
+    /// The regular file behind the file-like, from its current position, if it has one.
+    pub fn native_file(&self, py: Python<'_>) -> Option<FileRange> {
         let f = self.filelike.bind(py);
         let fd: i32 = f.call_method0(intern!(py, "fileno")).ok()?.extract().ok()?;
         let offset: u64 = f.call_method0(intern!(py, "tell")).ok()?.extract().ok()?;
+        // Our own descriptor: the app's may be closed by another Python thread meanwhile.
         let fd = crate::server::listener::dup_fd(fd).ok()?;
-        // SAFETY: fstat writes into the zeroed struct we own; the result is checked.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0
-            || st.st_mode & libc::S_IFMT != libc::S_IFREG
-        {
-            return None;
-        }
-        let size = u64::try_from(st.st_size).unwrap_or(0);
-        Some(NativeFile { fd, offset, size })
+        FileRange::from_fd(fd, offset).ok()
     }
 }

@@ -14,6 +14,7 @@ use pyo3::types::{PyBytes, PyString, PyTuple};
 use super::wait::Waiter;
 use crate::error::Error;
 use crate::http::exchange::Handover;
+use crate::http::file::{FileRange, CHUNK};
 use hyper::ext::ReasonPhrase;
 
 /// Where the response head stands.
@@ -156,62 +157,71 @@ impl Response {
         self.send(py, Bytes::new(), false)
     }
 
-    /// Streams an open file from Rust, GIL released: the bytes never pass through Python.
-    pub fn send_file(&self, py: Python<'_>, fd: i32, mut offset: u64) -> PyResult<()> {
-        const CHUNK: usize = 256 * 1024;
-        {
+    /// Sends a regular file from Rust: the I/O thread reads it (see [`crate::http::file`]),
+    /// and this pool thread is free at once. No more than the app's Content-Length is sent;
+    /// one longer than the file is refused before anything leaves. After a `write()` the
+    /// head is gone: the file then follows as chunks read here, GIL released.
+    pub fn send_file(&self, py: Python<'_>, mut file: FileRange) -> PyResult<()> {
+        let head = {
             let mut st = self.state.lock();
-            let size = file_size(fd)?;
-            let left = size.saturating_sub(offset);
-            if let Head::Pending { headers, .. } = &mut st.head {
-                if !headers.contains_key(header::CONTENT_LENGTH) {
-                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(left));
-                    st.remaining = Some(left);
+            match std::mem::replace(&mut st.head, Head::Sent) {
+                Head::Pending {
+                    status,
+                    headers,
+                    reason,
+                } => {
+                    st.complete = true;
+                    Some((status, headers, reason))
+                }
+                other => {
+                    st.head = other;
+                    None
                 }
             }
+        };
+        let Some((status, headers, reason)) = head else {
+            return self.send_file_chunks(py, file);
+        };
+        if let Some(declared) = declared_length(&headers) {
+            file.truncate(declared);
         }
-        loop {
+        let mut sent = self.waiter.exchange.start_file(status, headers, file)?;
+        if let (Some(reason), Some(Handover::Respond(_, response))) =
+            (reason, sent.handover.as_mut())
+        {
+            response.extensions_mut().insert(reason);
+        }
+        if let Some(h) = sent.handover {
+            self.waiter.delivery.hand_over(h, true);
+        }
+        Ok(())
+    }
+
+    fn send_file_chunks(&self, py: Python<'_>, file: FileRange) -> PyResult<()> {
+        let (mut offset, end) = (file.offset, file.offset + file.len);
+        while offset < end && !self.complete() {
+            let want = usize::try_from(end - offset).map_or(CHUNK, |l| l.min(CHUNK));
             let chunk = py
-                .allow_threads(|| pread(fd, offset, CHUNK))
+                .allow_threads(|| file.read_chunk(offset, want))
                 .map_err(Error::from)?;
             if chunk.is_empty() {
-                return self.end(py);
+                break;
             }
             offset += chunk.len() as u64;
             self.send(py, chunk, true)?;
-            if self.complete() {
-                return Ok(());
-            }
         }
+        self.end(py)
     }
 }
 
-fn file_size(fd: i32) -> Result<u64, Error> {
-    // SAFETY: fstat writes into the zeroed struct we own; the result is checked.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    Ok(u64::try_from(st.st_size).unwrap_or(0))
-}
-
-/// Reads up to `len` bytes at `offset` without moving the file's position.
-fn pread(fd: i32, offset: u64, len: usize) -> std::io::Result<Bytes> {
-    let mut buf = vec![0u8; len];
-    let offset = libc::off_t::try_from(offset)
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EOVERFLOW))?;
-    loop {
-        // SAFETY: reads at most `len` bytes into a buffer of that size that we own.
-        let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), len, offset) };
-        if n >= 0 {
-            buf.truncate(n as usize);
-            return Ok(Bytes::from(buf));
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
+/// The app's Content-Length, when it is a plain number.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// "200 OK" -> 200, and the reason phrase if it is not the standard one.

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from urllib.parse import unquote
 
 EVENTS: dict[str, list[str]] = {}
 
@@ -200,9 +201,42 @@ async def app(scope, receive, send):
             start["headers"] = [[b"content-type", b"text/css"], [b"x-a", bytearray(b"1")]]
         elif shape == "generator":
             start["headers"] = ((k, v) for k, v in [(b"content-type", b"text/css")])
+        elif shape == "tuple":
+            start["headers"] = ((b"content-type", memoryview(b"text/css")),)
         await send(start)
+        await send({"type": "http.response.body", "more_body": True})
         await send({"type": "http.response.body", "body": bytearray(b"ab"), "more_body": True})
         await send({"type": "http.response.body", "body": memoryview(b"cd")})
+        return None
+    if path == "/raise-through-throw":
+        # A future that is not exactly asyncio's: the task delivers its exception with
+        # throw(), as it does for anyio's worker-thread results (FastAPI's sync endpoints).
+        class Future(asyncio.Future):
+            pass
+
+        fut = Future()
+        asyncio.get_running_loop().call_soon(fut.set_exception, RuntimeError("thrown in"))
+        await fut
+    if path == "/pathsend":
+        # The file at ?path= through the path-send extension; ?cl= declares a Content-Length.
+        assert "http.response.pathsend" in scope["extensions"]
+        headers = [(b"content-type", b"application/octet-stream")]
+        if "cl" in q:
+            headers.append((b"content-length", q["cl"].encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.pathsend", "path": unquote(q["path"])})
+        return None
+    if path == "/no-status":
+        await send({"type": "http.response.start", "headers": []})
+        return None
+    if path == "/body-str":
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": "text"})
+        return None
+    if path == "/minimal-messages":
+        # Every optional key left out: no headers, no body, no more_body, then trailers.
+        await send({"type": "http.response.start", "status": 204, "trailers": False})
+        await send({"type": "http.response.body"})
         return None
     if path == "/wrong-length":
         headers = [(b"content-length", b"20")]

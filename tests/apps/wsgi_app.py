@@ -270,8 +270,11 @@ def file_route(environ, start_response):
     f.key = key
     os.unlink(path)  # the open file stays readable
     headers = [("Content-Type", "application/octet-stream")]
-    if q.get("cl", "1") == "1":
+    cl = q.get("cl", "1")
+    if cl == "1":
         headers.append(("Content-Length", str(size)))
+    elif cl != "0":
+        headers.append(("Content-Length", cl))  # a length of the app's own
     start_response("200 OK", headers)
     return environ["wsgi.file_wrapper"](f, 8192)
 
