@@ -209,6 +209,7 @@ mod tests {
             derived: OnceLock::new(),
             refused: Default::default(),
             secure: Default::default(),
+            alpn_h2: Default::default(),
         }
     }
 
@@ -291,6 +292,7 @@ mod tests {
                 derived: OnceLock::new(),
                 refused: Default::default(),
                 secure: Default::default(),
+                alpn_h2: Default::default(),
             };
             let s = t.build(py, &parts("/", &[]), &unix, None).expect("scope");
             assert!(s.get_item("client").expect("get").expect("key").is_none());

@@ -1,5 +1,5 @@
-//! One connection served by hyper (HTTP/1.1, HTTP/2 by prior knowledge or ALPN, or both on one
-//! port, as `--http` says), with graceful drain and hard abort.
+//! One connection served by hyper (HTTP/1.1, or HTTP/2 by prior knowledge or ALPN, as `--http`
+//! and the client say), with graceful drain and hard abort.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,6 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::{watch, Notify};
 
 use super::builders::Builders;
+use super::sniff::{sniff, Prefixed, Sniffed};
 use super::{service, Http};
 use crate::config::HttpVersions;
 use crate::server::{ConnInfo, Io, LogLevel, Phase, ServeConnection, Token};
@@ -40,7 +41,7 @@ impl ServeConnection for HttpProtocol {
         self: Arc<Self>,
         io: I,
         info: Arc<ConnInfo>,
-        phase: watch::Receiver<Phase>,
+        mut phase: watch::Receiver<Phase>,
         token: Token,
     ) {
         let _token = token;
@@ -52,29 +53,86 @@ impl ServeConnection for HttpProtocol {
             seen.mark();
             service::handle(req, info.clone(), http.clone())
         });
-        let io = TokioIo::new(io);
         let b = &self.builders;
-        match self.http.config.http {
-            HttpVersions::Http1 => {
-                let conn = b.h1.serve_connection(io, svc).with_upgrades();
-                self.drive(conn, |c| c.graceful_shutdown(), first, conn_info, phase)
-                    .await
-            }
-            HttpVersions::Http2 => {
-                let conn = b.h2.serve_connection(io, svc);
-                self.drive(conn, |c| c.graceful_shutdown(), first, conn_info, phase)
-                    .await
+        let h2 = match self.http.config.http {
+            HttpVersions::Http1 => false,
+            HttpVersions::Http2 => true,
+            // Over TLS, ALPN has decided (RFC 9113 §3.3).
+            HttpVersions::Auto if conn_info.secure.load(Ordering::Relaxed) => {
+                conn_info.alpn_h2.load(Ordering::Relaxed)
             }
             HttpVersions::Auto => {
-                let conn = b.auto.serve_connection_with_upgrades(io, svc);
-                self.drive(conn, |c| c.graceful_shutdown(), first, conn_info, phase)
-                    .await
+                let Some((sniffed, io)) = self.sniff(io, &mut phase).await else {
+                    return;
+                };
+                let io = TokioIo::new(io);
+                return match sniffed {
+                    Sniffed::Closed => {}
+                    Sniffed::Http1 => {
+                        let conn = b.h1.serve_connection(io, svc).with_upgrades();
+                        self.drive(conn, |c| c.graceful_shutdown(), first, conn_info, phase)
+                            .await
+                    }
+                    Sniffed::Http2 => {
+                        let conn = b.h2.serve_connection(io, svc);
+                        self.drive(conn, |c| c.graceful_shutdown(), first, conn_info, phase)
+                            .await
+                    }
+                };
             }
+        };
+        let io = TokioIo::new(io);
+        if h2 {
+            let conn = b.h2.serve_connection(io, svc);
+            self.drive(conn, |c| c.graceful_shutdown(), first, conn_info, phase)
+                .await
+        } else {
+            let conn = b.h1.serve_connection(io, svc).with_upgrades();
+            self.drive(conn, |c| c.graceful_shutdown(), first, conn_info, phase)
+                .await
         }
     }
 }
 
 impl HttpProtocol {
+    /// The HTTP version of a cleartext connection, from its first bytes; None when it never
+    /// says (it idled past the keep-alive timeout, or the server is going away).
+    async fn sniff<I: Io>(
+        &self,
+        io: I,
+        phase: &mut watch::Receiver<Phase>,
+    ) -> Option<(Sniffed, Prefixed<I>)> {
+        let idle = self
+            .http
+            .config
+            .keep_alive_timeout
+            .unwrap_or(Duration::from_secs(5));
+        let give_up = async {
+            let mut limit = Box::pin(tokio::time::sleep(idle));
+            loop {
+                match *phase.borrow_and_update() {
+                    Phase::Abort => return,
+                    // A connection that has sent nothing yet gets the grace a fresh one gets.
+                    Phase::Draining => {
+                        let grace = tokio::time::Instant::now() + FIRST_REQUEST_GRACE;
+                        if grace < limit.deadline() {
+                            limit.as_mut().reset(grace);
+                        }
+                    }
+                    Phase::Running => {}
+                }
+                tokio::select! {
+                    _ = limit.as_mut() => return,
+                    changed = phase.changed() => if changed.is_err() { return },
+                }
+            }
+        };
+        tokio::select! {
+            sniffed = sniff(io) => sniffed.ok(),
+            _ = give_up => None,
+        }
+    }
+
     /// Serves the connection until it ends, shutting it gracefully on a drain and dropping
     /// it on an abort.
     async fn drive<C, E>(

@@ -7,6 +7,7 @@ pub mod conn;
 pub mod exchange;
 pub mod file;
 pub mod service;
+pub mod sniff;
 pub mod upgrade;
 
 use std::sync::atomic::AtomicUsize;

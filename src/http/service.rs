@@ -31,17 +31,6 @@ pub async fn handle(
             return Ok(unavailable(&http));
         }
     }
-    if http.config.max_header_size < SMALLEST_HEAD_BUFFER
-        && head_size(&req) > http.config.max_header_size
-    {
-        let mut r = plain_response(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "Request Header Fields Too Large",
-        );
-        r.headers_mut()
-            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
-        return Ok(r);
-    }
     if upgrade::wants_websocket(&req, &http) {
         let mut response = upgrade::handle(req, conn, http.clone()).await;
         add_default_headers(response.headers_mut(), &http);
@@ -89,21 +78,6 @@ pub async fn handle(
     guard.0 = None;
     add_default_headers(response.headers_mut(), &http);
     Ok(response)
-}
-
-/// hyper-util's auto builder (HTTP/1.1 and HTTP/2 on one port) bounds a request head only by
-/// its read buffer, which cannot be smaller than this; a smaller `--max-header-size` is
-/// enforced here instead.
-const SMALLEST_HEAD_BUFFER: usize = 8192;
-
-/// The size of a request head as it came in (request line and header lines).
-fn head_size<B>(req: &Request<B>) -> usize {
-    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
-    req.headers()
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum::<usize>()
-        + line
 }
 
 fn add_default_headers(headers: &mut HeaderMap, http: &Http) {

@@ -166,7 +166,11 @@ fn serve<S: ServeConnection, I: Io>(
         // Plain HTTP on a TLS port, a scanner, a client that stalls: each ends here, with
         // only this connection closed.
         match tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, tls.accept(io)).await {
-            Ok(Ok(stream)) => protocol.serve(stream, info, phase, token).await,
+            Ok(Ok(stream)) => {
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                info.alpn_h2.store(h2, std::sync::atomic::Ordering::Relaxed);
+                protocol.serve(stream, info, phase, token).await
+            }
             Ok(Err(e)) => registry
                 .report()
                 .log(LogLevel::Debug, format!("TLS handshake failed: {e}")),

@@ -169,6 +169,7 @@ mod tests {
             derived: std::sync::OnceLock::new(),
             refused: std::sync::atomic::AtomicBool::new(refused),
             secure: Default::default(),
+            alpn_h2: Default::default(),
         });
         (client, server, info)
     }

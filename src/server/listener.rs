@@ -24,6 +24,8 @@ pub struct ConnInfo {
     pub refused: AtomicBool,
     /// Served over TLS (set before the handshake): `https`/`wss` in the scope.
     pub secure: AtomicBool,
+    /// The TLS handshake chose HTTP/2 by ALPN.
+    pub alpn_h2: AtomicBool,
 }
 
 impl ConnInfo {
@@ -71,6 +73,7 @@ fn tcp_connection(
         derived: OnceLock::new(),
         refused: AtomicBool::new(false),
         secure: AtomicBool::new(false),
+        alpn_h2: AtomicBool::new(false),
     };
     Ok((Accepted::Tcp(TcpStream::from_std(stream)?), Arc::new(info)))
 }
@@ -86,6 +89,7 @@ fn unix_connection(
         derived: OnceLock::new(),
         refused: AtomicBool::new(false),
         secure: AtomicBool::new(false),
+        alpn_h2: AtomicBool::new(false),
     };
     Ok((
         Accepted::Unix(UnixStream::from_std(stream)?),
