@@ -463,7 +463,11 @@ def to_ms(text: str) -> float:
 
 
 def wrk(
-    path: str, conns: int, duration: int, midway: Callable[[], None] | None = None
+    path: str,
+    conns: int,
+    duration: int,
+    midway: Callable[[], None] | None = None,
+    base: str = f"http://127.0.0.1:{PORT}",
 ) -> dict[str, float] | None:
     """Runs wrk; ``midway`` is called halfway through the run (to look at the server)."""
     cmd = [
@@ -475,7 +479,7 @@ def wrk(
         f"-c{conns}",
         f"-d{duration}s",
         "--latency",
-        f"http://127.0.0.1:{PORT}{path}",
+        f"{base}{path}",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if midway:
@@ -630,6 +634,8 @@ def versions() -> str:
         "uvloop",
         "httptools",
         "granian",
+        "hypercorn",
+        "websockets",
         "gunicorn",
         "uwsgi",
         "fastapi",
