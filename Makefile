@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYO3_PYTHON := $(abspath $(PY))
 PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 
-.PHONY: venv build serve test test-rust test-python lint fmt bench bench-callgrind mutants mutants-python clean
+.PHONY: venv build serve test test-rust test-python lint fmt bench bench-protocols bench-callgrind mutants mutants-python clean
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,13 @@ bench: build
 	$(PY) -m pip install -q -r requirements-bench.txt
 	cargo build --release --quiet --manifest-path benches/hyperlimit/Cargo.toml
 	bash benches/run.sh
+
+# WebSockets, HTTP/2 and TLS against Uvicorn, Granian and Hypercorn (needs h2load and wrk).
+bench-protocols: build
+	$(PY) -m pip install -q -r requirements-bench.txt
+	command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client)
+	cargo build --release --quiet --manifest-path benches/wsload/Cargo.toml
+	cd benches && $(PY) protocols.py --output PROTOCOLS.md
 
 # Instructions per request through the Rust/Python crossing (stable on a noisy machine).
 bench-callgrind: build

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -201,7 +200,8 @@ def load(sc: Scenario, tls: Tls | None, duration: int) -> dict[str, float] | Non
             duration + 60,
         )
         done = re.search(
-            r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored",
+            r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, "
+            r"(\d+) failed, (\d+) errored",
             out,
         )
         rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
@@ -256,7 +256,8 @@ def table(sc: Scenario, results: dict[str, dict[str, float]]) -> list[str]:
     lines = [
         f"### {sc.name}: {sc.about}",
         "",
-        f"| server | {sc.unit}s/s | CPU µs/{sc.unit} | p99 ms | errors | juggler's rate ÷ | juggler's CPU ÷ |",
+        f"| server | {sc.unit}s/s | CPU µs/{sc.unit} | p99 ms | errors "
+        "| juggler's rate ÷ | juggler's CPU ÷ |",
         "|---|---|---|---|---|---|---|",
     ]
     for server, m in results.items():
@@ -279,7 +280,7 @@ def main() -> None:
     args = parser.parse_args()
     if not WSLOAD.exists():
         sys.exit(
-            "build the client first: cargo build --release --manifest-path benches/wsload/Cargo.toml"
+            "build the client: cargo build --release --manifest-path benches/wsload/Cargo.toml"
         )
     lines = [
         "# Protocols: WebSockets, HTTP/2, TLS",
