@@ -247,6 +247,12 @@ def test_ws_none_serves_upgrades_as_http(juggler: type[Juggler]) -> None:
     assert raw.status_line.startswith("HTTP/1.1 200")
 
 
+def test_wsgi_apps_get_upgrade_requests_as_plain_http(juggler: type[Juggler]) -> None:
+    j = juggler("proto_app:wsgi", "--interface", "wsgi").ready()
+    raw = RawWebSocket(j.port, "/")
+    assert raw.status_line.startswith("HTTP/1.1 200")
+
+
 def test_a_peer_that_stops_answering_pings_is_dropped(juggler: type[Juggler]) -> None:
     j = juggler("ws_app:app", "--ws-ping-interval", "0.2", "--ws-ping-timeout", "0.3").ready()
     raw = RawWebSocket(j.port, "/disconnect", timeout=10)
