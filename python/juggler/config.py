@@ -90,6 +90,13 @@ def _header(text: str) -> tuple[str, str]:
 
 
 OPTIONS: tuple[Option, ...] = (
+    Option(
+        "config",
+        None,
+        "Read options from this TOML file (same names as the flags; flags and environment "
+        "variables win).",
+        metavar="FILE",
+    ),
     Option("host", "127.0.0.1", "Bind socket to this host.", metavar="HOST"),
     Option("port", 8000, "Bind socket to this port (0 picks a free one).", _port, metavar="PORT"),
     Option("uds", None, "Bind to a UNIX domain socket at this path.", metavar="PATH"),
@@ -354,6 +361,9 @@ def _convert(option: Option, value: Any, source: str) -> Any:
             else:
                 items = list(value)
             return tuple(option.type(v) if isinstance(v, str) else _pair(v) for v in items)
+        if option.type is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+            # A TOML number for a text option (http = 2).
+            value = str(value)
         if isinstance(value, str):
             value = option.type(value)
         elif option.type in (
@@ -406,6 +416,12 @@ class Config:
         unknown = sorted(set(explicit) - set(BY_NAME))
         if unknown:
             raise ConfigError(f"unknown option {unknown[0]!r}")
+        file_path = explicit.get("config") or env.get(BY_NAME["config"].env)
+        from_file: dict[str, Any] = {}
+        if file_path:
+            from . import config_file
+
+            from_file = config_file.read(str(file_path))
         values: dict[str, Any] = {}
         for option in OPTIONS:
             if explicit.get(option.name) is not None:
@@ -415,10 +431,12 @@ class Config:
             elif option.name == "workers" and env.get("WEB_CONCURRENCY"):
                 # The variable PaaS platforms set, which Uvicorn and Gunicorn read too.
                 values[option.name] = _convert(option, env["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
+            elif option.name in from_file:
+                values[option.name] = _convert(option, from_file[option.name], str(file_path))
             else:
                 values[option.name] = option.default
         if app is None:
-            app = env.get(ENV_PREFIX + "APP")
+            app = env.get(ENV_PREFIX + "APP") or from_file.get("app")
         if app is None or app == "":
             raise ConfigError("no application given: pass APP as 'module:attribute'")
         if values["uds"] and values["fd"] is not None:
