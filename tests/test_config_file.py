@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import APPS, Juggler
 from juggler.config import Config, ConfigError
 
