@@ -6,6 +6,7 @@ use http::{HeaderName, HeaderValue};
 use pyo3::prelude::*;
 
 use crate::error::Error;
+use crate::log_format::LogFormat;
 
 /// Frozen core settings; `python/juggler/config.py` is the one place that declares options.
 #[pyclass(frozen, module = "juggler._juggler")]
@@ -19,6 +20,10 @@ pub struct CoreConfig {
     pub default_headers: Vec<(HeaderName, HeaderValue)>,
     pub root_path: String,
     pub access_log: bool,
+    pub access_format: LogFormat,
+    /// Access lines may be written to stdout directly: no handler of the user's is on
+    /// `juggler.access` (the worker checks).
+    pub access_direct: bool,
     /// Report `request_limit_reached` after this many requests (`--max-requests`).
     pub max_requests: Option<u64>,
     /// WebSocket settings; `None` when WebSockets are off (`--ws none`, or a WSGI app).
@@ -115,7 +120,7 @@ impl WsConfig {
 #[pymethods]
 impl CoreConfig {
     #[new]
-    #[pyo3(signature = (*, keep_alive_timeout, limit_concurrency, max_header_size, date_header, default_headers, root_path, access_log, max_requests=None, ws=None, http="auto", h2_max_concurrent_streams=100, h2_max_reset_streams=20))]
+    #[pyo3(signature = (*, keep_alive_timeout, limit_concurrency, max_header_size, date_header, default_headers, root_path, access_log, max_requests=None, ws=None, http="auto", h2_max_concurrent_streams=100, h2_max_reset_streams=20, access_log_format=None, access_log_json=false, access_direct=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         keep_alive_timeout: f64,
@@ -130,6 +135,9 @@ impl CoreConfig {
         http: &str,
         h2_max_concurrent_streams: u32,
         h2_max_reset_streams: usize,
+        access_log_format: Option<String>,
+        access_log_json: bool,
+        access_direct: bool,
     ) -> PyResult<Self> {
         let ws = ws
             .map(|(size, queue, interval, timeout, deflate)| {
@@ -148,6 +156,8 @@ impl CoreConfig {
         .with_max_requests(max_requests)?;
         config.ws = ws;
         config.http = HttpVersions::parse(http)?;
+        config.access_format = LogFormat::new(access_log_format.as_deref(), access_log_json)?;
+        config.access_direct = access_direct;
         if h2_max_concurrent_streams == 0 || h2_max_reset_streams == 0 {
             return Err(Error::Config(
                 "h2_max_concurrent_streams and h2_max_reset_streams must be at least 1".into(),
@@ -223,6 +233,8 @@ impl CoreConfig {
             ws: None,
             http: HttpVersions::Auto,
             h2: H2Limits::default(),
+            access_format: LogFormat::Default,
+            access_direct: false,
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod interface;
+pub mod log_format;
 pub mod server;
 pub mod ws;
 pub mod wsgi;

@@ -44,6 +44,9 @@ class CoreConfig:
         http: str = "auto",
         h2_max_concurrent_streams: int = 100,
         h2_max_reset_streams: int = 20,
+        access_log_format: str | None = None,
+        access_log_json: bool = False,
+        access_direct: bool = False,
     ) -> CoreConfig: ...
 
 @final

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 
@@ -31,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     for option in OPTIONS:
         default = f" [default: {option.default}]" if option.default not in (None, (), "") else ""
         env = f" [env: {option.env}]"
+        # argparse formats help with %: a literal one (a log format's atoms) is doubled.
+        option = dataclasses.replace(option, help=option.help.replace("%", "%%"))
         if option.kind == "bool":
             parser.add_argument(
                 option.flag, action=argparse.BooleanOptionalAction, help=option.help + default + env

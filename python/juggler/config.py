@@ -211,6 +211,25 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_level", "info", "Log level.", choices=LOG_LEVELS),
     Option("access_log", True, "Write an access log line per request.", kind="bool"),
     Option(
+        "access_log_format",
+        None,
+        "Access log line in Gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(b)s %(D)s'.",
+        metavar="FORMAT",
+    ),
+    Option(
+        "access_log_json",
+        False,
+        "Write the access log as one JSON object per line.",
+        kind="bool",
+    ),
+    Option(
+        "log_config",
+        None,
+        "Configure logging from this file: dictConfig JSON or YAML (.json, .yaml, .yml), "
+        "else logging's ini format.",
+        metavar="FILE",
+    ),
+    Option(
         "timeout_keep_alive",
         5.0,
         "Close idle keep-alive connections after this many seconds (0 turns keep-alive off).",
@@ -469,6 +488,8 @@ class Config:
             "root_path": self.root_path,
             "access_log": self.access_log,
             "max_requests": max_requests,
+            "access_log_format": self.access_log_format,
+            "access_log_json": self.access_log_json,
             "http": self.http,
             "h2_max_concurrent_streams": self.h2_max_concurrent_streams,
             "h2_max_reset_streams": self.h2_max_reset_streams,

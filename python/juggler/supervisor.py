@@ -56,6 +56,14 @@ HANDLED_SIGNALS = (
 
 def run(config: Config) -> int:
     """Runs juggler with ``config`` until it is stopped; returns the exit code."""
+    if config.log_config:
+        try:
+            jlogging.load_config(config.log_config)
+        except jlogging.LogConfigError as exc:
+            jlogging.configure(config.log_level)
+            install_fatal_formatter()
+            fatal(str(exc))
+            return EXIT_BAD_OPTION
     jlogging.configure(config.log_level)
     install_fatal_formatter()
     problem = _check_environment(config)
@@ -129,6 +137,11 @@ def _check_environment(config: Config) -> tuple[str, int] | None:
         tls.settings(config)
     except ConfigError as exc:
         return str(exc), EXIT_BAD_OPTION
+    try:
+        # What the Rust core checks of the options (an access log format, say), once here.
+        _juggler.CoreConfig(**config.core_options())
+    except ValueError as exc:
+        return str(exc).removeprefix("invalid option: "), EXIT_BAD_OPTION
     return None
 
 

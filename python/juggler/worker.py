@@ -14,6 +14,7 @@ import socket
 from typing import Any
 
 from . import _juggler, tls
+from . import logging as jlogging
 from .channel import WorkerChannel, beat_interval
 from .config import Config
 from .exit_codes import EXIT_OK, EXIT_STARTUP_FAILED
@@ -105,7 +106,8 @@ class Worker:
             iface = _juggler.AsgiInterface(self.app, loop, state, error_logger, access_logger)
         server = iface.server(
             _juggler.CoreConfig(
-                **config.core_options(self.max_requests, websockets=self.interface != "wsgi")
+                **config.core_options(self.max_requests, websockets=self.interface != "wsgi"),
+                access_direct=jlogging.access_is_direct(),
             ),
             self.sock.fileno(),
             self.sock.family == socket.AF_UNIX,

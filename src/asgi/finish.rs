@@ -48,7 +48,8 @@ pub fn conclude(py: Python<'_>, io: &RequestIo, access: Option<&AccessInfo>, end
         _ => {}
     }
     if let Some(a) = access {
-        a.log(py, log, io.exchange.status());
+        let (status, bytes) = io.exchange.outcome();
+        a.log(py, log, status, bytes);
     }
 }
 

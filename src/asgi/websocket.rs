@@ -129,7 +129,7 @@ impl WsIo {
             } else {
                 self.http.exchange.status()
             };
-            a.log(py, log, status);
+            a.log(py, log, status, 0);
         }
     }
 

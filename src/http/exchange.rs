@@ -101,6 +101,8 @@ struct Inner {
     // response
     responder: Option<oneshot::Sender<Response<ResponseBody>>>,
     status: Option<StatusCode>,
+    /// Response body bytes the app gave, for the access log.
+    body_bytes: u64,
     response_complete: bool,
     out: VecDeque<Bytes>,
     out_buffered: usize,
@@ -417,6 +419,7 @@ impl Exchange {
                 return Err(Error::Disconnected);
             };
             g.status = Some(status);
+            g.body_bytes = first.len() as u64;
             if more {
                 if !first.is_empty() {
                     g.out_buffered += first.len();
@@ -464,6 +467,7 @@ impl Exchange {
                 return Err(Error::Disconnected);
             };
             g.status = Some(status);
+            g.body_bytes = file.len;
             g.response_complete = true;
             (responder, g.waker_for(true, false))
         };
@@ -480,6 +484,7 @@ impl Exchange {
                 return Err(Error::Disconnected);
             }
             if !data.is_empty() {
+                g.body_bytes += data.len() as u64;
                 g.out_buffered += data.len();
                 g.out.push_back(data);
             }
@@ -568,6 +573,12 @@ impl Exchange {
 
     pub fn status(&self) -> Option<StatusCode> {
         self.inner.lock().status
+    }
+
+    /// The status and the response body bytes the app gave, for the access log.
+    pub fn outcome(&self) -> (Option<StatusCode>, u64) {
+        let g = self.inner.lock();
+        (g.status, g.body_bytes)
     }
 }
 

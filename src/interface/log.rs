@@ -6,6 +6,9 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::access_out::AccessOut;
+use crate::config::CoreConfig;
+use crate::log_format::LogFormat;
 use crate::server::LogLevel;
 
 pub struct Loggers {
@@ -13,6 +16,13 @@ pub struct Loggers {
     pub access: PyObject,
     /// The access log is on and its logger would emit INFO.
     pub access_enabled: bool,
+    pub access_format: LogFormat,
+    /// The request headers the access format names.
+    pub access_headers: Vec<String>,
+    /// Lines go to `access_out` (stdout) rather than through Python's logging: only
+    /// juggler's own handler is on `juggler.access`.
+    pub access_direct: bool,
+    pub access_out: AccessOut,
 }
 
 impl Loggers {
@@ -20,9 +30,9 @@ impl Loggers {
         py: Python<'_>,
         error: PyObject,
         access: PyObject,
-        access_log: bool,
+        config: &CoreConfig,
     ) -> PyResult<Self> {
-        let access_enabled = access_log
+        let access_enabled = config.access_log
             && access
                 .call_method1(py, intern!(py, "isEnabledFor"), (20,))?
                 .is_truthy(py)?;
@@ -30,6 +40,10 @@ impl Loggers {
             error,
             access,
             access_enabled,
+            access_headers: config.access_format.headers(),
+            access_format: config.access_format.clone(),
+            access_direct: config.access_direct,
+            access_out: AccessOut::default(),
         })
     }
 

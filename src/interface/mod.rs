@@ -4,6 +4,7 @@
 //! trait, with a pyclass whose `server()` method builds the `Server`.
 
 pub mod access;
+pub mod access_out;
 pub mod log;
 pub mod server;
 pub mod siblings;
@@ -90,7 +91,7 @@ impl Host {
             py,
             error_logger.clone_ref(py),
             access_logger.clone_ref(py),
-            config.access_log,
+            config,
         )?;
         Ok((host, Arc::new(loggers)))
     }

@@ -104,6 +104,7 @@ impl Server {
         });
         let mailbox = self.host.mailbox.clone();
         let parking = self.interface.clone();
+        let loggers = self.loggers.clone();
         let interface = self.interface.clone();
         let beats = self
             .heartbeat
@@ -119,6 +120,8 @@ impl Server {
             move || {
                 mailbox.flush();
                 parking.on_io_park();
+                // Access lines of requests finished since the last park go out together.
+                loggers.access_out.flush();
             },
             move || {
                 crate::bridge::mailbox::defer_wakeups_on_this_thread();
@@ -213,6 +216,7 @@ impl Server {
         }
         // Threads of the interface may need the GIL to end.
         py.allow_threads(|| self.interface.stop());
+        self.loggers.access_out.flush();
     }
 
     /// Calls `callback()` on the loop thread every `interval` seconds, from a timer on the I/O

@@ -114,7 +114,8 @@ impl Caller {
             Ok(()) => debug_assert!(outcome != Finished::NoResponse),
         }
         if let Some(a) = access {
-            a.log(py, &self.loggers, exchange.status());
+            let (status, bytes) = exchange.outcome();
+            a.log(py, &self.loggers, status, bytes);
         }
         drop(token);
     }
