@@ -29,7 +29,7 @@ fn _juggler(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<config::CoreConfig>()?;
     m.add_class::<interface::server::Server>()?;
     m.add_class::<interface::siblings::LoadSlots>()?;
-    m.add_class::<server::tls::TlsSettings>()?;
+    m.add_class::<interface::tls::TlsSettings>()?;
     asgi::register(m)?;
     wsgi::register(m)?;
     Ok(())

@@ -8,6 +8,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -145,9 +146,11 @@ def test_h2c_many_streams_share_one_connection(h2c_server: Juggler) -> None:
         assert all(r.http_version == "HTTP/2" for r in rs)
         return [r.json() for r in rs]
 
+    httpx.get(f"{h2c_server.url}/peak")  # resets it
     bodies = asyncio.run(run())
     assert len({b["client_port"] for b in bodies}) == 1, "one connection"
     assert {b["scheme"] for b in bodies} == {"http"}
+    assert httpx.get(f"{h2c_server.url}/peak").json() >= 50, "streams served side by side"
 
 
 def test_h2_large_bodies_each_way(
@@ -202,8 +205,11 @@ def test_a_reset_stream_reaches_its_app_as_a_disconnect(h2c_server: Juggler) -> 
         sock.sendall(conn.data_to_send())
         while not any(isinstance(e, h2.events.StreamEnded) for e in h2_events(sock, conn)):
             pass
-    events = httpx.get(f"{h2c_server.url}/events").json()
-    assert "/wait-disconnect http.disconnect" in events
+    seen: list[str] = []
+    deadline = time.monotonic() + 10
+    while "/wait-disconnect http.disconnect" not in seen and time.monotonic() < deadline:
+        seen += httpx.get(f"{h2c_server.url}/events").json()
+    assert "/wait-disconnect http.disconnect" in seen
 
 
 def test_rapid_reset_is_cut_off(h2c_server: Juggler) -> None:
@@ -238,6 +244,43 @@ def test_http_option_picks_the_versions(juggler: type[Juggler]) -> None:
         assert c.get(f"{only2.url}/info").json()["http_version"] == "2"
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{only2.url}/info")
+
+
+def test_http2_only_over_tls_refuses_http1_clients_cleanly(
+    juggler: type[Juggler], certs: dict[str, Any]
+) -> None:
+    j = juggler(
+        "proto_app:app",
+        "--http",
+        "2",
+        "--ssl-certfile",
+        str(certs["cert"]),
+        "--ssl-keyfile",
+        str(certs["key"]),
+    ).ready()
+    with httpx.Client(verify=client_context(certs)) as c, pytest.raises(httpx.ConnectError):
+        c.get(f"{j.url}/info")  # no protocol in common: the handshake says so
+    with httpx.Client(verify=client_context(certs), http2=True) as c:
+        assert c.get(f"{j.url}/info").http_version == "HTTP/2"
+
+
+def test_a_stalled_tls_handshake_does_not_hold_up_shutdown(
+    juggler: type[Juggler], certs: dict[str, Any]
+) -> None:
+    j = juggler(
+        "proto_app:app",
+        "--timeout-graceful-shutdown",
+        "0.5",
+        "--ssl-certfile",
+        str(certs["cert"]),
+        "--ssl-keyfile",
+        str(certs["key"]),
+    ).ready()
+    with socket.create_connection(("127.0.0.1", j.port), timeout=10) as s:
+        s.sendall(b"\x16\x03\x01\x02")  # the start of a ClientHello, and then nothing
+        started = time.monotonic()
+        assert j.stop(timeout=15) == 0
+    assert time.monotonic() - started < 5, "the 10 s handshake limit was not waited out"
 
 
 def test_wsgi_over_tls_and_http2(juggler: type[Juggler], certs: dict[str, Any]) -> None:

@@ -62,6 +62,7 @@ class TlsSettings:
         ca_certs: str | None = None,
         cert_reqs: int = 0,
         ciphers: str | None = None,
+        http1: bool = True,
         http2: bool = True,
     ) -> TlsSettings: ...
 

@@ -37,6 +37,7 @@ def settings(config: Config) -> Any | None:
             ca_certs=config.ssl_ca_certs,
             cert_reqs=config.ssl_cert_reqs,
             ciphers=config.ssl_ciphers,
+            http1=config.http != "2",
             http2=config.http not in ("1", "h11", "httptools"),
         )
     except ValueError as exc:

@@ -50,10 +50,12 @@ pub struct WsIo {
     waiters: Mutex<Waiters>,
 }
 
+/// Futures of `receive()` and `send()` calls waiting; several tasks may use one WebSocket
+/// (a broadcast sends from many), so each kind is a list.
 #[derive(Default)]
 struct Waiters {
     receive: Vec<PyObject>,
-    send: Option<PyObject>,
+    send: Vec<PyObject>,
 }
 
 impl WsIo {
@@ -140,7 +142,12 @@ impl WsIo {
 
     fn wait_receive(self: &Arc<Self>, py: Python<'_>) -> PyResult<Option<PyObject>> {
         let fut = self.http.core.create_future.call0(py)?;
-        self.waiters.lock().receive.push(fut.clone_ref(py));
+        let mut waiters = std::mem::take(&mut self.waiters.lock().receive);
+        // Futures of receive() calls given up on (`asyncio.wait_for` timing out) go, or an
+        // idle socket polled that way would keep them all.
+        waiters.retain(|f| !is_done(py, f));
+        waiters.push(fut.clone_ref(py));
+        self.waiters.lock().receive.extend(waiters);
         if self.session.park(Want::Event, self.clone()) {
             return Ok(Some(fut));
         }
@@ -190,9 +197,9 @@ impl LoopWake for WsIo {
                 e.print(py);
             }
         }
-        if let Some(fut) = send {
+        for fut in send {
             if is_done(py, &fut) {
-                return;
+                continue;
             }
             let result = if self.session.is_ended() {
                 let exc = ClientDisconnected::new_err("client disconnected").into_value(py);
@@ -202,7 +209,7 @@ impl LoopWake for WsIo {
                 fut.call_method1(py, intern!(py, "set_result"), (py.None(),))
                     .map(drop)
             } else {
-                self.waiters.lock().send = Some(fut);
+                self.waiters.lock().send.push(fut);
                 if !self.session.park(Want::Room, self.clone()) {
                     self.clone().wake();
                 }
@@ -329,11 +336,11 @@ impl WebSocketSend {
                 io.hand_over(py, sent.wake)?;
                 if sent.full {
                     let fut = io.http.core.create_future.call0(py)?;
-                    io.waiters.lock().send = Some(fut.clone_ref(py));
+                    io.waiters.lock().send.push(fut.clone_ref(py));
                     if io.session.park(Want::Room, io.clone()) {
                         return Ok(fut);
                     }
-                    io.waiters.lock().send = None;
+                    io.waiters.lock().send.pop();
                 }
                 Ok(done())
             }

@@ -8,6 +8,7 @@ pub mod access_out;
 pub mod log;
 pub mod server;
 pub mod siblings;
+pub mod tls;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;

@@ -13,12 +13,12 @@ use pyo3::prelude::*;
 
 use super::log::Loggers;
 use super::siblings::LoadSlots;
+use super::tls::TlsSettings;
 use super::{Host, Interface, LoopEvent};
 use crate::error::Error;
 use crate::http::conn::HttpProtocol;
 use crate::http::Http;
 use crate::server::balance::Balance;
-use crate::server::tls::TlsSettings;
 use crate::server::{listener, Phase};
 
 #[pyclass(frozen, module = "juggler._juggler")]

@@ -164,8 +164,13 @@ fn serve<S: ServeConnection, I: Io>(
     let registry = registry.clone();
     tokio::spawn(async move {
         // Plain HTTP on a TLS port, a scanner, a client that stalls: each ends here, with
-        // only this connection closed.
-        match tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, tls.accept(io)).await {
+        // only this connection closed. A shutdown does not wait out a stalled handshake.
+        let mut watch = phase.clone();
+        let handshake = tokio::select! {
+            r = tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, tls.accept(io)) => r,
+            _ = handshake_cut_off(&mut watch) => return,
+        };
+        match handshake {
             Ok(Ok(stream)) => {
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
                 info.alpn_h2.store(h2, std::sync::atomic::Ordering::Relaxed);
@@ -179,6 +184,28 @@ fn serve<S: ServeConnection, I: Io>(
                 .log(LogLevel::Debug, "TLS handshake timed out".into()),
         }
     });
+}
+
+/// Completes when a TLS handshake still under way must give up: at once on an abort, and
+/// after the grace a fresh connection gets once a drain began.
+async fn handshake_cut_off(phase: &mut watch::Receiver<Phase>) {
+    loop {
+        let now = *phase.borrow_and_update();
+        match now {
+            Phase::Abort => return,
+            Phase::Draining => {
+                tokio::select! {
+                    _ = tokio::time::sleep(super::tls::DRAIN_HANDSHAKE_GRACE) => return,
+                    changed = phase.changed() => if changed.is_err() { return },
+                }
+                continue;
+            }
+            Phase::Running => {}
+        }
+        if phase.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// This worker's end of its siblings' nudges: an eventfd they write to.

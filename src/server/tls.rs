@@ -1,13 +1,12 @@
-//! TLS with rustls: certificates, key and client-certificate policy loaded and checked once
-//! (the supervisor builds the settings before forking, so a bad file is one error at start-up,
-//! and every worker builds its own), and the handshake on the I/O thread.
+//! TLS with rustls: certificates, key, client-certificate policy, cipher suites and ALPN,
+//! loaded and checked into a `ServerConfig` (the interface layer wraps it for Python), and the
+//! handshake's time limit.
 
 use std::fs::File;
 use std::io::BufReader;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pyo3::prelude::*;
 use rustls::crypto::ring::{default_provider, ALL_CIPHER_SUITES};
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
@@ -19,47 +18,45 @@ use crate::error::Error;
 
 /// A client that connects but never finishes its handshake is dropped after this.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Once a drain began, how long a handshake under way may still take (a connection accepted
+/// just before may carry a real request).
+pub const DRAIN_HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
 
-/// `_juggler.TlsSettings(certfile=..., ...)`: a checked rustls configuration.
-#[pyclass(frozen, module = "juggler._juggler")]
-pub struct TlsSettings {
-    pub config: Arc<ServerConfig>,
+/// Which HTTP versions a TLS port offers by ALPN.
+#[derive(Clone, Copy, Debug)]
+pub struct Alpn {
+    pub http1: bool,
+    pub http2: bool,
 }
 
-#[pymethods]
-impl TlsSettings {
-    /// `key_pem` is the key already decrypted (from `--ssl-keyfile-password`); otherwise the
-    /// key is read from `keyfile`, or from `certfile` when that holds both.
-    #[new]
-    #[pyo3(signature = (*, certfile, keyfile=None, key_pem=None, ca_certs=None, cert_reqs=0, ciphers=None, http2=true))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        certfile: String,
-        keyfile: Option<String>,
-        key_pem: Option<Vec<u8>>,
-        ca_certs: Option<String>,
-        cert_reqs: u8,
-        ciphers: Option<String>,
-        http2: bool,
-    ) -> PyResult<Self> {
-        let certs = load_certs(&certfile)?;
-        let key = match key_pem {
-            Some(pem) => PrivateKeyDer::from_pem_slice(&pem)
-                .map_err(|e| config_error(format!("cannot read the decrypted key: {e}")))?,
-            None => load_key(keyfile.as_deref().unwrap_or(&certfile))?,
-        };
-        let settings = Settings {
-            certs,
-            key,
-            client_roots: ca_certs.as_deref().map(load_roots).transpose()?,
-            cert_reqs: ClientCerts::from_level(cert_reqs)?,
-            ciphers: ciphers.as_deref().map(parse_ciphers).transpose()?,
-            http2,
-        };
-        Ok(Self {
-            config: Arc::new(settings.build()?),
-        })
+/// The rustls configuration for the `--ssl-*` options. `key_pem` is the key already
+/// decrypted (from `--ssl-keyfile-password`); otherwise the key is read from `keyfile`, or
+/// from `certfile` when that holds both.
+#[allow(clippy::too_many_arguments)]
+pub fn server_config(
+    certfile: &str,
+    keyfile: Option<&str>,
+    key_pem: Option<&[u8]>,
+    ca_certs: Option<&str>,
+    cert_reqs: u8,
+    ciphers: Option<&str>,
+    alpn: Alpn,
+) -> Result<ServerConfig, Error> {
+    let certs = load_certs(certfile)?;
+    let key = match key_pem {
+        Some(pem) => PrivateKeyDer::from_pem_slice(pem)
+            .map_err(|e| config_error(format!("cannot read the decrypted key: {e}")))?,
+        None => load_key(keyfile.unwrap_or(certfile))?,
+    };
+    Settings {
+        certs,
+        key,
+        client_roots: ca_certs.map(load_roots).transpose()?,
+        cert_reqs: ClientCerts::from_level(cert_reqs)?,
+        ciphers: ciphers.map(parse_ciphers).transpose()?,
+        alpn,
     }
+    .build()
 }
 
 fn config_error(message: String) -> Error {
@@ -93,7 +90,7 @@ pub struct Settings {
     pub client_roots: Option<RootCertStore>,
     pub cert_reqs: ClientCerts,
     pub ciphers: Option<Vec<rustls::SupportedCipherSuite>>,
-    pub http2: bool,
+    pub alpn: Alpn,
 }
 
 impl Settings {
@@ -123,11 +120,15 @@ impl Settings {
         let mut config = builder
             .with_single_cert(self.certs, self.key)
             .map_err(|e| config_error(format!("the certificate and key do not fit: {e}")))?;
-        config.alpn_protocols = if self.http2 {
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-        } else {
-            vec![b"http/1.1".to_vec()]
-        };
+        // h2 first: a client offering both gets HTTP/2.
+        config.alpn_protocols = [
+            (self.alpn.http2, &b"h2"[..]),
+            (self.alpn.http1, b"http/1.1"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, p)| p.to_vec())
+        .collect();
         Ok(config)
     }
 }

@@ -19,6 +19,7 @@ pub mod close_code {
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const UNSUPPORTED: u16 = 1003;
     /// Reported to the app when the peer closed without a code.
     pub const NO_STATUS: u16 = 1005;
     /// Reported to the app when the connection ended without a close frame.

@@ -54,6 +54,7 @@ pub async fn serve<S>(
         deadline: None,
         shutdown: Box::pin(shutdown),
         shutdown_seen: false,
+        read_paused: false,
     };
     std::future::poll_fn(|cx| driver.poll(cx)).await;
 }
@@ -88,6 +89,8 @@ struct Driver<S, F> {
     deadline: Option<Pin<Box<Sleep>>>,
     shutdown: Pin<Box<F>>,
     shutdown_seen: bool,
+    /// Reading stopped because the app is `max_queue` messages behind.
+    read_paused: bool,
 }
 
 /// Whether the poll loop goes round again.
@@ -135,6 +138,12 @@ where
             return Flow::Done;
         }
         if poll_sleep(&mut self.pong_due, cx) {
+            if self.read_paused {
+                // The pong may be waiting unread behind messages the app has not taken: a
+                // slow app is not a dead peer. The clock starts again when reading does.
+                self.pong_due = self.ping_timeout.map(|t| Box::pin(sleep(t)));
+                return Flow::Again;
+            }
             self.session.end(ABNORMAL, "keepalive ping timeout");
             if self.pending.is_none() {
                 // Best effort, without waiting: the peer is presumed gone.
@@ -148,11 +157,13 @@ where
         }
         if poll_sleep(&mut self.next_ping, cx) {
             if self.stage == Stage::Open {
+                // A frame still waiting for room means the peer is slow to read: no ping
+                // this time, and no deadline for a pong never asked for.
                 if self.pending.is_none() {
                     self.pending = Some(Frame::ping(Bytes::new()));
-                }
-                if self.pong_due.is_none() {
-                    self.pong_due = self.ping_timeout.map(|t| Box::pin(sleep(t)));
+                    if self.pong_due.is_none() {
+                        self.pong_due = self.ping_timeout.map(|t| Box::pin(sleep(t)));
+                    }
                 }
                 self.next_ping = self.ping_interval.map(|i| Box::pin(sleep(i)));
             }
@@ -222,9 +233,13 @@ where
         match self.stage {
             Stage::Shutdown | Stage::Failing => return Flow::Idle,
             // Backpressure: the peer waits while the app is `max_queue` messages behind.
-            Stage::Open if !self.session.room_for_inbound(cx) => return Flow::Idle,
+            Stage::Open if !self.session.room_for_inbound(cx) => {
+                self.read_paused = true;
+                return Flow::Idle;
+            }
             _ => {}
         }
+        self.read_paused = false;
         let frame = match self.ws.poll_next_frame(cx) {
             Poll::Pending => return Flow::Idle,
             Poll::Ready(Ok(frame)) => frame,
@@ -267,6 +282,7 @@ where
     fn on_peer_close(&mut self, payload: &Bytes) -> Flow {
         let (code, reason) = parse_close(payload);
         self.session.end(code, &reason);
+        self.drop_pending_data();
         if self.stage == Stage::Closing {
             // The answer to our close: done, and the echo yawc queued is not sent.
             self.stage = Stage::Shutdown;
@@ -279,17 +295,45 @@ where
 
     /// A protocol error yawc detected; it has queued the close frame that says so.
     fn on_error(&mut self, error: WebSocketError) -> Flow {
+        // The code yawc put in the close frame it queued, so that the app and the peer are
+        // told the same.
         let code = match &error {
+            WebSocketError::ConnectionClosed => return self.lost(),
+            // Bad deflate data comes as InvalidData; anything else is the socket failing.
+            WebSocketError::IoError(e) if e.kind() != std::io::ErrorKind::InvalidData => {
+                return self.lost()
+            }
             WebSocketError::FrameTooLarge => super::close_code::TOO_BIG,
             WebSocketError::InvalidUTF8 => super::close_code::INVALID_PAYLOAD,
-            WebSocketError::ConnectionClosed | WebSocketError::IoError(_) => return self.lost(),
-            WebSocketError::InvalidOpCode(_) => 1003,
-            _ => super::close_code::PROTOCOL_ERROR,
+            WebSocketError::InvalidOpCode(_) => super::close_code::UNSUPPORTED,
+            WebSocketError::ReservedBitsNotZero
+            | WebSocketError::ControlFrameFragmented
+            | WebSocketError::PingFrameTooLarge
+            | WebSocketError::InvalidFragment
+            | WebSocketError::InvalidCloseFrame
+            | WebSocketError::InvalidCloseCode
+            | WebSocketError::FragmentTimeout
+            | WebSocketError::InvalidContinuationFrame
+            | WebSocketError::CompressionNotSupported => super::close_code::PROTOCOL_ERROR,
+            _ => INTERNAL_ERROR,
         };
         self.session.end(code, &error.to_string());
+        self.drop_pending_data();
         self.stage = Stage::Flushing;
         self.limit(CLOSE_TIMEOUT);
         Flow::Again
+    }
+
+    /// Once a close frame is on its way nothing else may follow it (RFC 6455 §5.5.1): a data
+    /// frame still waiting for room is dropped (the app was told the connection ended).
+    fn drop_pending_data(&mut self) {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|f| f.opcode() != OpCode::Close)
+        {
+            self.pending = None;
+        }
     }
 
     /// The socket failed or closed without a close frame.

@@ -8,6 +8,8 @@ import json
 from typing import Any
 
 EVENTS: list[str] = []
+#: Requests of /slow running now, and the most at once since the last /peak.
+RUNNING = {"now": 0, "peak": 0}
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -50,9 +52,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path == "/events":
         await reply(send, list(EVENTS))
         EVENTS.clear()
+    elif path == "/peak":
+        await reply(send, RUNNING["peak"])
+        RUNNING["peak"] = 0
     else:
         if path == "/slow":
+            RUNNING["now"] += 1
+            RUNNING["peak"] = max(RUNNING["peak"], RUNNING["now"])
             await asyncio.sleep(0.05)
+            RUNNING["now"] -= 1
         client = scope["client"]
         await reply(
             send,

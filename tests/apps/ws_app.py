@@ -147,7 +147,33 @@ async def wait_forever(scope: dict[str, Any], receive: Any, send: Any) -> None:
     EVENTS.append(("wait_forever", message))
 
 
+async def broadcast(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Two tasks send on one socket at once, each far past the outgoing buffer."""
+    await send({"type": "websocket.accept"})
+    big = b"b" * (1200 * 1024)
+
+    async def sender(tag: bytes) -> None:
+        for i in range(3):
+            await send({"type": "websocket.send", "bytes": tag + bytes([i]) + big})
+
+    await asyncio.wait_for(asyncio.gather(sender(b"A"), sender(b"B")), 30)
+    await send({"type": "websocket.close", "code": 4100})
+
+
+async def slow_reader(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Falls behind its client for a while, then echoes everything."""
+    await send({"type": "websocket.accept"})
+    await asyncio.sleep(2)
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        await send({"type": "websocket.send", "text": message["text"]})
+
+
 ROUTES = {
+    "/broadcast": broadcast,
+    "/slow-reader": slow_reader,
     "/scope": scope_info,
     "/close-before-accept": close_before_accept,
     "/deny": deny,
