@@ -31,6 +31,38 @@ pub struct CoreConfig {
     /// Which HTTP versions a connection may speak (`--http`).
     pub http: HttpVersions,
     pub h2: H2Limits,
+    /// `--static-path-route` and `--static-path-mount` (served by `http::static_files`).
+    pub static_files: Option<StaticMount>,
+}
+
+/// A directory served under a URL prefix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StaticMount {
+    /// The URL prefix, without a trailing slash (`/static`).
+    pub route: String,
+    /// The directory, resolved.
+    pub root: std::path::PathBuf,
+}
+
+impl StaticMount {
+    pub fn new(route: &str, dir: &str) -> Result<Self, Error> {
+        if !route.starts_with('/') {
+            return Err(Error::Config(format!(
+                "static_path_route must start with '/', got {route:?}"
+            )));
+        }
+        let root = std::fs::canonicalize(dir)
+            .map_err(|e| Error::Config(format!("static_path_mount {dir:?}: {e}")))?;
+        if !root.is_dir() {
+            return Err(Error::Config(format!(
+                "static_path_mount {dir:?} is not a directory"
+            )));
+        }
+        Ok(Self {
+            route: route.trim_end_matches('/').to_owned(),
+            root,
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,7 +152,7 @@ impl WsConfig {
 #[pymethods]
 impl CoreConfig {
     #[new]
-    #[pyo3(signature = (*, keep_alive_timeout, limit_concurrency, max_header_size, date_header, default_headers, root_path, access_log, max_requests=None, ws=None, http="auto", h2_max_concurrent_streams=100, h2_max_reset_streams=20, access_log_format=None, access_log_json=false, access_direct=false))]
+    #[pyo3(signature = (*, keep_alive_timeout, limit_concurrency, max_header_size, date_header, default_headers, root_path, access_log, max_requests=None, ws=None, http="auto", h2_max_concurrent_streams=100, h2_max_reset_streams=20, access_log_format=None, access_log_json=false, access_direct=false, static_path_route=None, static_path_mount=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         keep_alive_timeout: f64,
@@ -138,6 +170,8 @@ impl CoreConfig {
         access_log_format: Option<String>,
         access_log_json: bool,
         access_direct: bool,
+        static_path_route: Option<String>,
+        static_path_mount: Option<String>,
     ) -> PyResult<Self> {
         let ws = ws
             .map(|(size, queue, interval, timeout, deflate)| {
@@ -158,6 +192,16 @@ impl CoreConfig {
         config.http = HttpVersions::parse(http)?;
         config.access_format = LogFormat::new(access_log_format.as_deref(), access_log_json)?;
         config.access_direct = access_direct;
+        config.static_files = match (static_path_route, static_path_mount) {
+            (Some(route), Some(dir)) => Some(StaticMount::new(&route, &dir)?),
+            (None, None) => None,
+            _ => {
+                return Err(Error::Config(
+                    "static_path_route and static_path_mount go together".into(),
+                )
+                .into())
+            }
+        };
         if h2_max_concurrent_streams == 0 || h2_max_reset_streams == 0 {
             return Err(Error::Config(
                 "h2_max_concurrent_streams and h2_max_reset_streams must be at least 1".into(),
@@ -235,6 +279,7 @@ impl CoreConfig {
             h2: H2Limits::default(),
             access_format: LogFormat::Default,
             access_direct: false,
+            static_files: None,
         })
     }
 }

@@ -47,6 +47,8 @@ class CoreConfig:
         access_log_format: str | None = None,
         access_log_json: bool = False,
         access_direct: bool = False,
+        static_path_route: str | None = None,
+        static_path_mount: str | None = None,
     ) -> CoreConfig: ...
 
 @final

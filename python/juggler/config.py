@@ -350,6 +350,18 @@ OPTIONS: tuple[Option, ...] = (
         "Offer WebSocket permessage-deflate compression to clients that ask for it.",
         kind="bool",
     ),
+    Option(
+        "static_path_route",
+        None,
+        "Serve the files of --static-path-mount under this URL prefix, without the app.",
+        metavar="PATH",
+    ),
+    Option(
+        "static_path_mount",
+        None,
+        "The directory --static-path-route serves.",
+        metavar="DIR",
+    ),
     Option("server_header", True, "Send a 'server: juggler' header.", kind="bool"),
     Option("date_header", True, "Send a 'date' header.", kind="bool"),
 )
@@ -488,6 +500,8 @@ class Config:
             "root_path": self.root_path,
             "access_log": self.access_log,
             "max_requests": max_requests,
+            "static_path_route": self.static_path_route,
+            "static_path_mount": self.static_path_mount,
             "access_log_format": self.access_log_format,
             "access_log_json": self.access_log_json,
             "http": self.http,

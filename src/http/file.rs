@@ -67,6 +67,19 @@ impl FileRange {
         self.len = self.len.min(limit);
     }
 
+    /// Sends `len` bytes from `start` (a byte range of the file), within what there is.
+    pub fn select(&mut self, start: u64, len: u64) {
+        let start = start.min(self.offset + self.len);
+        let end = (start + len).min(self.offset + self.len);
+        self.offset = start;
+        self.len = end - start;
+    }
+
+    /// When the file was last changed, for validators (ETag, Last-Modified).
+    pub fn modified(&self) -> Option<std::time::SystemTime> {
+        self.file.metadata().and_then(|m| m.modified()).ok()
+    }
+
     /// The next chunk at `offset`, read on the calling thread.
     pub fn read_chunk(&self, offset: u64, max: usize) -> io::Result<Bytes> {
         read_at(&self.file, offset, max)

@@ -8,6 +8,7 @@ pub mod exchange;
 pub mod file;
 pub mod service;
 pub mod sniff;
+pub mod static_files;
 pub mod upgrade;
 
 use std::sync::atomic::AtomicUsize;

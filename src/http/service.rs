@@ -31,6 +31,13 @@ pub async fn handle(
             return Ok(unavailable(&http));
         }
     }
+    if let Some(files) = &http.config.static_files {
+        if let Some(rest) = files.strip(req.uri().path()) {
+            let mut response = files.serve(req.method(), rest, req.headers()).await;
+            add_default_headers(response.headers_mut(), &http);
+            return Ok(response);
+        }
+    }
     if upgrade::wants_websocket(&req, &http) {
         let mut response = upgrade::handle(req, conn, http.clone()).await;
         add_default_headers(response.headers_mut(), &http);
