@@ -420,9 +420,17 @@ def with_workers(server: str, cmd: list[str], workers: int) -> list[str]:
 
 
 def start(server: str, sc: Scenario) -> subprocess.Popen[bytes] | None:
-    cmd = ["taskset", "-c", sc.cpus, *with_workers(server, SERVERS[server](sc.module), sc.workers)]
+    cmd = with_workers(server, SERVERS[server](sc.module), sc.workers)
+    # The port opens when the first process binds; let every worker come up.
+    return launch(server, cmd, sc.cpus, settle=3 if sc.workers > 1 else 0)
+
+
+def launch(
+    name: str, cmd: list[str], cpus: str = "0", settle: float = 0
+) -> subprocess.Popen[bytes] | None:
+    """Starts a server pinned to ``cpus`` and waits for its port; None if it never opens."""
     proc = subprocess.Popen(
-        cmd,
+        ["taskset", "-c", cpus, *cmd],
         cwd=APPS,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -430,13 +438,11 @@ def start(server: str, sc: Scenario) -> subprocess.Popen[bytes] | None:
         preexec_fn=raise_fd_limit,
     )
     if wait_port(time.monotonic() + 30):
-        if sc.workers > 1:
-            # The port opens when the first process binds; let every worker come up.
-            time.sleep(3)
+        time.sleep(settle)
         return proc
     stop(proc)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    print(f"{server}: did not start: {err[-300:]}", file=sys.stderr)
+    print(f"{name}: did not start: {err[-300:]}", file=sys.stderr)
     return None
 
 

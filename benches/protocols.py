@@ -22,13 +22,12 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import compare
-from compare import APPS, BIN, CLK_TCK, PORT, raise_fd_limit, stop, tree_ticks, wait_port
+from compare import BIN, CLK_TCK, PORT, stop, tree_ticks
 
 HERE = Path(__file__).resolve().parent
 WSLOAD = HERE / "wsload" / "target" / "release" / "wsload"
@@ -141,23 +140,6 @@ SCENARIOS = {
 }
 
 
-def start(cmd: list[str]) -> subprocess.Popen[bytes] | None:
-    proc = subprocess.Popen(
-        ["taskset", "-c", "0", *cmd],
-        cwd=APPS,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        preexec_fn=raise_fd_limit,
-    )
-    if wait_port(time.monotonic() + 30):
-        return proc
-    stop(proc)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    print(f"did not start: {' '.join(cmd)}\n{err[-400:]}", file=sys.stderr)
-    return None
-
-
 def client(cmd: list[str], timeout: float) -> str:
     out = subprocess.run(
         ["taskset", "-c", "1", *cmd], capture_output=True, text=True, timeout=timeout
@@ -222,7 +204,7 @@ def load(sc: Scenario, tls: Tls | None, duration: int) -> dict[str, float] | Non
 
 
 def run(sc: Scenario, server: str, tls: Tls | None, duration: int) -> dict[str, float] | None:
-    proc = start(SERVERS[server](sc.module, tls if sc.tls else None))
+    proc = compare.launch(server, SERVERS[server](sc.module, tls if sc.tls else None))
     if proc is None:
         return None
     try:

@@ -46,9 +46,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def tls_server(certs: dict[str, Any]) -> Iterator[Juggler]:
-    j = start(
-        "proto_app:app", "--ssl-certfile", str(certs["cert"]), "--ssl-keyfile", str(certs["key"])
-    )
+    j = start("proto_app:app", *tls_args(certs))
     yield j
     j.kill()
 
@@ -58,6 +56,10 @@ def h2c_server() -> Iterator[Juggler]:
     j = start("proto_app:app")
     yield j
     j.kill()
+
+
+def tls_args(certs: dict[str, Any]) -> tuple[str, ...]:
+    return ("--ssl-certfile", str(certs["cert"]), "--ssl-keyfile", str(certs["key"]))
 
 
 def client_context(certs: dict[str, Any], with_cert: bool = False) -> ssl.SSLContext:
@@ -253,10 +255,7 @@ def test_http2_only_over_tls_refuses_http1_clients_cleanly(
         "proto_app:app",
         "--http",
         "2",
-        "--ssl-certfile",
-        str(certs["cert"]),
-        "--ssl-keyfile",
-        str(certs["key"]),
+        *tls_args(certs),
     ).ready()
     with httpx.Client(verify=client_context(certs)) as c, pytest.raises(httpx.ConnectError):
         c.get(f"{j.url}/info")  # no protocol in common: the handshake says so
@@ -271,10 +270,7 @@ def test_a_stalled_tls_handshake_does_not_hold_up_shutdown(
         "proto_app:app",
         "--timeout-graceful-shutdown",
         "0.5",
-        "--ssl-certfile",
-        str(certs["cert"]),
-        "--ssl-keyfile",
-        str(certs["key"]),
+        *tls_args(certs),
     ).ready()
     with socket.create_connection(("127.0.0.1", j.port), timeout=10) as s:
         s.sendall(b"\x16\x03\x01\x02")  # the start of a ClientHello, and then nothing
@@ -288,10 +284,7 @@ def test_wsgi_over_tls_and_http2(juggler: type[Juggler], certs: dict[str, Any]) 
         "proto_app:wsgi",
         "--interface",
         "wsgi",
-        "--ssl-certfile",
-        str(certs["cert"]),
-        "--ssl-keyfile",
-        str(certs["key"]),
+        *tls_args(certs),
     ).ready()
     with httpx.Client(verify=client_context(certs), http2=True) as c:
         r = c.post(f"{j.url}/", content=b"x" * 100_000)
@@ -301,15 +294,7 @@ def test_wsgi_over_tls_and_http2(juggler: type[Juggler], certs: dict[str, Any]) 
 def test_client_certificates_required_and_optional(
     juggler: type[Juggler], certs: dict[str, Any]
 ) -> None:
-    args = (
-        "proto_app:app",
-        "--ssl-certfile",
-        str(certs["cert"]),
-        "--ssl-keyfile",
-        str(certs["key"]),
-        "--ssl-ca-certs",
-        str(certs["ca"]),
-    )
+    args = ("proto_app:app", *tls_args(certs), "--ssl-ca-certs", str(certs["ca"]))
     required = juggler(*args, "--ssl-cert-reqs", "2").ready()
     with httpx.Client(verify=client_context(certs, with_cert=True)) as c:
         assert c.get(f"{required.url}/info").status_code == 200

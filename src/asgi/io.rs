@@ -93,32 +93,39 @@ impl LoopWake for RequestIo {
             if is_done(py, &fut) {
                 return;
             }
-            let result = if self.exchange.is_disconnected() {
-                ClientDisconnected::new_err("client disconnected")
-                    .into_bound_py_any(py)
-                    .and_then(|exc| fut.call_method1(py, intern!(py, "set_exception"), (exc,)))
-                    .map(drop)
-            } else if self.exchange.has_room() {
-                fut.call_method1(py, intern!(py, "set_result"), (py.None(),))
-                    .map(drop)
-            } else {
+            let gone = self.exchange.is_disconnected();
+            if let Some(fut) = settle_send(py, fut, gone, self.exchange.has_room()) {
                 self.waiters.lock().send = Some(fut);
                 if !self.exchange.park(Want::Room, self.clone()) {
                     self.clone().wake();
                 }
-                Ok(())
-            };
-            if let Err(e) = result {
-                e.print(py);
             }
         }
     }
 }
 
-fn is_done(py: Python<'_>, fut: &PyObject) -> bool {
+pub fn is_done(py: Python<'_>, fut: &PyObject) -> bool {
     fut.call_method0(py, intern!(py, "done"))
         .and_then(|d| d.is_truthy(py))
         .unwrap_or(true)
+}
+
+/// Settles the future of a `send()` that waited for room: `ClientDisconnected` when the peer
+/// is `gone`, done when there is `room`; handed back when it must wait on.
+pub fn settle_send(py: Python<'_>, fut: PyObject, gone: bool, room: bool) -> Option<PyObject> {
+    let result = if gone {
+        ClientDisconnected::new_err("client disconnected")
+            .into_bound_py_any(py)
+            .and_then(|exc| fut.call_method1(py, intern!(py, "set_exception"), (exc,)))
+    } else if room {
+        fut.call_method1(py, intern!(py, "set_result"), (py.None(),))
+    } else {
+        return Some(fut);
+    };
+    if let Err(e) = result {
+        e.print(py);
+    }
+    None
 }
 
 pub fn received_to_dict(py: Python<'_>, msg: Received) -> PyResult<Bound<'_, PyDict>> {

@@ -18,7 +18,9 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 
 use super::awaitable::Ready;
 use super::finish::Ending;
-use super::io::{message_type, parse_headers, protocol_error, AsgiSend, RequestIo};
+use super::io::{
+    is_done, message_type, parse_headers, protocol_error, settle_send, AsgiSend, RequestIo,
+};
 use crate::error::{ClientDisconnected, Error};
 use crate::http::exchange::{AppWaker, Handover};
 use crate::interface::access::AccessInfo;
@@ -201,31 +203,15 @@ impl LoopWake for WsIo {
             if is_done(py, &fut) {
                 continue;
             }
-            let result = if self.session.is_ended() {
-                let exc = ClientDisconnected::new_err("client disconnected").into_value(py);
-                fut.call_method1(py, intern!(py, "set_exception"), (exc,))
-                    .map(drop)
-            } else if self.session.has_room() {
-                fut.call_method1(py, intern!(py, "set_result"), (py.None(),))
-                    .map(drop)
-            } else {
+            let gone = self.session.is_ended();
+            if let Some(fut) = settle_send(py, fut, gone, self.session.has_room()) {
                 self.waiters.lock().send.push(fut);
                 if !self.session.park(Want::Room, self.clone()) {
                     self.clone().wake();
                 }
-                Ok(())
-            };
-            if let Err(e) = result {
-                e.print(py);
             }
         }
     }
-}
-
-fn is_done(py: Python<'_>, fut: &PyObject) -> bool {
-    fut.call_method0(py, intern!(py, "done"))
-        .and_then(|d| d.is_truthy(py))
-        .unwrap_or(true)
 }
 
 fn event_to_dict(py: Python<'_>, event: Event) -> PyResult<Bound<'_, PyDict>> {
