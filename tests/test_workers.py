@@ -105,7 +105,7 @@ def test_workers_all_serve_and_the_supervisor_imports_no_app_code(juggler):
     # Without balancing one worker takes them all; with it, each gets some (not always 2
     # each on a loaded machine, where a nudged sibling may take longer than the wait).
     assert min(served.count(pid) for pid in workers) >= 1, served
-    imported = {int(line.split()[-1]) for line in j.output.splitlines() if "imported" in line}
+    imported = {int(p) for p in re.findall(r"imported workers_app in (\d+)", j.output)}
     assert imported == set(workers), "only the workers import the app"
     # The first worker starts alone, the interface is named once.
     assert j.output.count("Using the ASGI interface") == 1

@@ -10,7 +10,10 @@ import sys
 import time
 from urllib.parse import parse_qs
 
-print(f"imported workers_app in {os.getpid()}", file=sys.stderr, flush=True)
+# One write, newline included: print() writes the text and the newline apart, and lines of
+# workers starting at once would then run together on the shared stderr pipe.
+sys.stderr.write(f"imported workers_app in {os.getpid()}\n")
+sys.stderr.flush()
 
 
 async def app(scope, receive, send):
