@@ -419,11 +419,15 @@ def with_workers(server: str, cmd: list[str], workers: int) -> list[str]:
     return [*cmd, "--workers", str(workers)]
 
 
-def start(server: str, sc: Scenario) -> subprocess.Popen[bytes] | None:
+def start(
+    server: str, sc: Scenario, cwd: Path = APPS, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes] | None:
+    """Starts ``server`` on ``sc.module`` found in ``cwd``, with ``env`` added to ours."""
     cmd = ["taskset", "-c", sc.cpus, *with_workers(server, SERVERS[server](sc.module), sc.workers)]
     proc = subprocess.Popen(
         cmd,
-        cwd=APPS,
+        cwd=cwd,
+        env={**os.environ, **env} if env else None,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -463,9 +467,14 @@ def to_ms(text: str) -> float:
 
 
 def wrk(
-    path: str, conns: int, duration: int, midway: Callable[[], None] | None = None
+    path: str,
+    conns: int,
+    duration: int,
+    midway: Callable[[], None] | None = None,
+    timeout_s: int = 2,
 ) -> dict[str, float] | None:
-    """Runs wrk; ``midway`` is called halfway through the run (to look at the server)."""
+    """Runs wrk; ``midway`` is called halfway through the run (to look at the server).
+    Responses slower than ``timeout_s`` count as timeouts (in errors), not in the latencies."""
     cmd = [
         "taskset",
         "-c",
@@ -474,6 +483,7 @@ def wrk(
         "-t1",
         f"-c{conns}",
         f"-d{duration}s",
+        f"--timeout={timeout_s}s",
         "--latency",
         f"http://127.0.0.1:{PORT}{path}",
     ]
