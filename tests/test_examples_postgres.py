@@ -5,6 +5,7 @@ checked in the database itself."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -134,7 +135,7 @@ def django_pg(postgres):
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput"],
         cwd=EXAMPLES / "django_app",
-        env={**__import__("os").environ, **env},
+        env={**os.environ, **env},
         check=True,
         capture_output=True,
     )
