@@ -326,11 +326,83 @@ def at(rows: list[dict], endpoint: str, name: str, conns: int, key: str) -> floa
     return float("nan")
 
 
-def report(rows: list[dict], duration: int, command: str) -> str:
+def best(rows: list[dict], endpoint: str, name: str) -> dict:
+    """The run of ``name`` with the most requests/s."""
+    runs = by(rows, endpoint).get(name) or [{"rps": float("nan"), "connections": 0}]
+    return max(runs, key=lambda r: r["rps"])
+
+
+def us_per_req(r: dict) -> float:
+    return r.get("server_cpu_cores", float("nan")) / max(r["rps"], 1e-9) * 1e6
+
+
+def explain(rows: list[dict]) -> list[str]:
+    """The findings in words, with this run's figures."""
     j1, j2 = "juggler ASGI 1 worker", "juggler ASGI 2 workers"
     t8, t32 = "juggler WSGI 8 threads", "juggler WSGI 32 threads"
     g = "Gunicorn gthread 32 threads"
-    wait_s = QUERY_S
+
+    def f(name: str, conns: int, key: str = "rps", endpoint: str = "slow") -> str:
+        return f"{at(rows, endpoint, name, conns, key):,.0f}"
+
+    top1, top2 = best(rows, "slow", j1), best(rows, "slow", j2)
+    last1 = next((r for r in by(rows, "slow").get(j1, []) if r["connections"] == 1024), top1)
+    pg_wrk = top2.get("postgres_cpu_cores", 0) + top2.get("wrk_cpu_cores", 0)
+    b32, bg = best(rows, "slow", t32), best(rows, "slow", g)
+    peers = " and ".join(
+        f"{best(rows, 'slow', n)['rps']:,.0f} ({n})" for n in ("Uvicorn", "Granian")
+    )
+    return [
+        f"- **Every deployment waits the same at low concurrency.** At 8 connections each one "
+        f"serves about 8 / 10.5 ms = 760 req/s (juggler async {f(j1, 8)}, 8 threads "
+        f"{f(t8, 8)}): the time is the query's, and neither threads nor coroutines change it.",
+        f"- **Coroutines keep scaling until the worker's CPU is spent.** A request awaiting "
+        f"`pg_sleep` costs the event loop nothing, so one juggler worker goes from "
+        f"{f(j1, 8)} req/s at 8 connections to {f(j1, 64)} at 64 and a peak of "
+        f"{top1['rps']:,.0f} at {top1['connections']} (the waiting alone would allow "
+        f"connections / 10.5 ms: 6,100 at 64). The limit is the one Python thread: at the peak "
+        f"the server uses {top1.get('server_cpu_cores', 0):.2f} cores, "
+        f"{us_per_req(top1):,.0f} µs per request of FastAPI, pydantic, asyncpg and juggler. "
+        f"Neither the pool ({ASYNC_POOL} connections; about "
+        f"{top1['rps'] * 0.0105:,.0f} queries are in flight at that rate) nor PostgreSQL "
+        f"({top1.get('postgres_cpu_cores', 0):.2f} cores) is the limit. More connections "
+        f"than that only queue: at 1024, p99 is {last1['p99_ms']:,.0f} ms and throughput "
+        f"falls to {last1['rps']:,.0f}, because each request then costs more CPU "
+        f"({us_per_req(last1):,.0f} µs: a thousand requests alive at once, most waiting for "
+        f"a pooled connection). Uvicorn and Granian, on the same app, peak at {peers} and "
+        f"fall the same way.",
+        f"- **Threads flatten at threads / query time.** A WSGI thread is held for the whole "
+        f"query, so 8 threads serve at most 8 / 10.5 ms = 760 req/s, and do: "
+        f"{f(t8, 64)} at 64 connections, {f(t8, 1024)} at 1024, while p99 grows with the "
+        f"queue waiting for a thread ({f(t8, 64, 'p99_ms')} ms at 64, "
+        f"{f(t8, 1024, 'p99_ms')} ms at 1024). 32 threads could serve 3,050 req/s; they "
+        f"reach {b32['rps']:,.0f}, short of it because each request's Python work (Flask, "
+        f"psycopg: {us_per_req(b32):,.0f} µs) runs under the one GIL "
+        f"({b32.get('server_cpu_cores', 0):.2f} cores). Gunicorn gthread with 32 threads "
+        f"reaches {bg['rps']:,.0f}: its HTTP handling is Python too, {us_per_req(bg):,.0f} µs "
+        f"per request under the same GIL, where juggler's runs in Rust outside it.",
+        f"- **Processes add CPU, not waiting room.** A second worker does not change the "
+        f"waiting ({f(j2, 8)} req/s at 8 connections, like one worker); it adds a second "
+        f"Python thread's worth of CPU, which pays only where one worker's CPU was the limit. "
+        f"On this 2-core machine there is little to add on the slow query: PostgreSQL and wrk "
+        f"already take {pg_wrk:.2f} cores at the 2-worker peak, so 2 workers reach "
+        f"{top2['rps']:,.0f} req/s against {top1['rps']:,.0f} for one (a difference within "
+        f"the run-to-run noise of a shared 2-core machine). With cores to spare, each worker "
+        f"adds its own CPU-bound ceiling, as the CPU-bound endpoint shows.",
+        f"- **The CPU-bound endpoint is the other half.** Hashing holds the event loop, so one "
+        f"worker runs one request at a time whatever the concurrency: {f(j1, 8, endpoint='cpu')}"
+        f" req/s at 8 connections, {f(j1, 256, endpoint='cpu')} at 256 (1 / 5 ms = 200 is the "
+        f"bound), p99 growing with the queue. Threads do no better "
+        f"({f(t32, 256, endpoint='cpu')} req/s with 32) because the GIL runs one at a time, "
+        f"and their latency is worse: requests share the GIL in 5 ms slices, so all of them "
+        f"finish late (p99 at 8 connections: {f(t32, 8, 'p99_ms', 'cpu')} ms with 32 threads "
+        f"against {f(j1, 8, 'p99_ms', 'cpu')} ms for one event loop, which finishes them in "
+        f"turn). Only a second process helps: {f(j2, 256, endpoint='cpu')} req/s with 2 "
+        f"workers at 256 connections.",
+    ]
+
+
+def report(rows: list[dict], duration: int, command: str) -> str:
     out = [
         "# The seed's claim, measured: coroutines, threads and processes on PostgreSQL",
         "",
@@ -351,7 +423,8 @@ def report(rows: list[dict], duration: int, command: str) -> str:
         "5 ms of CPU, the GIL held: small inputs are hashed without releasing it).",
         f"- method: each server on CPUs 0-1 (`taskset`), wrk `-t1` on CPU 1, PostgreSQL "
         f"unpinned: all share the machine's 2 cores, as a small real server would. Each "
-        f"deployment is started once per endpoint, warmed up for 1 s with 64 connections, then "
+        f"deployment is started once per endpoint, warmed up for 2 s at the highest concurrency "
+        f"(so that its pool has grown), then "
         f"run for {duration} s at each concurrency in turn, one round. Every server logs at "
         f"warning level with no access log, keep-alive 60 s. juggler WSGI runs with "
         f"`--queue-size 4096` so that it queues like Gunicorn instead of answering 503 past "
@@ -368,39 +441,7 @@ def report(rows: list[dict], duration: int, command: str) -> str:
         "",
         "## What the lines show",
         "",
-        f"- **Coroutines keep scaling until the process's CPU is spent.** A request waiting "
-        f"on `pg_sleep` costs the event loop nothing, so with one juggler worker throughput "
-        f"grows with the connections: {at(rows, 'slow', j1, 8, 'rps'):,.0f} req/s at 8, "
-        f"{at(rows, 'slow', j1, 64, 'rps'):,.0f} at 64 (the Little's-law bound is "
-        f"connections / 10 ms = 800 and 6,400), and it levels off at "
-        f"{peak(rows, 'slow', j1):,.0f} req/s where one Python thread is busy with FastAPI, "
-        f"pydantic and asyncpg's own work for every request; the pool of {ASYNC_POOL} "
-        f"connections and PostgreSQL are not the limit (about "
-        f"{peak(rows, 'slow', j1) * 0.0105:,.0f} "
-        f"queries are in flight at that rate, by Little's law). Past that point more "
-        f"connections only wait longer: p99 grows with the queue, "
-        f"{at(rows, 'slow', j1, 1024, 'p99_ms'):,.0f} ms at 1024.",
-        f"- **Threads flatten at threads / query time.** A WSGI thread is held for the whole "
-        f"query, so 8 threads serve at most 8 / {wait_s * 1000:.0f} ms = 800 req/s (measured: "
-        f"{peak(rows, 'slow', t8):,.0f}) and 32 threads at most 3,200 (measured: "
-        f"{peak(rows, 'slow', t32):,.0f}; Gunicorn gthread: {peak(rows, 'slow', g):,.0f}). "
-        f"More connections do not raise that ceiling; they queue for a thread, and p99 grows "
-        f"with the queue: {at(rows, 'slow', t8, 1024, 'p99_ms'):,.0f} ms at 1024 connections "
-        f"with 8 threads. Where 32 threads stay below 3,200, the GIL is the limit: each "
-        f"request's Python work (Flask, psycopg) runs one thread at a time.",
-        f"- **Processes add CPU, not waiting room.** A second worker process doubles the CPU "
-        f"available to Python: on the slow query it raises the ceiling that one event loop's "
-        f"CPU set ({peak(rows, 'slow', j1):,.0f} to {peak(rows, 'slow', j2):,.0f} req/s), "
-        f"because that ceiling was CPU; it adds nothing at low concurrency, where both wait on "
-        f"the database.",
-        f"- **The CPU-bound endpoint is the other half.** Hashing holds the event loop, so one "
-        f"worker serves one request at a time whatever the concurrency: "
-        f"{at(rows, 'cpu', j1, 8, 'rps'):,.0f} req/s at 8 connections and "
-        f"{at(rows, 'cpu', j1, 256, 'rps'):,.0f} at 256 (1 / 5 ms = 200 is the bound), with "
-        f"p99 growing with the queue. Threads do no better ("
-        f"{at(rows, 'cpu', t32, 256, 'rps'):,.0f} req/s with 32), since the GIL lets one run "
-        f"at a time. Only the second process helps: {at(rows, 'cpu', j2, 256, 'rps'):,.0f} "
-        f"req/s with 2 workers, about 2x on 2 cores.",
+        *explain(rows),
         "",
         "## How to choose",
         "",
