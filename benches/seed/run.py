@@ -414,7 +414,13 @@ def report(rows: list[dict], duration: int, command: str) -> str:
         "",
         "![throughput and p99 against concurrency](seed.png)",
         "",
-        f"- command: `{command}` (`make bench-seed` installs the peers and wrk first)",
+        f"- command: `{command}` (`make bench-seed` installs the peers and wrk first)"
+        + (
+            "; on a machine shared with other builds, further runs (of all or some "
+            "deployments, `--deployments`) can be merged in with `--merge results.json`"
+            if len({r.get("measured") for r in rows}) > 1
+            else ""
+        ),
         f"- measured: {', '.join(sorted({r.get('measured', '?') for r in rows}))} "
         f"({len({r.get('measured') for r in rows})} session(s); with `--merge`, each point is "
         f"the least disturbed of the sessions' runs); machine: "
