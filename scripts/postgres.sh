@@ -49,7 +49,8 @@ install_server() {
 # Runs a command as the user owning the cluster: `postgres` when we are root.
 as_owner() {
   if [ "$(id -u)" = 0 ]; then
-    runuser -u postgres -- "$@"
+    # From /, which `postgres` can enter whatever the checkout's permissions (/root is 700).
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi

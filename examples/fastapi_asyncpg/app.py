@@ -70,7 +70,9 @@ class Item(SQLModel, table=True):
 
 
 def log(message: str) -> None:
-    print(f"fastapi_asyncpg[{os.getpid()}]: {message}", file=sys.stderr, flush=True)
+    # One write per line, so that the lines of two workers sharing stderr do not interleave.
+    sys.stderr.write(f"fastapi_asyncpg[{os.getpid()}]: {message}\n")
+    sys.stderr.flush()
 
 
 @asynccontextmanager
