@@ -419,19 +419,28 @@ def with_workers(server: str, cmd: list[str], workers: int) -> list[str]:
     return [*cmd, "--workers", str(workers)]
 
 
-def start(server: str, sc: Scenario) -> subprocess.Popen[bytes] | None:
+def start(
+    server: str, sc: Scenario, cwd: Path = APPS, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes] | None:
+    """Starts ``server`` on ``sc.module`` found in ``cwd``, with ``env`` added to ours."""
     cmd = with_workers(server, SERVERS[server](sc.module), sc.workers)
     # The port opens when the first process binds; let every worker come up.
-    return launch(server, cmd, sc.cpus, settle=3 if sc.workers > 1 else 0)
+    return launch(server, cmd, sc.cpus, settle=3 if sc.workers > 1 else 0, cwd=cwd, env=env)
 
 
 def launch(
-    name: str, cmd: list[str], cpus: str = "0", settle: float = 0
+    name: str,
+    cmd: list[str],
+    cpus: str = "0",
+    settle: float = 0,
+    cwd: Path = APPS,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes] | None:
     """Starts a server pinned to ``cpus`` and waits for its port; None if it never opens."""
     proc = subprocess.Popen(
         ["taskset", "-c", cpus, *cmd],
-        cwd=APPS,
+        cwd=cwd,
+        env={**os.environ, **env} if env else None,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -474,8 +483,10 @@ def wrk(
     duration: int,
     midway: Callable[[], None] | None = None,
     base: str = f"http://127.0.0.1:{PORT}",
+    timeout_s: int = 2,
 ) -> dict[str, float] | None:
-    """Runs wrk; ``midway`` is called halfway through the run (to look at the server)."""
+    """Runs wrk; ``midway`` is called halfway through the run (to look at the server).
+    Responses slower than ``timeout_s`` count as timeouts (in errors), not in the latencies."""
     cmd = [
         "taskset",
         "-c",
@@ -484,6 +495,7 @@ def wrk(
         "-t1",
         f"-c{conns}",
         f"-d{duration}s",
+        f"--timeout={timeout_s}s",
         "--latency",
         f"{base}{path}",
     ]

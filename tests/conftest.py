@@ -191,6 +191,31 @@ def _log_window_per_test(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """The DSN of a fresh database on a real PostgreSQL, started by scripts/postgres.sh (which
+    installs the server from Debian's packages when it is missing and we are root). Skips only
+    when it cannot be installed, and then fails instead if JUGGLER_REQUIRE_POSTGRES is set (as
+    in CI). A server this session started is stopped at its end."""
+    script = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "postgres.sh")], capture_output=True, text=True
+    )
+    if script.returncode == 3 and not os.environ.get("JUGGLER_REQUIRE_POSTGRES"):
+        pytest.skip(f"PostgreSQL cannot be installed here: {script.stderr.strip()}")
+    assert script.returncode == 0, script.stderr
+    base = re.search(r"DATABASE_URL=(\S+)", script.stdout).group(1)
+    started = "JUGGLER_PG_STARTED=1" in script.stdout
+    import psycopg
+
+    # A database of its own per session: no rows left over from a developer's runs.
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS juggler_test WITH (FORCE)")
+        conn.execute("CREATE DATABASE juggler_test")
+    yield base.rsplit("/", 1)[0] + "/juggler_test"
+    if started:
+        subprocess.run(["bash", str(ROOT / "scripts" / "postgres.sh"), "stop"], check=True)
+
+
+@pytest.fixture(scope="session")
 def raw_server() -> Iterator[Juggler]:
     """One shared server for the raw app; tests against it must not change its state."""
     j = start("raw:app")

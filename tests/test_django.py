@@ -16,10 +16,16 @@ from wsgi_servers import Server, juggler_only
 PROJECT = ROOT / "examples" / "django_app"
 
 
+def sqlite(path) -> dict[str, str]:
+    """The project on the SQLite file ``path``, even in a shell that exported DATABASE_URL
+    (which would switch it to PostgreSQL: tests/test_examples_postgres.py covers that)."""
+    return {"NOTES_DB": str(path), "DATABASE_URL": ""}
+
+
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
     path = tmp_path_factory.mktemp("django") / "notes.sqlite3"
-    env = {**os.environ, "NOTES_DB": str(path)}
+    env = {**os.environ, **sqlite(path)}
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput"],
         cwd=PROJECT,
@@ -33,9 +39,7 @@ def db(tmp_path_factory):
 @pytest.fixture(scope="module")
 def wsgi(db):
     """Django's WSGI handler (under Gunicorn with JUGGLER_TEST_REFERENCE=gunicorn)."""
-    s = Server(
-        "mysite.wsgi:application", "--threads", "4", app_dir=PROJECT, env={"NOTES_DB": str(db)}
-    ).ready()
+    s = Server("mysite.wsgi:application", "--threads", "4", app_dir=PROJECT, env=sqlite(db)).ready()
     yield s
     s.kill()
 
@@ -43,7 +47,7 @@ def wsgi(db):
 @pytest.fixture(scope="module")
 def asgi(db):
     """Django's ASGI handler, always under juggler."""
-    j = start("mysite.asgi:application", "--app-dir", str(PROJECT), env={"NOTES_DB": str(db)})
+    j = start("mysite.asgi:application", "--app-dir", str(PROJECT), env=sqlite(db))
     yield j
     j.kill()
 

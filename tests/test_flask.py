@@ -11,9 +11,14 @@ from wsgi_servers import REFERENCE, Server
 
 
 @pytest.fixture(scope="module")
-def flask_server():
+def flask_server(postgres):
     s = Server(
-        "app:app", "--threads", "4", app_dir=ROOT / "examples" / "flask_app", interface="auto"
+        "app:app",
+        "--threads",
+        "4",
+        app_dir=ROOT / "examples" / "flask_app",
+        interface="auto",
+        env={"DATABASE_URL": postgres},
     )
     s.ready()
     yield s
@@ -28,12 +33,12 @@ def test_detected_as_wsgi(flask_server):
 
 
 def test_json_in_and_out(flask_server):
-    r = httpx.post(f"{flask_server.url}/items", json={"name": "widget"})
+    r = httpx.post(f"{flask_server.url}/items", json={"name": "widget", "price": 2.5})
     assert r.status_code == 201
     item = r.json()
-    assert item["name"] == "widget"
+    assert item["name"] == "widget" and item["price"] == 2.5
     assert httpx.get(f"{flask_server.url}/items/{item['id']}").json() == item
-    assert httpx.get(f"{flask_server.url}/items/9999").status_code == 404
+    assert httpx.get(f"{flask_server.url}/items/999999").status_code == 404
     bad = httpx.post(f"{flask_server.url}/items", content=b"not json")
     assert bad.status_code == 422
 
