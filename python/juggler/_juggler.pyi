@@ -44,6 +44,8 @@ class CoreConfig:
         http: str = "auto",
         h2_max_concurrent_streams: int = 100,
         h2_max_reset_streams: int = 20,
+        loop_watchdog: float | None = None,
+        max_loop_lag: float | None = None,
     ) -> CoreConfig: ...
 
 @final
@@ -95,6 +97,8 @@ class Server:
     def inflight(self) -> int: ...
     @property
     def running_calls(self) -> int: ...
+    @property
+    def loop_lag(self) -> float: ...
 
 @final
 class AsgiInterface:

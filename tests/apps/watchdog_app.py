@@ -1,0 +1,19 @@
+"""Apps for the event-loop watchdog and lag tests: handlers that block the loop."""
+
+import time
+from urllib.parse import parse_qs
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    query = parse_qs(scope["query_string"].decode())
+    seconds = float(query.get("s", ["0"])[0])
+    if scope["path"] == "/sleep":
+        time.sleep(seconds)  # blocks the event loop: the watchdog names this line
+    elif scope["path"] == "/spin":
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:  # a CPU loop holding the GIL
+            pass
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
