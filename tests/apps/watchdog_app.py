@@ -1,5 +1,11 @@
-"""Apps for the event-loop watchdog and lag tests: handlers that block the loop."""
+"""Apps for the event-loop watchdog and loop-lag tests: handlers that block the loop.
 
+``/sleep?s=0.5`` blocks in ``time.sleep`` (the GIL released), ``/spin?s=0.5`` in a CPU loop
+(the GIL held); both print ``BLOCKING KEY`` first when given ``key=KEY``. Anything else answers
+at once.
+"""
+
+import sys
 import time
 from urllib.parse import parse_qs
 
@@ -9,6 +15,8 @@ async def app(scope, receive, send):
         return
     query = parse_qs(scope["query_string"].decode())
     seconds = float(query.get("s", ["0"])[0])
+    if "key" in query:
+        print(f"BLOCKING {query['key'][0]}", file=sys.stderr, flush=True)
     if scope["path"] == "/sleep":
         time.sleep(seconds)  # blocks the event loop: the watchdog names this line
     elif scope["path"] == "/spin":
