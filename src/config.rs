@@ -310,7 +310,11 @@ mod tests {
         assert!(positive_seconds("x", Some(f64::NAN)).is_err());
         assert!(positive_seconds("x", Some(f64::INFINITY)).is_err());
         let mut c = build(5.0, None, 8192, &[]).expect("valid");
-        assert_eq!(c.loop_probe_period(), None, "nothing probes the loop by default");
+        assert_eq!(
+            c.loop_probe_period(),
+            None,
+            "nothing probes the loop by default"
+        );
         c.loop_watchdog = Some(Duration::from_secs(2));
         assert_eq!(c.loop_probe_period(), Some(MAX_PROBE_PERIOD));
         c.max_loop_lag = Some(Duration::from_millis(40));

@@ -196,7 +196,10 @@ fn start_request(py: Python<'_>, core: Arc<AsgiCore>, req: Box<NewRequest>) {
         }
     };
     let result = result.and_then(|coro| {
-        let run = Py::new(py, RunApp::new(coro, target.clone(), access.take(), watched))?;
+        let run = Py::new(
+            py,
+            RunApp::new(coro, target.clone(), access.take(), watched),
+        )?;
         let kwargs = core.task_kwargs.as_ref().map(|k| k.bind(py));
         core.create_task.call(py, (run,), kwargs).map(drop)
     });

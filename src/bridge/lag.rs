@@ -129,7 +129,11 @@ mod tests {
         let id = lag.waiting().expect("a probe is out");
         std::thread::sleep(Duration::from_millis(20));
         assert!(lag.age(id).expect("waiting") >= Duration::from_millis(20));
-        assert_eq!(lag.age(id + 1), None, "another probe's age is not this one's");
+        assert_eq!(
+            lag.age(id + 1),
+            None,
+            "another probe's age is not this one's"
+        );
         match lag.tick() {
             Tick::Waiting { id: waiting, age } => {
                 assert_eq!(waiting, id, "the same probe, not a second one");
@@ -137,7 +141,10 @@ mod tests {
             }
             Tick::Post => panic!("a second probe was posted while one is out"),
         }
-        assert!(lag.exceeds(Duration::from_millis(20)), "the age raised the known lag");
+        assert!(
+            lag.exceeds(Duration::from_millis(20)),
+            "the age raised the known lag"
+        );
         assert!(!lag.exceeds(Duration::from_secs(10)));
         let answer = lag.answer().expect("the probe");
         assert_eq!(answer.id, id);

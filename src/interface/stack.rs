@@ -91,7 +91,11 @@ impl ThreadStack {
         let mut buf = [0u8; 16 * 1024];
         while dump.len() < MAX_DUMP {
             let left = deadline.saturating_duration_since(Instant::now());
-            let wait = if dump.is_empty() { left } else { QUIET.min(left) };
+            let wait = if dump.is_empty() {
+                left
+            } else {
+                QUIET.min(left)
+            };
             if wait.is_zero() || !self.poll(wait) {
                 break;
             }
@@ -178,7 +182,10 @@ pub fn format_dump(py: Python<'_>, dump: &str) -> String {
         }
         match parse_frame(line) {
             Some(f) => {
-                out.push_str(&format!("  File \"{}\", line {}, in {}\n", f.file, f.line, f.name));
+                out.push_str(&format!(
+                    "  File \"{}\", line {}, in {}\n",
+                    f.file, f.line, f.name
+                ));
                 if let Some(code) = source(f.file, f.line) {
                     out.push_str(&format!("    {code}\n"));
                 }

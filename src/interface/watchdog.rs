@@ -170,7 +170,9 @@ enum Ending {
     Nothing,
     FollowUp(Whose),
     /// Over the threshold, but over before the watchdog looked: no stack.
-    Unseen { unreported: u32 },
+    Unseen {
+        unreported: u32,
+    },
 }
 
 /// How many reports may go out now: a token bucket of [`BURST`] refilled every [`REFILL`].
@@ -475,7 +477,11 @@ mod tests {
         assert!(l.noticed(7, t));
         assert_eq!(l.ended(7, 300 * MS, t), Ending::Nothing);
         assert_eq!(l.reporting(7, &Whose::NoRequest), (Some(300 * MS), 0));
-        assert_eq!(l.ended(7, 300 * MS, t), Ending::Nothing, "no follow-up after it");
+        assert_eq!(
+            l.ended(7, 300 * MS, t),
+            Ending::Nothing,
+            "no follow-up after it"
+        );
     }
 
     #[test]
@@ -483,15 +489,25 @@ mod tests {
         let mut l = Ledger::default();
         let t = Instant::now();
         for id in 1..=u64::from(BURST) {
-            assert!(l.noticed(id, t + MS * id as u32), "stall {id} is within the burst");
+            assert!(
+                l.noticed(id, t + MS * id as u32),
+                "stall {id} is within the burst"
+            );
             l.reporting(id, &Whose::NoRequest);
             assert!(matches!(l.ended(id, 200 * MS, t), Ending::FollowUp(_)));
         }
         assert!(!l.noticed(10, t + 100 * MS), "budget spent: counted");
         assert_eq!(l.ended(10, 200 * MS, t + 300 * MS), Ending::Nothing);
-        assert_eq!(l.ended(11, 200 * MS, t + 400 * MS), Ending::Nothing, "unseen, counted");
+        assert_eq!(
+            l.ended(11, 200 * MS, t + 400 * MS),
+            Ending::Nothing,
+            "unseen, counted"
+        );
         assert!(!l.noticed(12, t + REFILL - MS));
-        assert!(l.noticed(13, t + REFILL + 5 * MS), "one more after a refill");
+        assert!(
+            l.noticed(13, t + REFILL + 5 * MS),
+            "one more after a refill"
+        );
         assert_eq!(l.reporting(13, &Whose::NoRequest), (None, 3));
         assert!(!l.noticed(14, t + REFILL + 6 * MS), "and only one");
     }
@@ -535,10 +551,22 @@ mod tests {
             tx,
         };
         n.tick(Tick::Post);
-        n.tick(Tick::Waiting { id: 3, age: 99 * MS });
-        n.tick(Tick::Waiting { id: 3, age: 100 * MS });
-        n.tick(Tick::Waiting { id: 3, age: 900 * MS });
-        n.tick(Tick::Waiting { id: 4, age: 150 * MS });
+        n.tick(Tick::Waiting {
+            id: 3,
+            age: 99 * MS,
+        });
+        n.tick(Tick::Waiting {
+            id: 3,
+            age: 100 * MS,
+        });
+        n.tick(Tick::Waiting {
+            id: 3,
+            age: 900 * MS,
+        });
+        n.tick(Tick::Waiting {
+            id: 4,
+            age: 150 * MS,
+        });
         assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![3, 4]);
     }
 
