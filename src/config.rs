@@ -178,7 +178,7 @@ impl CoreConfig {
 fn positive_seconds(name: &str, value: Option<f64>) -> Result<Option<Duration>, Error> {
     match value {
         None => Ok(None),
-        Some(v) if v == 0.0 => Ok(None),
+        Some(0.0) => Ok(None),
         Some(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(Some(Duration::from_secs_f64(v))),
         Some(v) => Err(Error::Config(format!(
             "{name} must be a positive number of seconds, got {v}"
