@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYO3_PYTHON := $(abspath $(PY))
 PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 
-.PHONY: venv build serve test test-rust test-python lint fmt bench bench-protocols bench-callgrind mutants mutants-python clean
+.PHONY: venv build serve test test-rust test-python lint fmt bench bench-protocols bench-callgrind bench-overload mutants mutants-python clean
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ bench-protocols: build
 	command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client)
 	cargo build --release --quiet --manifest-path benches/wsload/Cargo.toml
 	cd benches && $(PY) protocols.py --output PROTOCOLS.md
+
+# Admission by loop lag: an open-loop overload against juggler (with and without
+# --max-loop-lag), Uvicorn and Granian; see benches/OVERLOAD.md.
+bench-overload: build
+	$(PY) -m pip install -q -r requirements-bench.txt
+	$(PY) benches/overload.py --duration 10
 
 # Instructions per request through the Rust/Python crossing (stable on a noisy machine).
 bench-callgrind: build

@@ -140,3 +140,11 @@ def test_max_loop_lag_answers_503_with_retry_after_while_the_loop_lags(juggler):
         while (status := client.get(f"{j.url}/").status_code) != 200:
             assert status == 503
             assert time.monotonic() < deadline, "still refused 2 s after the loop turned"
+
+
+def test_the_loop_options_say_they_do_not_watch_wsgi_calls(juggler):
+    j = juggler(
+        "workers_app:wsgi", "--interface", "wsgi", "--loop-watchdog", "1", "--max-loop-lag", "50"
+    ).ready()
+    j.wait_for(r"WARNING: .*--loop-watchdog and --max-loop-lag watch the event loop, which runs")
+    assert httpx.get(f"{j.url}/").status_code == 200
