@@ -76,6 +76,17 @@ def test_a_handler_spinning_the_cpu_is_named_while_it_holds_the_gil(juggler):
     j.wait_for(rf"turned again after being blocked for [\d.]+ s \(while serving GET /spin.*{key}")
 
 
+def test_a_handler_stuck_in_one_c_call_holding_the_gil_is_named_at_that_call(juggler):
+    # sys._current_frames() from another thread could only look once the call returned, and
+    # would see the line after it; the stack is taken from the loop thread itself, at once.
+    j = juggler("watchdog_app:app", "--loop", "asyncio", "--loop-watchdog", "0.1").ready()
+    key = uuid.uuid4().hex
+    assert httpx.get(f"{j.url}/regex?n=25&key={key}", timeout=30).status_code == 200
+    j.wait_for(rf"blocked for [\d.]+ s \(--loop-watchdog 0.1\) while serving GET /regex.*{key}")
+    line = line_of('re.match(r"(a+)+$"')
+    j.wait_for(rf'^  File ".*watchdog_app.py", line {line}, in app$')
+
+
 def test_a_healthy_app_under_load_gets_no_report(juggler):
     j = juggler("watchdog_app:app", "--loop-watchdog", "0.3").ready()
     failures: list[str] = []

@@ -161,9 +161,23 @@ fn parse_frame(line: &str) -> Option<Frame<'_>> {
     })
 }
 
+/// How many of `frames` (outermost first) to leave out of a report: those up to the last
+/// one in juggler's own package (`own_dir`), which lead from the command line through the
+/// supervisor's fork to the worker's event loop; never the innermost frame.
+fn own_outer_frames(frames: &[&str], own_dir: &str) -> usize {
+    let last_own = frames.iter().rposition(|line| {
+        parse_frame(line).is_some_and(|f| f.file.starts_with(own_dir) || f.file == "<frozen runpy>")
+    });
+    match last_own {
+        Some(i) if i + 1 < frames.len() => i + 1,
+        _ => 0,
+    }
+}
+
 /// A dump as a Python traceback reads: most recent call last, each frame with its source
-/// line (from `linecache`, which needs the GIL). Lines that are not frames are kept.
-pub fn format_dump(py: Python<'_>, dump: &str) -> String {
+/// line (from `linecache`, which needs the GIL), juggler's own outer frames left out (see
+/// [`own_outer_frames`]). Lines that are not frames are kept.
+pub fn format_dump(py: Python<'_>, dump: &str, own_dir: &str) -> String {
     let linecache = py.import("linecache").ok();
     let source = |file: &str, line: u32| -> Option<String> {
         let text = linecache
@@ -175,11 +189,22 @@ pub fn format_dump(py: Python<'_>, dump: &str) -> String {
         let text = text.trim();
         (!text.is_empty()).then(|| text.to_owned())
     };
+    let lines: Vec<&str> = dump
+        .lines()
+        .rev()
+        .filter(|l| {
+            !(l.trim().is_empty() || l.starts_with("Stack (") || l.starts_with("Current thread"))
+        })
+        .collect();
+    let skipped = own_outer_frames(&lines, own_dir);
     let mut out = String::new();
-    for line in dump.lines().rev() {
-        if line.starts_with("Stack (") || line.starts_with("Current thread") {
-            continue;
-        }
+    if skipped > 0 {
+        out.push_str(&format!(
+            "  ({skipped} outer frames, from juggler's command line to the worker's event loop, \
+             left out)\n"
+        ));
+    }
+    for line in &lines[skipped..] {
         match parse_frame(line) {
             Some(f) => {
                 out.push_str(&format!(
@@ -190,7 +215,6 @@ pub fn format_dump(py: Python<'_>, dump: &str) -> String {
                     out.push_str(&format!("    {code}\n"));
                 }
             }
-            None if line.trim().is_empty() => {}
             None => {
                 out.push_str(line);
                 out.push('\n');
@@ -227,5 +251,24 @@ mod tests {
         assert_eq!(parse_frame("Stack (most recent call first):"), None);
         assert_eq!(parse_frame("  <no Python frame>"), None);
         assert_eq!(parse_frame("  File \"x.py\", line ??? in f"), None);
+    }
+
+    #[test]
+    fn juggler_s_own_outer_frames_are_left_out_but_never_the_innermost() {
+        let frames = [
+            "  File \"<frozen runpy>\", line 198 in _run_module_as_main",
+            "  File \"/x/juggler/cli.py\", line 62 in main",
+            "  File \"/x/juggler/worker.py\", line 83 in run",
+            "  File \"/py/asyncio/runners.py\", line 118 in run",
+            "  File \"/srv/app.py\", line 9 in app",
+        ];
+        assert_eq!(own_outer_frames(&frames, "/x/juggler/"), 3);
+        assert_eq!(own_outer_frames(&frames[3..], "/x/juggler/"), 0);
+        assert_eq!(
+            own_outer_frames(&frames[..3], "/x/juggler/"),
+            2,
+            "stuck in juggler"
+        );
+        assert_eq!(own_outer_frames(&[], "/x/juggler/"), 0);
     }
 }

@@ -300,6 +300,8 @@ pub struct Watchdog {
     stack: ThreadStack,
     ledger: Mutex<Ledger>,
     pid: u32,
+    /// juggler's own package directory, whose outer frames a report leaves out.
+    own_dir: String,
 }
 
 /// The I/O thread's end: hands stalls over the threshold to the watchdog thread, once each.
@@ -337,6 +339,7 @@ impl Watchdog {
             stack: ThreadStack::of_this_thread(py)?,
             ledger: Mutex::new(Ledger::default()),
             pid: std::process::id(),
+            own_dir: own_dir(py).unwrap_or_default(),
         })
     }
 
@@ -372,7 +375,7 @@ impl Watchdog {
             let whose = self.current.describe_if_at(py, mark);
             let (ended, unreported) = self.ledger.lock().reporting(id, &whose);
             let stack = match &dump {
-                Some(d) => format_dump(py, d),
+                Some(d) => format_dump(py, d, &self.own_dir),
                 None => "  (no stack: the loop thread did not answer within 1 s)".to_owned(),
             };
             let mut msg = format!(
@@ -437,6 +440,16 @@ impl Watchdog {
     pub fn release(&self, py: Python<'_>) {
         self.stack.release(py);
     }
+}
+
+/// The directory of the `juggler` package, with a trailing separator.
+fn own_dir(py: Python<'_>) -> PyResult<String> {
+    let init: String = py.import("juggler")?.getattr("__file__")?.extract()?;
+    let dir = std::path::Path::new(&init)
+        .parent()
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(format!("{dir}{}", std::path::MAIN_SEPARATOR))
 }
 
 /// What `RunApp` keeps to publish its request while it steps it (watchdog on).

@@ -1,10 +1,12 @@
 """Apps for the event-loop watchdog and loop-lag tests: handlers that block the loop.
 
 ``/sleep?s=0.5`` blocks in ``time.sleep`` (the GIL released), ``/spin?s=0.5`` in a CPU loop
-(the GIL held); both print ``BLOCKING KEY`` first when given ``key=KEY``. Anything else answers
-at once.
+(the GIL held, released between bytecodes to threads that ask), ``/regex?n=25`` in one C call
+that holds the GIL throughout (a regex backtracking 2**n ways); each prints ``BLOCKING KEY``
+first when given ``key=KEY``. Anything else answers at once.
 """
 
+import re
 import sys
 import time
 from urllib.parse import parse_qs
@@ -23,5 +25,8 @@ async def app(scope, receive, send):
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:  # a CPU loop holding the GIL
             pass
+    elif scope["path"] == "/regex":
+        n = int(query["n"][0])
+        re.match(r"(a+)+$", "a" * n + "b")  # one C call, the GIL held all along
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
