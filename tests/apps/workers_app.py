@@ -10,7 +10,9 @@ import sys
 import time
 from urllib.parse import parse_qs
 
-print(f"imported workers_app in {os.getpid()}", file=sys.stderr, flush=True)
+# One write: workers forked together import at once, and print() under PYTHONUNBUFFERED writes
+# the text and its newline apart, so two workers' lines could run together.
+os.write(2, f"imported workers_app in {os.getpid()}\n".encode())
 
 
 async def app(scope, receive, send):
