@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYO3_PYTHON := $(abspath $(PY))
 PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 
-.PHONY: venv build serve test test-rust test-python lint fmt bench bench-protocols bench-seed bench-callgrind mutants mutants-python clean
+.PHONY: venv build serve test test-rust test-python lint fmt bench bench-protocols bench-seed bench-callgrind bench-overload mutants mutants-python clean
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ bench-protocols: build
 bench-seed: build
 	$(PY) -m pip install -q -r requirements-bench.txt
 	bash benches/run.sh benches/seed/run.py
+
+# Admission by loop lag: an open-loop overload against juggler (with and without
+# --max-loop-lag), Uvicorn and Granian; see benches/OVERLOAD.md.
+bench-overload: build
+	$(PY) -m pip install -q -r requirements-bench.txt
+	$(PY) benches/overload.py --duration 10
 
 # Instructions per request through the Rust/Python crossing (stable on a noisy machine).
 bench-callgrind: build

@@ -33,6 +33,10 @@ pub struct CoreConfig {
     pub h2: H2Limits,
     /// `--static-path-route` and `--static-path-mount` (served by `http::static_files`).
     pub static_files: Option<StaticMount>,
+    /// Report an event loop that has not turned for this long (`--loop-watchdog`).
+    pub loop_watchdog: Option<Duration>,
+    /// Answer new requests 503 while the loop lags this much or more (`--max-loop-lag`).
+    pub max_loop_lag: Option<Duration>,
 }
 
 /// A directory served under a URL prefix.
@@ -152,7 +156,7 @@ impl WsConfig {
 #[pymethods]
 impl CoreConfig {
     #[new]
-    #[pyo3(signature = (*, keep_alive_timeout, limit_concurrency, max_header_size, date_header, default_headers, root_path, access_log, max_requests=None, ws=None, http="auto", h2_max_concurrent_streams=100, h2_max_reset_streams=20, access_log_format=None, access_log_json=false, access_direct=false, static_path_route=None, static_path_mount=None))]
+    #[pyo3(signature = (*, keep_alive_timeout, limit_concurrency, max_header_size, date_header, default_headers, root_path, access_log, max_requests=None, ws=None, http="auto", h2_max_concurrent_streams=100, h2_max_reset_streams=20, access_log_format=None, access_log_json=false, access_direct=false, static_path_route=None, static_path_mount=None, loop_watchdog=None, max_loop_lag=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         keep_alive_timeout: f64,
@@ -172,6 +176,8 @@ impl CoreConfig {
         access_direct: bool,
         static_path_route: Option<String>,
         static_path_mount: Option<String>,
+        loop_watchdog: Option<f64>,
+        max_loop_lag: Option<f64>,
     ) -> PyResult<Self> {
         let ws = ws
             .map(|(size, queue, interval, timeout, deflate)| {
@@ -212,6 +218,8 @@ impl CoreConfig {
             max_concurrent_streams: h2_max_concurrent_streams,
             max_reset_streams: h2_max_reset_streams,
         };
+        config.loop_watchdog = positive_seconds("loop_watchdog", loop_watchdog)?;
+        config.max_loop_lag = positive_seconds("max_loop_lag", max_loop_lag)?;
         Ok(config)
     }
 
@@ -220,7 +228,35 @@ impl CoreConfig {
     }
 }
 
+/// `None` and 0 mean off; anything else must be a finite positive number of seconds.
+fn positive_seconds(name: &str, value: Option<f64>) -> Result<Option<Duration>, Error> {
+    match value {
+        None => Ok(None),
+        Some(0.0) => Ok(None),
+        Some(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(Some(Duration::from_secs_f64(v))),
+        Some(v) => Err(Error::Config(format!(
+            "{name} must be a positive number of seconds, got {v}"
+        ))),
+    }
+}
+
+/// Probes of the loop go out at least this often, so that a short bound is seen in time ...
+const MIN_PROBE_PERIOD: Duration = Duration::from_millis(1);
+/// ... and at most this seldom, so that a lag shows within a tenth of a second.
+const MAX_PROBE_PERIOD: Duration = Duration::from_millis(100);
+
 impl CoreConfig {
+    /// How often the loop's lag is probed (`bridge::lag`), or None when nothing needs it.
+    /// A quarter of the smallest bound: a stall is seen at most a quarter late.
+    pub fn loop_probe_period(&self) -> Option<Duration> {
+        let quarter = [self.loop_watchdog, self.max_loop_lag]
+            .into_iter()
+            .flatten()
+            .min()?
+            / 4;
+        Some(quarter.clamp(MIN_PROBE_PERIOD, MAX_PROBE_PERIOD))
+    }
+
     pub fn with_max_requests(mut self, max_requests: Option<u64>) -> Result<Self, Error> {
         if max_requests == Some(0) {
             return Err(Error::Config("max_requests must be at least 1".into()));
@@ -280,6 +316,8 @@ impl CoreConfig {
             access_format: LogFormat::Default,
             access_direct: false,
             static_files: None,
+            loop_watchdog: None,
+            max_loop_lag: None,
         })
     }
 }
@@ -319,5 +357,26 @@ mod tests {
         assert_eq!(c.default_headers[0].1, "v");
         let c = build(1.5, None, 8192, &[]).expect("valid");
         assert_eq!(c.keep_alive_timeout, Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn loop_bounds_are_positive_seconds_and_set_the_probe_period() {
+        assert_eq!(positive_seconds("x", None).expect("off"), None);
+        assert_eq!(positive_seconds("x", Some(0.0)).expect("off"), None);
+        assert!(positive_seconds("x", Some(-1.0)).is_err());
+        assert!(positive_seconds("x", Some(f64::NAN)).is_err());
+        assert!(positive_seconds("x", Some(f64::INFINITY)).is_err());
+        let mut c = build(5.0, None, 8192, &[]).expect("valid");
+        assert_eq!(
+            c.loop_probe_period(),
+            None,
+            "nothing probes the loop by default"
+        );
+        c.loop_watchdog = Some(Duration::from_secs(2));
+        assert_eq!(c.loop_probe_period(), Some(MAX_PROBE_PERIOD));
+        c.max_loop_lag = Some(Duration::from_millis(40));
+        assert_eq!(c.loop_probe_period(), Some(Duration::from_millis(10)));
+        c.max_loop_lag = Some(Duration::from_micros(100));
+        assert_eq!(c.loop_probe_period(), Some(MIN_PROBE_PERIOD));
     }
 }

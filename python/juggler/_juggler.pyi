@@ -49,6 +49,8 @@ class CoreConfig:
         access_direct: bool = False,
         static_path_route: str | None = None,
         static_path_mount: str | None = None,
+        loop_watchdog: float | None = None,
+        max_loop_lag: float | None = None,
     ) -> CoreConfig: ...
 
 @final
@@ -101,6 +103,8 @@ class Server:
     def inflight(self) -> int: ...
     @property
     def running_calls(self) -> int: ...
+    @property
+    def loop_lag(self) -> float: ...
 
 @final
 class AsgiInterface:

@@ -141,6 +141,11 @@ def _worker_main(
         return EXIT_APP_LOAD
     if announce:
         error_logger.info("%s", describe_interface(config, interface, how))
+        if interface == "wsgi" and (config.loop_watchdog or config.max_loop_lag):
+            error_logger.warning(
+                "--loop-watchdog and --max-loop-lag watch the event loop, which runs no WSGI"
+                " code: they are ignored (--timeout-worker watches WSGI calls)."
+            )
     sock = spec.sock
     if sock is None:
         assert spec.reuse_port_address is not None

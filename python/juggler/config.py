@@ -165,6 +165,22 @@ OPTIONS: tuple[Option, ...] = (
         metavar="SECONDS",
     ),
     Option(
+        "loop_watchdog",
+        None,
+        "ASGI: when the event loop has not turned for this long, log the request it is running,"
+        " for how long, and the Python stack down to the blocking line (off by default).",
+        _non_negative,
+        metavar="SECONDS",
+    ),
+    Option(
+        "max_loop_lag",
+        None,
+        "ASGI: answer new requests 503 with Retry-After while the event loop lags this many"
+        " milliseconds or more, instead of queueing them behind it (off by default).",
+        _non_negative,
+        metavar="MS",
+    ),
+    Option(
         "max_requests",
         None,
         "Replace a worker gracefully after it has taken about this many requests.",
@@ -484,10 +500,12 @@ class Config:
         return int(self.queue_size)
 
     def core_options(
-        self, max_requests: int | None = None, websockets: bool = True
+        self, max_requests: int | None = None, websockets: bool = True, event_loop: bool = True
     ) -> dict[str, Any]:
         """The keyword arguments of the Rust ``CoreConfig`` (``max_requests`` is per worker,
-        with its jitter; ``websockets`` is False for interfaces without them, WSGI)."""
+        with its jitter; ``websockets`` is False for interfaces without them, WSGI;
+        ``event_loop`` is False for interfaces whose app does not run on the event loop, WSGI,
+        which the loop's watchdog and lag bound do not concern)."""
         headers = list(self.header)
         if self.server_header:
             headers.insert(0, ("server", "juggler"))
@@ -507,6 +525,8 @@ class Config:
             "http": self.http,
             "h2_max_concurrent_streams": self.h2_max_concurrent_streams,
             "h2_max_reset_streams": self.h2_max_reset_streams,
+            "loop_watchdog": float(self.loop_watchdog or 0) if event_loop else None,
+            "max_loop_lag": float(self.max_loop_lag or 0) / 1000 if event_loop else None,
             "ws": (
                 (
                     self.ws_max_size,

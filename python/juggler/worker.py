@@ -106,7 +106,11 @@ class Worker:
             iface = _juggler.AsgiInterface(self.app, loop, state, error_logger, access_logger)
         server = iface.server(
             _juggler.CoreConfig(
-                **config.core_options(self.max_requests, websockets=self.interface != "wsgi"),
+                **config.core_options(
+                    self.max_requests,
+                    websockets=self.interface != "wsgi",
+                    event_loop=self.interface != "wsgi",
+                ),
                 access_direct=jlogging.access_is_direct(),
             ),
             self.sock.fileno(),

@@ -15,6 +15,7 @@ use super::websocket::WsIo;
 use crate::error::ClientDisconnected;
 use crate::http::exchange::Finished;
 use crate::interface::access::AccessInfo;
+use crate::interface::watchdog::Watched;
 use crate::server::LogLevel;
 
 /// How the app's coroutine ended.
@@ -75,14 +76,23 @@ pub struct RunApp {
     coro: Option<PyObject>,
     target: Target,
     access: Option<AccessInfo>,
+    /// With `--loop-watchdog`: published while each step runs, so that a report of a
+    /// blocked loop can name this request.
+    watched: Option<Watched>,
 }
 
 impl RunApp {
-    pub fn new(coro: PyObject, target: Target, access: Option<AccessInfo>) -> Self {
+    pub fn new(
+        coro: PyObject,
+        target: Target,
+        access: Option<AccessInfo>,
+        watched: Option<Watched>,
+    ) -> Self {
         Self {
             coro: Some(coro),
             target,
             access,
+            watched,
         }
     }
 
@@ -120,6 +130,7 @@ impl RunApp {
         let Some(coro) = &self.coro else {
             return Err(PyStopIteration::new_err(()));
         };
+        let _running = self.watched.as_ref().map(Watched::enter);
         let mut out: *mut ffi::PyObject = std::ptr::null_mut();
         // SAFETY: both objects are alive for the call; PyIter_Send hands back a new reference
         // (or NULL with an exception set), which is owned right away.
@@ -171,11 +182,13 @@ impl RunApp {
         let Some(coro) = &self.coro else {
             return Err(PyErr::from_value(typ));
         };
+        let running = self.watched.as_ref().map(Watched::enter);
         let result = match (val, tb) {
             (None, _) => coro.call_method1(py, intern!(py, "throw"), (typ,)),
             (Some(v), None) => coro.call_method1(py, intern!(py, "throw"), (typ, v)),
             (Some(v), Some(t)) => coro.call_method1(py, intern!(py, "throw"), (typ, v, t)),
         };
+        drop(running);
         let result = match result {
             Ok(yielded) => Ok(Some(yielded)),
             Err(e) if e.is_instance_of::<PyStopIteration>(py) => Ok(None),

@@ -19,6 +19,7 @@ use crate::http::{Dispatch, NewRequest};
 use crate::interface::access::AccessInfo;
 use crate::interface::log::Loggers;
 use crate::interface::server::Server;
+use crate::interface::watchdog::{RequestLabel, Watched};
 use crate::interface::{Host, Interface, LoopEvent};
 use awaitable::Done;
 use finish::{RunApp, Target};
@@ -163,6 +164,10 @@ fn start_request(py: Python<'_>, core: Arc<AsgiCore>, req: Box<NewRequest>) {
         websocket,
     } = *req;
     let mut access = AccessInfo::capture(&core.loggers, &parts, &conn);
+    let watched = core.host.config.loop_watchdog.map(|_| Watched {
+        current: core.host.current.clone(),
+        label: Arc::new(RequestLabel::new(&parts)),
+    });
     let io = Arc::new(RequestIo::new(exchange, core));
     let core = io.core.clone();
     let state = core.state.as_ref().map(|s| s.bind(py));
@@ -191,7 +196,10 @@ fn start_request(py: Python<'_>, core: Arc<AsgiCore>, req: Box<NewRequest>) {
         }
     };
     let result = result.and_then(|coro| {
-        let run = Py::new(py, RunApp::new(coro, target.clone(), access.take()))?;
+        let run = Py::new(
+            py,
+            RunApp::new(coro, target.clone(), access.take(), watched),
+        )?;
         let kwargs = core.task_kwargs.as_ref().map(|k| k.bind(py));
         core.create_task.call(py, (run,), kwargs).map(drop)
     });

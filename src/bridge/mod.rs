@@ -15,8 +15,11 @@
 //!   all the responses of one iteration reach Tokio with one wake-up. WSGI threads use the
 //!   same outbox with its look-out (see `outbox.rs`).
 //!
-//! Both are generic over what they carry; the interfaces decide what crosses.
+//! Both are generic over what they carry; the interfaces decide what crosses. How long the
+//! crossing into the loop takes is the loop's lag ([`lag`]), measured with probes that cross
+//! like any event.
 
+pub mod lag;
 pub mod mailbox;
 pub mod outbox;
 pub mod wakeup;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use http::request::Parts;
 
+use crate::bridge::lag::LoopLag;
 use crate::config::CoreConfig;
 use crate::server::{ConnInfo, Registry};
 pub use exchange::Exchange;
@@ -43,4 +44,6 @@ pub struct Http {
     pub dispatch: Arc<dyn Dispatch>,
     /// Exchanges alive on either side, for `--limit-concurrency`.
     pub inflight: Arc<AtomicUsize>,
+    /// The event loop's lag, for `--max-loop-lag`.
+    pub lag: Arc<LoopLag>,
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
@@ -18,6 +18,20 @@ use crate::server::ConnInfo;
 pub(super) fn unavailable(http: &Http) -> Response<ResponseBody> {
     let mut r = plain_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
     add_default_headers(r.headers_mut(), http);
+    r
+}
+
+/// How long a client refused for the loop's lag is asked to wait: the lag itself comes and
+/// goes within a tenth of a second, so the shortest the header can say.
+const RETRY_AFTER_LAG: &str = "1";
+
+/// The event loop is too far behind (`--max-loop-lag`): this request would only queue.
+fn lagging(http: &Http) -> Response<ResponseBody> {
+    let mut r = unavailable(http);
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(RETRY_AFTER_LAG),
+    );
     r
 }
 
@@ -36,6 +50,11 @@ pub async fn handle(
             let mut response = files.serve(req.method(), rest, req.headers()).await;
             add_default_headers(response.headers_mut(), &http);
             return Ok(response);
+        }
+    }
+    if let Some(bound) = http.config.max_loop_lag {
+        if http.lag.exceeds(bound) {
+            return Ok(lagging(&http));
         }
     }
     if upgrade::wants_websocket(&req, &http) {

@@ -8,13 +8,16 @@ pub mod access_out;
 pub mod log;
 pub mod server;
 pub mod siblings;
+pub mod stack;
 pub mod tls;
+pub mod watchdog;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
 
+use crate::bridge::lag::LoopLag;
 use crate::bridge::Mailbox;
 use crate::config::CoreConfig;
 use crate::http::{Dispatch, NewRequest};
@@ -53,6 +56,8 @@ pub enum LoopEvent {
     RequestLimit,
     /// The heartbeat's timer fired on the I/O thread; the loop answers when it turns.
     Beat,
+    /// A probe of the loop's lag ([`crate::bridge::lag`]), answered when the loop turns.
+    Probe,
     /// A message for `juggler.error`.
     Log(LogLevel, String),
 }
@@ -77,6 +82,10 @@ pub struct Host {
     pub mailbox: Arc<Mailbox<LoopEvent>>,
     pub registry: Arc<Registry>,
     pub inflight: Arc<AtomicUsize>,
+    /// How far behind the event loop is (probed only when an option needs it).
+    pub lag: Arc<LoopLag>,
+    /// Which request the loop is stepping, for the watchdog (`--loop-watchdog`).
+    pub current: Arc<watchdog::CurrentRequest>,
 }
 
 impl Host {
@@ -105,6 +114,8 @@ impl Host {
             registry: Registry::new(mailbox.clone(), request_limit),
             mailbox,
             inflight: Arc::new(AtomicUsize::new(0)),
+            lag: Arc::new(LoopLag::new()),
+            current: Arc::new(watchdog::CurrentRequest::default()),
         }))
     }
 }

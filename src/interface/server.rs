@@ -14,7 +14,10 @@ use pyo3::prelude::*;
 use super::log::Loggers;
 use super::siblings::LoadSlots;
 use super::tls::TlsSettings;
+use super::watchdog::{Notifier, Watchdog};
 use super::{Host, Interface, LoopEvent};
+use crate::bridge::lag::{LoopLag, Tick};
+use crate::bridge::Mailbox;
 use crate::error::Error;
 use crate::http::conn::HttpProtocol;
 use crate::http::Http;
@@ -34,6 +37,9 @@ pub struct Server {
     on_request_limit: Mutex<Option<PyObject>>,
     heartbeat: Mutex<Option<(Duration, PyObject)>>,
     tls: Mutex<Option<Arc<rustls::ServerConfig>>>,
+    /// With `--loop-watchdog`: the watchdog, and its thread until `join()`.
+    watchdog: Option<Arc<Watchdog>>,
+    watchdog_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Server {
@@ -48,6 +54,17 @@ impl Server {
         unix: bool,
     ) -> PyResult<Self> {
         let listener = listener::dup_fd(fd).map_err(Error::from)?;
+        // Built here, on the loop thread: the stack it will take is this thread's.
+        let watchdog = match host.config.loop_watchdog {
+            Some(threshold) => Some(Arc::new(Watchdog::new(
+                py,
+                threshold,
+                host.lag.clone(),
+                host.current.clone(),
+                loggers.clone(),
+            )?)),
+            None => None,
+        };
         Ok(Self {
             host,
             interface,
@@ -60,6 +77,8 @@ impl Server {
             on_request_limit: Mutex::new(None),
             heartbeat: Mutex::new(None),
             tls: Mutex::new(None),
+            watchdog,
+            watchdog_thread: Mutex::new(None),
         })
     }
 
@@ -101,6 +120,7 @@ impl Server {
             registry: self.host.registry.clone(),
             dispatch: self.interface.clone(),
             inflight: self.host.inflight.clone(),
+            lag: self.host.lag.clone(),
         });
         let mailbox = self.host.mailbox.clone();
         let parking = self.interface.clone();
@@ -111,6 +131,19 @@ impl Server {
             .lock()
             .as_ref()
             .map(|(every, _)| (*every, self.host.mailbox.clone()));
+        let notifier = match &self.watchdog {
+            Some(w) => {
+                let (notifier, thread) = w.spawn().map_err(Error::from)?;
+                *self.watchdog_thread.lock() = Some(thread);
+                Some(notifier)
+            }
+            None => None,
+        };
+        let probes = self
+            .host
+            .config
+            .loop_probe_period()
+            .map(|every| (every, self.host.lag.clone(), self.host.mailbox.clone()));
         let handle = crate::server::spawn_io_thread(
             fd,
             unix,
@@ -135,6 +168,9 @@ impl Server {
                             mailbox.post(LoopEvent::Beat);
                         }
                     });
+                }
+                if let Some((every, lag, mailbox)) = probes {
+                    tokio::spawn(probe_loop(every, lag, mailbox, notifier));
                 }
             },
         )
@@ -163,6 +199,11 @@ impl Server {
                             self.loggers
                                 .error(py, "Exception in the heartbeat callback", Some(&e));
                         }
+                    }
+                }
+                LoopEvent::Probe => {
+                    if let (Some(answer), Some(w)) = (self.host.lag.answer(), &self.watchdog) {
+                        w.answered(py, answer);
                     }
                 }
                 LoopEvent::RequestLimit => {
@@ -214,6 +255,17 @@ impl Server {
                 let _ = h.join();
             });
         }
+        // The I/O thread's end dropped the notifier, which ends the watchdog thread (it may
+        // need the GIL for a last report).
+        let watchdog = self.watchdog_thread.lock().take();
+        if let Some(h) = watchdog {
+            py.allow_threads(|| {
+                let _ = h.join();
+            });
+            if let Some(w) = &self.watchdog {
+                w.release(py);
+            }
+        }
         // Threads of the interface may need the GIL to end.
         py.allow_threads(|| self.interface.stop());
         self.loggers.access_out.flush();
@@ -231,6 +283,13 @@ impl Server {
         }
         *self.heartbeat.lock() = Some((Duration::from_secs_f64(interval), callback));
         Ok(())
+    }
+
+    /// The event loop's lag as last measured, in seconds (0 unless `--loop-watchdog` or
+    /// `--max-loop-lag` has it probed).
+    #[getter]
+    fn loop_lag(&self) -> f64 {
+        self.host.lag.lag().as_secs_f64()
     }
 
     /// Publishes this worker's open connections in `slots[index]` and, when a connection is
@@ -292,5 +351,27 @@ impl Server {
     #[getter]
     fn running_calls(&self) -> usize {
         self.host.registry.calls()
+    }
+}
+
+/// The I/O thread's probing of the loop: a probe into the mailbox whenever the last one was
+/// answered, and meanwhile the unanswered one's age, for admission and for the watchdog.
+async fn probe_loop(
+    every: Duration,
+    lag: Arc<LoopLag>,
+    mailbox: Arc<Mailbox<LoopEvent>>,
+    mut watchdog: Option<Notifier>,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let tick = lag.tick();
+        if tick == Tick::Post {
+            mailbox.post(LoopEvent::Probe);
+        }
+        if let Some(w) = &mut watchdog {
+            w.tick(tick);
+        }
     }
 }

@@ -10,10 +10,9 @@ import sys
 import time
 from urllib.parse import parse_qs
 
-# One write, newline included: print() writes the text and the newline apart, and lines of
-# workers starting at once would then run together on the shared stderr pipe.
-sys.stderr.write(f"imported workers_app in {os.getpid()}\n")
-sys.stderr.flush()
+# One write: workers forked together import at once, and print() under PYTHONUNBUFFERED writes
+# the text and its newline apart, so two workers' lines could run together.
+os.write(2, f"imported workers_app in {os.getpid()}\n".encode())
 
 
 async def app(scope, receive, send):
