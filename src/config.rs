@@ -6,6 +6,7 @@ use http::{HeaderName, HeaderValue};
 use pyo3::prelude::*;
 
 use crate::error::Error;
+use crate::trusted::TrustedPeers;
 
 /// Frozen core settings; `python/juggler/config.py` is the one place that declares options.
 #[pyclass(frozen, module = "juggler._juggler")]
@@ -26,6 +27,39 @@ pub struct CoreConfig {
     /// Which HTTP versions a connection may speak (`--http`).
     pub http: HttpVersions,
     pub h2: H2Limits,
+    /// Peers whose proxy headers are believed (`--proxy-headers`, `--forwarded-allow-ips`);
+    /// `None` when proxy headers are off or no peer is trusted.
+    pub proxy: Option<TrustedPeers>,
+    pub limits: RequestLimits,
+    /// A handler that has not answered after this long gets 504 (`--timeout-request`).
+    pub request_timeout: Option<Duration>,
+    /// Answered by the server itself (`--health-path`).
+    pub health_path: Option<String>,
+}
+
+/// Limits on a request (`--limit-request-*`, `--timeout-request-head`); `None` is off.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestLimits {
+    pub body: Option<u64>,
+    pub line: Option<usize>,
+    /// Header fields; hyper enforces it for HTTP/1.1, the service for HTTP/2.
+    pub fields: Option<usize>,
+    pub field_size: Option<usize>,
+    /// A request head must be complete this long after its first byte.
+    pub head_timeout: Option<Duration>,
+}
+
+/// hyper's own bound on the header fields of an HTTP/1.1 request, kept on the stack.
+pub const DEFAULT_MAX_FIELDS: usize = 100;
+
+impl RequestLimits {
+    /// Whether the service has anything to check in a request head (not so by default, so
+    /// the common request pays one branch).
+    pub fn checks_head(&self) -> bool {
+        self.line.is_some()
+            || self.field_size.is_some()
+            || self.fields.is_some_and(|n| n != DEFAULT_MAX_FIELDS)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,7 +149,7 @@ impl WsConfig {
 #[pymethods]
 impl CoreConfig {
     #[new]
-    #[pyo3(signature = (*, keep_alive_timeout, limit_concurrency, max_header_size, date_header, default_headers, root_path, access_log, max_requests=None, ws=None, http="auto", h2_max_concurrent_streams=100, h2_max_reset_streams=20))]
+    #[pyo3(signature = (*, keep_alive_timeout, limit_concurrency, max_header_size, date_header, default_headers, root_path, access_log, max_requests=None, ws=None, http="auto", h2_max_concurrent_streams=100, h2_max_reset_streams=20, limit_request_body=None, limit_request_line=None, limit_request_fields=Some(DEFAULT_MAX_FIELDS), limit_request_field_size=None, timeout_request_head=0.0, timeout_request=0.0, health_path=None, forwarded_allow_ips=Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         keep_alive_timeout: f64,
@@ -130,6 +164,14 @@ impl CoreConfig {
         http: &str,
         h2_max_concurrent_streams: u32,
         h2_max_reset_streams: usize,
+        limit_request_body: Option<u64>,
+        limit_request_line: Option<usize>,
+        limit_request_fields: Option<usize>,
+        limit_request_field_size: Option<usize>,
+        timeout_request_head: f64,
+        timeout_request: f64,
+        health_path: Option<String>,
+        forwarded_allow_ips: Vec<String>,
     ) -> PyResult<Self> {
         let ws = ws
             .map(|(size, queue, interval, timeout, deflate)| {
@@ -158,6 +200,36 @@ impl CoreConfig {
             max_concurrent_streams: h2_max_concurrent_streams,
             max_reset_streams: h2_max_reset_streams,
         };
+        let seconds = |name: &str, v: f64| {
+            if !v.is_finite() || v < 0.0 {
+                return Err(Error::Config(format!(
+                    "{name} must be a non-negative number of seconds, got {v}"
+                )));
+            }
+            Ok((v > 0.0).then(|| Duration::from_secs_f64(v)))
+        };
+        let nonzero = |v: Option<usize>| v.filter(|n| *n > 0);
+        config.limits = RequestLimits {
+            body: limit_request_body.filter(|n| *n > 0),
+            line: nonzero(limit_request_line),
+            // No limit of our own: as many as the head's size allows (a field takes at
+            // least four bytes, `a:\r\n`).
+            fields: Some(nonzero(limit_request_fields).unwrap_or(config.max_header_size / 4)),
+            field_size: nonzero(limit_request_field_size),
+            head_timeout: seconds("timeout_request_head", timeout_request_head)?,
+        };
+        config.request_timeout = seconds("timeout_request", timeout_request)?;
+        if let Some(path) = &health_path {
+            if !path.starts_with('/') {
+                return Err(Error::Config(format!(
+                    "health_path must start with '/', got {path:?}"
+                ))
+                .into());
+            }
+        }
+        config.health_path = health_path;
+        let peers = TrustedPeers::parse(&forwarded_allow_ips)?;
+        config.proxy = (!peers.is_empty()).then_some(peers);
         Ok(config)
     }
 
@@ -223,6 +295,13 @@ impl CoreConfig {
             ws: None,
             http: HttpVersions::Auto,
             h2: H2Limits::default(),
+            proxy: None,
+            limits: RequestLimits {
+                fields: Some(DEFAULT_MAX_FIELDS),
+                ..Default::default()
+            },
+            request_timeout: None,
+            health_path: None,
         })
     }
 }

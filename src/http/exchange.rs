@@ -96,6 +96,9 @@ struct Inner {
     /// The request body was malformed (bad chunk framing): answer 400 if nothing was sent.
     body_error: bool,
     waker: Option<Arc<dyn AppWaker>>,
+    /// Stops the app's call when the server answers in its place (`--timeout-request`):
+    /// cancels an ASGI task. Taken when the app is done, so it never outlives the call.
+    canceller: Option<Arc<dyn AppWaker>>,
     want_body: bool,
     want_room: bool,
     // response
@@ -511,16 +514,48 @@ impl Exchange {
         self.demand.notify_one();
     }
 
+    /// Registers how to stop the app's call should the server answer in its place.
+    pub fn set_canceller(&self, canceller: Arc<dyn AppWaker>) {
+        let mut g = self.inner.lock();
+        if g.inflight.is_some() {
+            g.canceller = Some(canceller);
+        }
+    }
+
+    /// The server answers in the app's place (a request body over `--limit-request-body`, a
+    /// handler past `--timeout-request`): the response goes out now, and from here on the
+    /// app sees a disconnect. Returns the canceller to run, or Err when the app's own
+    /// response has started (or the client left) and nothing can be answered any more.
+    pub fn answer_instead(
+        &self,
+        response: Response<ResponseBody>,
+    ) -> std::result::Result<Option<Arc<dyn AppWaker>>, ()> {
+        let (responder, canceller) = {
+            let mut g = self.inner.lock();
+            if g.disconnected {
+                return Err(());
+            }
+            let Some(r) = g.responder.take() else {
+                return Err(());
+            };
+            g.status = Some(response.status());
+            (r, g.canceller.take())
+        };
+        let _ = responder.send(response);
+        self.disconnect();
+        Ok(canceller)
+    }
+
     /// The app is finished: answers a 500 if it never started a response, or cuts a response
     /// it left half-sent. Returns what happened, for the log.
     pub fn finish(&self) -> Finished {
         // Taken under the lock, dropped after it: what they hold may call back in. A waker
         // left parked by an app that gave up waiting is dropped, not called.
-        let (parked, inflight) = {
+        let (parked, inflight, canceller) = {
             let mut g = self.inner.lock();
-            (g.waker.take(), g.inflight.take())
+            (g.waker.take(), g.inflight.take(), g.canceller.take())
         };
-        drop((parked, inflight));
+        drop((parked, inflight, canceller));
         let (responder, body_waker, outcome) = {
             let mut g = self.inner.lock();
             if g.response_complete {

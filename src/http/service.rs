@@ -5,15 +5,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use super::body::{plain_response, ResponseBody};
 use super::exchange::{DisconnectGuard, Exchange};
-use super::{upgrade, Http, NewRequest};
-use crate::server::ConnInfo;
+use super::head_timer::{HeadClock, ResponseDone};
+use super::{forwarded, limits, timeout, upgrade, Http, NewRequest};
+use crate::server::{ConnInfo, Phase};
 
 pub(super) fn unavailable(http: &Http) -> Response<ResponseBody> {
     let mut r = plain_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
@@ -21,18 +22,60 @@ pub(super) fn unavailable(http: &Http) -> Response<ResponseBody> {
     r
 }
 
+/// One request. `proxied` says whether the connection's peer is trusted with proxy headers
+/// (decided once per connection); `head` is the connection's head clock, when there is one.
 pub async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnInfo>,
     http: Arc<Http>,
+    proxied: bool,
+    head: Option<Arc<HeadClock>>,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    let Some(clock) = head else {
+        return respond(req, conn, http, proxied).await;
+    };
+    clock.request_began();
+    let done = ResponseDone(clock);
+    let response = respond(req, conn, http, proxied).await?;
+    Ok(response.map(|body| ResponseBody::Tracked(Box::new((body, done)))))
+}
+
+async fn respond(
+    req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+    http: Arc<Http>,
+    proxied: bool,
+) -> Result<Response<ResponseBody>, Infallible> {
+    if let Some(path) = &http.config.health_path {
+        if req.uri().path() == path {
+            return Ok(health(&http));
+        }
+    }
     if let Some(limit) = http.config.limit_concurrency {
         if http.inflight.load(Ordering::Relaxed) >= limit {
             return Ok(unavailable(&http));
         }
     }
+    let limits = &http.config.limits;
+    if limits.checks_head() || limits.body.is_some() {
+        if let Some(status) = limits::refusal(&req, limits) {
+            // The client may still be sending the body: the close lingers.
+            conn.refused.store(true, Ordering::Relaxed);
+            let mut r = plain_response(status, status.canonical_reason().unwrap_or(""));
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            add_default_headers(r.headers_mut(), &http);
+            return Ok(r);
+        }
+    }
+    let forwarded = match &http.config.proxy {
+        Some(trusted) if proxied => {
+            forwarded::resolve(req.headers(), trusted, conn.secure.load(Ordering::Relaxed))
+        }
+        _ => None,
+    };
     if upgrade::wants_websocket(&req, &http) {
-        let mut response = upgrade::handle(req, conn, http.clone()).await;
+        let mut response = upgrade::handle(req, conn, http.clone(), forwarded).await;
         add_default_headers(response.headers_mut(), &http);
         return Ok(response);
     }
@@ -45,6 +88,7 @@ pub async fn handle(
         exchange.finish_body();
     } else if is_small(&parts.headers) {
         // A small body is read before the app starts, so its first receive() never waits.
+        // Its Content-Length was checked against --limit-request-body above.
         if read_inline(&exchange, body).await.is_err() {
             return Ok(plain_response(StatusCode::BAD_REQUEST, "Bad Request"));
         }
@@ -52,14 +96,25 @@ pub async fn handle(
         // The interim 100 Continue goes out when the body is first polled, so an app that
         // answers without reading the body never asks the client to send it.
         let lazy = expects_continue(&parts.headers);
-        tokio::spawn(pump_body(exchange.clone(), body, lazy));
+        let pump = Pump {
+            exchange: exchange.clone(),
+            limit: limits.body,
+            conn: conn.clone(),
+        };
+        tokio::spawn(pump_body(pump, body, lazy));
     }
 
+    // Only when the timeout is on: what its log line names.
+    let timed = http
+        .config
+        .request_timeout
+        .map(|t| (t, format!("{} {}", parts.method, parts.uri.path())));
     let request = NewRequest {
         exchange: exchange.clone(),
         parts,
         conn,
         websocket: None,
+        forwarded,
     };
     if http.dispatch.dispatch(request).is_err() {
         // The app side is full: refuse this one instead of queueing without bound.
@@ -69,7 +124,11 @@ pub async fn handle(
     }
     http.registry.count_request();
 
-    let mut response = match rx.await {
+    let answered = match timed {
+        None => rx.await,
+        Some((limit, what)) => timeout::wait(rx, limit, &exchange, &http, &what).await,
+    };
+    let mut response = match answered {
         Ok(r) => r,
         // The app side let go of the exchange without answering: on abort, or when a WSGI
         // thread gave up on a client that kept it waiting before anything was sent.
@@ -78,6 +137,21 @@ pub async fn handle(
     guard.0 = None;
     add_default_headers(response.headers_mut(), &http);
     Ok(response)
+}
+
+/// `--health-path`: 200 while the worker serves, 503 once it drains, so that a load
+/// balancer takes it out of rotation before it goes.
+fn health(http: &Http) -> Response<ResponseBody> {
+    let mut r = match http.registry.phase() {
+        Phase::Running => plain_response(StatusCode::OK, "OK"),
+        Phase::Draining | Phase::Abort => {
+            plain_response(StatusCode::SERVICE_UNAVAILABLE, "Shutting down")
+        }
+    };
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    add_default_headers(r.headers_mut(), http);
+    r
 }
 
 fn add_default_headers(headers: &mut HeaderMap, http: &Http) {
@@ -122,8 +196,21 @@ async fn read_inline(exchange: &Exchange, mut body: Incoming) -> Result<(), hype
     Ok(())
 }
 
+/// What the body pump feeds, and the most it may feed (`--limit-request-body`).
+struct Pump {
+    exchange: Arc<Exchange>,
+    limit: Option<u64>,
+    conn: Arc<ConnInfo>,
+}
+
 /// Streams the request body into the exchange, pausing while the app is HIGH_WATER behind.
-async fn pump_body(exchange: Arc<Exchange>, mut body: Incoming, lazy: bool) {
+async fn pump_body(pump: Pump, mut body: Incoming, lazy: bool) {
+    let Pump {
+        exchange,
+        limit,
+        conn,
+    } = pump;
+    let mut received: u64 = 0;
     if lazy {
         exchange.demand.notified().await;
     }
@@ -148,6 +235,19 @@ async fn pump_body(exchange: Arc<Exchange>, mut body: Incoming, lazy: bool) {
             }
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
+                    received += data.len() as u64;
+                    if limit.is_some_and(|l| received > l) {
+                        // A body without a Content-Length (chunked, or HTTP/2) grew past the
+                        // limit: the app sees a disconnect, the client a 413 if nothing was
+                        // sent yet, and the connection closes (lingering: the client is
+                        // probably still sending).
+                        conn.refused.store(true, Ordering::Relaxed);
+                        if exchange.answer_instead(limits::too_large()).is_err() {
+                            // The app's response had begun: it is cut instead.
+                            exchange.disconnect();
+                        }
+                        return;
+                    }
                     if !exchange.push_body(data) {
                         return;
                     }

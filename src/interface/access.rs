@@ -6,6 +6,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::log::Loggers;
+use crate::http::forwarded::Forwarded;
 use crate::server::ConnInfo;
 
 /// What an access log line needs, captured before the request parts are dropped.
@@ -18,12 +19,21 @@ pub struct AccessInfo {
 
 impl AccessInfo {
     /// None when the access log is off, so that nothing is captured for nothing.
-    pub fn capture(loggers: &Loggers, parts: &Parts, conn: &ConnInfo) -> Option<Self> {
-        loggers.access_enabled.then(|| Self::new(parts, conn))
+    /// The client is the one a trusted proxy named, when it named one (as in the scope).
+    pub fn capture(
+        loggers: &Loggers,
+        parts: &Parts,
+        conn: &ConnInfo,
+        forwarded: Option<&Forwarded>,
+    ) -> Option<Self> {
+        loggers
+            .access_enabled
+            .then(|| Self::new(parts, conn, forwarded))
     }
 
-    fn new(parts: &Parts, conn: &ConnInfo) -> Self {
-        let client = match &conn.client {
+    fn new(parts: &Parts, conn: &ConnInfo, forwarded: Option<&Forwarded>) -> Self {
+        let named = forwarded.and_then(|f| f.client.as_ref());
+        let client = match named.or(conn.client.as_ref()) {
             Some((host, port)) => format!("{host}:{port}"),
             None => "-".to_owned(),
         };
