@@ -129,6 +129,11 @@ def _check_environment(config: Config) -> tuple[str, int] | None:
         tls.settings(config)
     except ConfigError as exc:
         return str(exc), EXIT_BAD_OPTION
+    try:
+        # The core's own checks (the trusted proxy list, ...), once here, not in each worker.
+        _juggler.CoreConfig(**config.core_options())
+    except ValueError as exc:
+        return str(exc), EXIT_BAD_OPTION
     return None
 
 

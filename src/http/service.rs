@@ -126,7 +126,8 @@ async fn respond(
 
     let answered = match timed {
         None => rx.await,
-        Some((limit, what)) => timeout::wait(rx, limit, &exchange, &http, &what).await,
+        // Boxed: its timer would otherwise make every request's future larger.
+        Some((limit, what)) => Box::pin(timeout::wait(rx, limit, &exchange, &http, &what)).await,
     };
     let mut response = match answered {
         Ok(r) => r,
