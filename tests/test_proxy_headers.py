@@ -219,9 +219,7 @@ def test_forwarded_allow_ips_from_the_environment_and_typos():
     assert c.core_options()["forwarded_allow_ips"] == ["10.0.0.1"]
     c = Config.resolve("a:b", {"forwarded_allow_ips": "*"}, env={"FORWARDED_ALLOW_IPS": "x"})
     assert c.core_options()["forwarded_allow_ips"] == ["*"]
-    assert Config.resolve("a:b", {}, env={}).core_options()["forwarded_allow_ips"] == [
-        "127.0.0.1"
-    ]
+    assert Config.resolve("a:b", {}, env={}).core_options()["forwarded_allow_ips"] == ["127.0.0.1"]
 
 
 def test_a_bad_trusted_address_is_one_readable_error(juggler):

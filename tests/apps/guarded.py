@@ -43,10 +43,11 @@ async def app(scope, receive, send):
             raise
         return await answer(send, b"slept")
     if path == "/slow-stream":
-        # The head goes out at once, the body after a while.
+        # The head and a first chunk go out at once, the rest after a while.
         await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"stream", "more_body": True})
         await asyncio.sleep(float(q.get("s", "1")))
-        await send({"type": "http.response.body", "body": b"streamed"})
+        await send({"type": "http.response.body", "body": b"ed"})
         return
     return await answer(send, json.dumps(view(scope)).encode())
 
