@@ -93,7 +93,7 @@ def test_a_declared_body_over_the_limit_is_refused_without_asking_for_it(asgi):
             b"POST /read HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000\r\n"
             b"Expect: 100-continue\r\n\r\n"
         )
-        status, headers, _ = read_response(s)
+        status, _, _ = read_response(s)
     assert status == b"HTTP/1.1 413 Payload Too Large"
 
 
@@ -185,7 +185,7 @@ def test_a_slow_asgi_handler_gets_504_and_is_cancelled(asgi):
     assert r.status_code == 504
     assert time.monotonic() - started < 5
     asgi.wait_for(f"EVENT CANCELLED {k}")
-    asgi.wait_for(rf"request timed out after 0\.5s .*GET /sleep.*task is cancelled")
+    asgi.wait_for(r"request timed out after 0\.5s .*GET /sleep.*task is cancelled")
     # Fast handlers and responses that started in time are not touched.
     assert httpx.get(f"{asgi.url}/sleep?s=0.01").text == "slept"
     r = httpx.get(f"{asgi.url}/slow-stream?s=1", timeout=10)
