@@ -44,6 +44,14 @@ class CoreConfig:
         http: str = "auto",
         h2_max_concurrent_streams: int = 100,
         h2_max_reset_streams: int = 20,
+        limit_request_body: int | None = None,
+        limit_request_line: int | None = None,
+        limit_request_fields: int | None = 100,
+        limit_request_field_size: int | None = None,
+        timeout_request_head: float = 0.0,
+        timeout_request: float = 0.0,
+        health_path: str | None = None,
+        forwarded_allow_ips: list[str] = ...,
     ) -> CoreConfig: ...
 
 @final
