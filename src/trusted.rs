@@ -100,7 +100,11 @@ fn parse_network(item: &str) -> Result<Network, Error> {
     let bits = if addr.is_ipv4() { 32 } else { 128 };
     let prefix = match prefix {
         None => bits,
-        Some(p) => p.parse::<u8>().ok().filter(|p| *p <= bits).ok_or_else(bad)?,
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= bits)
+            .ok_or_else(bad)?,
     };
     Ok(Network { addr, prefix })
 }
@@ -148,7 +152,14 @@ mod tests {
 
     #[test]
     fn typos_are_errors() {
-        for bad in ["localhost", "10.0.0.0/33", "::/129", "1.2.3", "10.0.0.0/x", "unix"] {
+        for bad in [
+            "localhost",
+            "10.0.0.0/33",
+            "::/129",
+            "1.2.3",
+            "10.0.0.0/x",
+            "unix",
+        ] {
             assert!(TrustedPeers::parse(&[bad]).is_err(), "{bad}");
         }
     }

@@ -46,7 +46,7 @@ class CoreConfig:
         h2_max_reset_streams: int = 20,
         limit_request_body: int | None = None,
         limit_request_line: int | None = None,
-        limit_request_fields: int | None = 100,
+        limit_request_fields: int | None = ...,
         limit_request_field_size: int | None = None,
         timeout_request_head: float = 0.0,
         timeout_request: float = 0.0,

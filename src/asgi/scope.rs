@@ -266,7 +266,13 @@ mod tests {
         with_py(|py| {
             let t = ScopeTemplate::new(py, "").expect("template");
             let s = t
-                .build(py, &parts("/a/%E2%82%AC/b%20c?x=%41", &[]), &tcp(), None, None)
+                .build(
+                    py,
+                    &parts("/a/%E2%82%AC/b%20c?x=%41", &[]),
+                    &tcp(),
+                    None,
+                    None,
+                )
                 .expect("scope");
             assert_eq!(get::<String>(&s, "path"), "/a/€/b c");
             assert_eq!(get::<Vec<u8>>(&s, "raw_path"), b"/a/%E2%82%AC/b%20c");
@@ -311,7 +317,9 @@ mod tests {
     fn addresses_for_tcp_and_unix() {
         with_py(|py| {
             let t = ScopeTemplate::new(py, "").expect("template");
-            let s = t.build(py, &parts("/", &[]), &tcp(), None, None).expect("scope");
+            let s = t
+                .build(py, &parts("/", &[]), &tcp(), None, None)
+                .expect("scope");
             assert_eq!(
                 get::<(String, u16)>(&s, "client"),
                 ("127.0.0.1".into(), 5000)
@@ -328,7 +336,9 @@ mod tests {
                 secure: Default::default(),
                 alpn_h2: Default::default(),
             };
-            let s = t.build(py, &parts("/", &[]), &unix, None, None).expect("scope");
+            let s = t
+                .build(py, &parts("/", &[]), &unix, None, None)
+                .expect("scope");
             assert!(s.get_item("client").expect("get").expect("key").is_none());
             assert_eq!(
                 get::<(String, Option<u16>)>(&s, "server"),
@@ -372,7 +382,9 @@ mod tests {
     fn pathsend_is_offered_in_a_plain_dict_of_extensions() {
         with_py(|py| {
             let t = ScopeTemplate::new(py, "").expect("template");
-            let scope = t.build(py, &parts("/", &[]), &tcp(), None, None).expect("scope");
+            let scope = t
+                .build(py, &parts("/", &[]), &tcp(), None, None)
+                .expect("scope");
             let offered = scope
                 .get_item("extensions")
                 .expect("get")

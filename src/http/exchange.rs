@@ -182,6 +182,12 @@ fn check_length(status: StatusCode, headers: &HeaderMap, len: u64) -> Result<()>
     Ok(())
 }
 
+/// The server cannot answer in the app's place: the app's response has started, or the
+/// client left.
+#[derive(Debug, thiserror::Error)]
+#[error("the response has started or the client left")]
+pub struct TooLate;
+
 /// Counts an exchange towards `--limit-concurrency` until the app is done with it.
 struct InflightToken(Arc<AtomicUsize>);
 
@@ -529,14 +535,14 @@ impl Exchange {
     pub fn answer_instead(
         &self,
         response: Response<ResponseBody>,
-    ) -> std::result::Result<Option<Arc<dyn AppWaker>>, ()> {
+    ) -> std::result::Result<Option<Arc<dyn AppWaker>>, TooLate> {
         let (responder, canceller) = {
             let mut g = self.inner.lock();
             if g.disconnected {
-                return Err(());
+                return Err(TooLate);
             }
             let Some(r) = g.responder.take() else {
-                return Err(());
+                return Err(TooLate);
             };
             g.status = Some(response.status());
             (r, g.canceller.take())
@@ -977,6 +983,48 @@ mod tests {
         assert_eq!(ex.finish(), Finished::Disconnected);
         let r = rx.try_recv().expect("a response");
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn the_server_answers_instead_only_before_the_app_did() {
+        let (ex, mut rx, inflight) = exchange();
+        let canceller = Arc::new(Counter::default());
+        ex.set_canceller(canceller.clone());
+        let reader = Arc::new(Counter::default());
+        assert!(ex.park(Want::Body, reader.clone()));
+        let r = plain_response(StatusCode::GATEWAY_TIMEOUT, "late");
+        let got = ex.answer_instead(r).expect("nothing was sent yet");
+        got.expect("the canceller").wake();
+        assert_eq!(canceller.count(), 1);
+        assert_eq!(reader.count(), 1, "a waiting app learns of it");
+        assert_eq!(ex.next_received(), Some(Received::Disconnect));
+        assert_eq!(
+            rx.try_recv().expect("answered").status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(ex.status(), Some(StatusCode::GATEWAY_TIMEOUT));
+        assert!(ex
+            .answer_instead(plain_response(StatusCode::OK, ""))
+            .is_err());
+        assert_eq!(ex.finish(), Finished::Disconnected);
+        assert_eq!(inflight.load(Ordering::SeqCst), 0);
+
+        // Once the app's head has gone, it is too late; the canceller goes with the call.
+        let (ex, _rx, _) = exchange();
+        let canceller = Arc::new(Counter::default());
+        ex.set_canceller(canceller.clone());
+        let _ = ex
+            .start_response(StatusCode::OK, HeaderMap::new(), Bytes::new(), true)
+            .expect("head");
+        assert!(ex
+            .answer_instead(plain_response(StatusCode::OK, ""))
+            .is_err());
+        ex.finish();
+        assert_eq!(
+            Arc::strong_count(&canceller),
+            1,
+            "finish drops the canceller"
+        );
     }
 
     #[test]

@@ -42,7 +42,11 @@ const XFPORT: &str = "x-forwarded-port";
 
 /// The forwarded view of a request from a trusted peer, or None when its headers say
 /// nothing usable. `secure` is whether the connection itself is TLS.
-pub fn resolve(headers: &HeaderMap, trusted: &TrustedPeers, secure: bool) -> Option<Box<Forwarded>> {
+pub fn resolve(
+    headers: &HeaderMap,
+    trusted: &TrustedPeers,
+    secure: bool,
+) -> Option<Box<Forwarded>> {
     // One pass over the names first: most requests carry none of these headers, and this
     // costs less than looking each of them up.
     let (mut legacy, mut rfc) = (false, false);
@@ -76,7 +80,10 @@ struct Hop<'a> {
 
 impl Hop<'_> {
     fn finish(self, headers: &HeaderMap, secure: bool) -> Forwarded {
-        let client = self.node.and_then(parse_node).map(|(ip, port)| (ip.to_string(), port));
+        let client = self
+            .node
+            .and_then(parse_node)
+            .map(|(ip, port)| (ip.to_string(), port));
         let https = self.proto.and_then(|p| {
             let p = p.trim();
             if p.eq_ignore_ascii_case("https") || p.eq_ignore_ascii_case("wss") {
@@ -88,7 +95,10 @@ impl Hop<'_> {
             }
         });
         let default_port = if https.unwrap_or(secure) { 443 } else { 80 };
-        let port = self.port.and_then(|p| p.trim().parse::<u16>().ok()).filter(|p| *p != 0);
+        let port = self
+            .port
+            .and_then(|p| p.trim().parse::<u16>().ok())
+            .filter(|p| *p != 0);
         let given = self.host.map(str::trim).and_then(split_host);
         // A port without a host applies to the Host the client sent.
         let base = given.or_else(|| {
@@ -450,8 +460,11 @@ mod tests {
         .expect("forwarded");
         assert_eq!(f.host.as_deref(), Some("internal:8443"));
         assert_eq!(f.server, Some(("internal".into(), 8443)));
-        let f = run(&[("x-forwarded-host", "example.com:80"), ("x-forwarded-port", "80")])
-            .expect("forwarded");
+        let f = run(&[
+            ("x-forwarded-host", "example.com:80"),
+            ("x-forwarded-port", "80"),
+        ])
+        .expect("forwarded");
         assert_eq!(f.host.as_deref(), Some("example.com"));
         assert_eq!(f.server, Some(("example.com".into(), 80)));
     }
@@ -484,8 +497,8 @@ mod tests {
         assert_eq!(f.https, Some(true));
         assert_eq!(f.server, Some(("example.com".into(), 443)));
         // Case-insensitive names, spaces around separators, unknown parameters.
-        let f = run(&[("forwarded", "For=198.51.100.4 ; By=10.0.0.1 ;PROTO=http")])
-            .expect("forwarded");
+        let f =
+            run(&[("forwarded", "For=198.51.100.4 ; By=10.0.0.1 ;PROTO=http")]).expect("forwarded");
         assert_eq!(f.client, Some(("198.51.100.4".into(), 0)));
         assert_eq!(f.https, Some(false));
     }
@@ -505,7 +518,10 @@ mod tests {
         // A client's unclosed quote on its own line cannot swallow the proxy's line: the
         // whole header is void instead.
         assert_eq!(
-            run(&[("forwarded", r#"for="1.1.1.1"#), ("forwarded", "for=2.2.2.2")]),
+            run(&[
+                ("forwarded", r#"for="1.1.1.1"#),
+                ("forwarded", "for=2.2.2.2")
+            ]),
             None
         );
     }

@@ -175,7 +175,10 @@ mod tests {
         clock.request_began();
         clock.on_bytes(); // request body, or pipelined behind the response
         let busy = tokio::time::timeout(Duration::from_secs(10), clock.expired(limit)).await;
-        assert!(busy.is_err(), "no head is arriving while a request is in progress");
+        assert!(
+            busy.is_err(),
+            "no head is arriving while a request is in progress"
+        );
         drop(ResponseDone(clock.clone()));
         clock.on_bytes();
         let next = tokio::time::timeout(Duration::from_secs(3), clock.expired(limit)).await;

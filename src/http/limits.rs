@@ -114,7 +114,11 @@ mod tests {
             ..limits()
         };
         let mut r = req("/", &[("a", "1"), ("b", "2"), ("a", "3")]);
-        assert_eq!(refusal(&r, &l), None, "HTTP/1.1 fields are hyper's to count");
+        assert_eq!(
+            refusal(&r, &l),
+            None,
+            "HTTP/1.1 fields are hyper's to count"
+        );
         *r.version_mut() = Version::HTTP_2;
         assert_eq!(
             refusal(&r, &l),
@@ -134,7 +138,10 @@ mod tests {
             Some(StatusCode::PAYLOAD_TOO_LARGE)
         );
         assert_eq!(
-            refusal(&req("/", &[("content-length", "99999999999999999999999")]), &l),
+            refusal(
+                &req("/", &[("content-length", "99999999999999999999999")]),
+                &l
+            ),
             None,
             "unparseable: hyper refuses it before this"
         );

@@ -28,25 +28,22 @@ pub async fn wait(
         _ = tokio::time::sleep(limit) => {}
     }
     let timed_out = plain_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
-    match exchange.answer_instead(timed_out) {
-        Ok(canceller) => {
-            let stopped = match canceller {
-                Some(c) => {
-                    c.wake();
-                    "its task is cancelled"
-                }
-                None => "the thread cannot be stopped: it runs on and its response is dropped",
-            };
-            http.registry.report().log(
-                LogLevel::Warning,
-                format!(
-                    "request timed out after {}s without a response ({what}): answered 504, {stopped}",
-                    limit.as_secs_f64()
-                ),
-            );
-        }
-        // The app's head is on its way (or the client left): wait for it as usual.
-        Err(()) => {}
+    // Err: the app's head is on its way (or the client left): wait for it as usual.
+    if let Ok(canceller) = exchange.answer_instead(timed_out) {
+        let stopped = match canceller {
+            Some(c) => {
+                c.wake();
+                "its task is cancelled"
+            }
+            None => "the thread cannot be stopped: it runs on and its response is dropped",
+        };
+        http.registry.report().log(
+            LogLevel::Warning,
+            format!(
+                "request timed out after {}s without a response ({what}): answered 504, {stopped}",
+                limit.as_secs_f64()
+            ),
+        );
     }
     head.await
 }

@@ -88,7 +88,9 @@ impl Caller {
         } else {
             (|| -> PyResult<()> {
                 let input = Py::new(py, WsgiInput::new(waiter()))?.into_any();
-                let environ = self.environ.build(py, &parts, &conn, input, forwarded.as_deref())?;
+                let environ = self
+                    .environ
+                    .build(py, &parts, &conn, input, forwarded.as_deref())?;
                 let start = Py::new(py, StartResponse::new(response.clone()))?;
                 let iterable = self.app.bind(py).call1((environ, start))?;
                 let sent = drive(py, &response, &iterable, lease);
