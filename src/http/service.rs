@@ -31,21 +31,12 @@ pub async fn handle(
     proxied: bool,
     head: Option<Arc<HeadClock>>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    let Some(clock) = head else {
-        return respond(req, conn, http, proxied).await;
-    };
-    clock.request_began();
-    let done = ResponseDone(clock);
-    let response = respond(req, conn, http, proxied).await?;
-    Ok(response.map(|body| ResponseBody::Tracked(Box::new((body, done)))))
-}
-
-async fn respond(
-    req: Request<Incoming>,
-    conn: Arc<ConnInfo>,
-    http: Arc<Http>,
-    proxied: bool,
-) -> Result<Response<ResponseBody>, Infallible> {
+    // Tells the head clock when this request is over: when hyper drops the response body,
+    // or at once for the answers given here without the app.
+    let done = head.map(|clock| {
+        clock.request_began();
+        ResponseDone(clock)
+    });
     if let Some(path) = &http.config.health_path {
         if req.uri().path() == path {
             return Ok(health(&http));
@@ -137,7 +128,10 @@ async fn respond(
     };
     guard.0 = None;
     add_default_headers(response.headers_mut(), &http);
-    Ok(response)
+    match done {
+        None => Ok(response),
+        Some(done) => Ok(response.map(|body| ResponseBody::Tracked(Box::new((body, done))))),
+    }
 }
 
 /// `--health-path`: 200 while the worker serves, 503 once it drains, so that a load
