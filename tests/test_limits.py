@@ -143,6 +143,19 @@ def test_field_size_and_count_limits(asgi):
     assert status_of(r) == 431
 
 
+def test_field_limits_hold_over_http2(asgi):
+    # hyper counts HTTP/1.1 fields itself; over HTTP/2 the server does.
+    with httpx.Client(http1=False, http2=True) as c:
+        # httpx's own fields (accept, user-agent, ...) count; HTTP/2 has no connection field.
+        own = len([k for k in c.headers if k.lower() != "connection"])
+        fill = {f"x-{i}": "v" for i in range(10 - own)}
+        assert c.get(asgi.url, headers=fill).status_code == 200
+        fill["x-one-more"] = "v"
+        assert c.get(asgi.url, headers=fill).status_code == 431
+        assert c.get(asgi.url, headers={"x-big": "v" * 200}).status_code == 431
+        assert c.get(f"{asgi.url}/?p={'a' * 100}").status_code == 414
+
+
 def test_a_head_trickled_in_is_cut_but_idle_keep_alive_is_not(juggler):
     j = juggler(
         "guarded:app", "--timeout-request-head", "0.3", "--timeout-keep-alive", "30"

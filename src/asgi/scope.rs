@@ -348,6 +348,45 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_addresses_apply_to_one_request_only() {
+        with_py(|py| {
+            let t = ScopeTemplate::new(py, "").expect("template");
+            let conn = tcp();
+            let f = Forwarded {
+                client: Some(("203.0.113.7".into(), 0)),
+                https: Some(true),
+                host: Some("example.com".into()),
+                server: Some(("example.com".into(), 443)),
+            };
+            let p = parts("/", &[("host", "internal:8000"), ("x-a", "1")]);
+            let s = t.build(py, &p, &conn, None, Some(&f)).expect("scope");
+            assert_eq!(
+                get::<(String, u16)>(&s, "client"),
+                ("203.0.113.7".into(), 0)
+            );
+            assert_eq!(
+                get::<(String, u16)>(&s, "server"),
+                ("example.com".into(), 443)
+            );
+            assert_eq!(get::<String>(&s, "scheme"), "https");
+            let headers: Vec<(Vec<u8>, Vec<u8>)> = get(&s, "headers");
+            assert_eq!(headers[0], (b"host".to_vec(), b"example.com".to_vec()));
+            assert_eq!(headers.len(), 2, "replaced, not added");
+            // The next request on the same connection sees the connection's own addresses.
+            let s = t.build(py, &p, &conn, None, None).expect("scope");
+            assert_eq!(
+                get::<(String, u16)>(&s, "client"),
+                ("127.0.0.1".into(), 5000)
+            );
+            assert_eq!(get::<String>(&s, "scheme"), "http");
+            let ws = t
+                .build_websocket(py, &p, &conn, None, vec![], Some(&f))
+                .expect("scope");
+            assert_eq!(get::<String>(&ws, "scheme"), "wss");
+        })
+    }
+
+    #[test]
     fn each_scope_gets_its_own_copy_of_the_state() {
         with_py(|py| {
             let t = ScopeTemplate::new(py, "").expect("template");
