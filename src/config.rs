@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 
 use crate::error::Error;
 use crate::log_format::LogFormat;
+use crate::trusted::TrustedPeers;
 
 /// Frozen core settings; `python/juggler/config.py` is the one place that declares options.
 #[pyclass(frozen, module = "juggler._juggler")]
@@ -37,6 +38,14 @@ pub struct CoreConfig {
     pub loop_watchdog: Option<Duration>,
     /// Answer new requests 503 while the loop lags this much or more (`--max-loop-lag`).
     pub max_loop_lag: Option<Duration>,
+    /// Peers whose proxy headers are believed (`--proxy-headers`, `--forwarded-allow-ips`);
+    /// `None` when proxy headers are off or no peer is trusted.
+    pub proxy: Option<TrustedPeers>,
+    pub limits: RequestLimits,
+    /// A handler that has not answered after this long gets 504 (`--timeout-request`).
+    pub request_timeout: Option<Duration>,
+    /// Answered by the server itself (`--health-path`).
+    pub health_path: Option<String>,
 }
 
 /// A directory served under a URL prefix.
@@ -66,6 +75,31 @@ impl StaticMount {
             route: route.trim_end_matches('/').to_owned(),
             root,
         })
+    }
+}
+
+/// Limits on a request (`--limit-request-*`, `--timeout-request-head`); `None` is off.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestLimits {
+    pub body: Option<u64>,
+    pub line: Option<usize>,
+    /// Header fields; hyper enforces it for HTTP/1.1, the service for HTTP/2.
+    pub fields: Option<usize>,
+    pub field_size: Option<usize>,
+    /// A request head must be complete this long after its first byte.
+    pub head_timeout: Option<Duration>,
+}
+
+/// hyper's own bound on the header fields of an HTTP/1.1 request, kept on the stack.
+pub const DEFAULT_MAX_FIELDS: usize = 100;
+
+impl RequestLimits {
+    /// Whether the service has anything to check in a request head (not so by default, so
+    /// the common request pays one branch).
+    pub fn checks_head(&self) -> bool {
+        self.line.is_some()
+            || self.field_size.is_some()
+            || self.fields.is_some_and(|n| n != DEFAULT_MAX_FIELDS)
     }
 }
 
@@ -156,7 +190,7 @@ impl WsConfig {
 #[pymethods]
 impl CoreConfig {
     #[new]
-    #[pyo3(signature = (*, keep_alive_timeout, limit_concurrency, max_header_size, date_header, default_headers, root_path, access_log, max_requests=None, ws=None, http="auto", h2_max_concurrent_streams=100, h2_max_reset_streams=20, access_log_format=None, access_log_json=false, access_direct=false, static_path_route=None, static_path_mount=None, loop_watchdog=None, max_loop_lag=None))]
+    #[pyo3(signature = (*, keep_alive_timeout, limit_concurrency, max_header_size, date_header, default_headers, root_path, access_log, max_requests=None, ws=None, http="auto", h2_max_concurrent_streams=100, h2_max_reset_streams=20, access_log_format=None, access_log_json=false, access_direct=false, static_path_route=None, static_path_mount=None, loop_watchdog=None, max_loop_lag=None, limit_request_body=None, limit_request_line=None, limit_request_fields=Some(DEFAULT_MAX_FIELDS), limit_request_field_size=None, timeout_request_head=0.0, timeout_request=0.0, health_path=None, forwarded_allow_ips=Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         keep_alive_timeout: f64,
@@ -178,6 +212,14 @@ impl CoreConfig {
         static_path_mount: Option<String>,
         loop_watchdog: Option<f64>,
         max_loop_lag: Option<f64>,
+        limit_request_body: Option<u64>,
+        limit_request_line: Option<usize>,
+        limit_request_fields: Option<usize>,
+        limit_request_field_size: Option<usize>,
+        timeout_request_head: f64,
+        timeout_request: f64,
+        health_path: Option<String>,
+        forwarded_allow_ips: Vec<String>,
     ) -> PyResult<Self> {
         let ws = ws
             .map(|(size, queue, interval, timeout, deflate)| {
@@ -220,6 +262,36 @@ impl CoreConfig {
         };
         config.loop_watchdog = positive_seconds("loop_watchdog", loop_watchdog)?;
         config.max_loop_lag = positive_seconds("max_loop_lag", max_loop_lag)?;
+        let seconds = |name: &str, v: f64| {
+            if !v.is_finite() || v < 0.0 {
+                return Err(Error::Config(format!(
+                    "{name} must be a non-negative number of seconds, got {v}"
+                )));
+            }
+            Ok((v > 0.0).then(|| Duration::from_secs_f64(v)))
+        };
+        let nonzero = |v: Option<usize>| v.filter(|n| *n > 0);
+        config.limits = RequestLimits {
+            body: limit_request_body.filter(|n| *n > 0),
+            line: nonzero(limit_request_line),
+            // No limit of our own: as many as the head's size allows (a field takes at
+            // least four bytes, `a:\r\n`).
+            fields: Some(nonzero(limit_request_fields).unwrap_or(config.max_header_size / 4)),
+            field_size: nonzero(limit_request_field_size),
+            head_timeout: seconds("timeout_request_head", timeout_request_head)?,
+        };
+        config.request_timeout = seconds("timeout_request", timeout_request)?;
+        if let Some(path) = &health_path {
+            if !path.starts_with('/') {
+                return Err(Error::Config(format!(
+                    "health_path must start with '/', got {path:?}"
+                ))
+                .into());
+            }
+        }
+        config.health_path = health_path;
+        let peers = TrustedPeers::parse(&forwarded_allow_ips)?;
+        config.proxy = (!peers.is_empty()).then_some(peers);
         Ok(config)
     }
 
@@ -318,6 +390,13 @@ impl CoreConfig {
             static_files: None,
             loop_watchdog: None,
             max_loop_lag: None,
+            proxy: None,
+            limits: RequestLimits {
+                fields: Some(DEFAULT_MAX_FIELDS),
+                ..Default::default()
+            },
+            request_timeout: None,
+            health_path: None,
         })
     }
 }

@@ -3,7 +3,7 @@
 //! Layers, each depending only on those below it (see docs/architecture.md):
 //! `asgi`, `wsgi` (interfaces) -> `interface` (what they plug into) -> `http` (protocol, with
 //! `ws` for WebSockets) ->
-//! `server` (transport) and `bridge` (thread crossing) -> `error`, `config`.
+//! `server` (transport) and `bridge` (thread crossing) -> `error`, `config`, `trusted`.
 
 pub mod asgi;
 pub mod bridge;
@@ -13,6 +13,7 @@ pub mod http;
 pub mod interface;
 pub mod log_format;
 pub mod server;
+pub mod trusted;
 pub mod ws;
 pub mod wsgi;
 

@@ -51,6 +51,14 @@ class CoreConfig:
         static_path_mount: str | None = None,
         loop_watchdog: float | None = None,
         max_loop_lag: float | None = None,
+        limit_request_body: int | None = None,
+        limit_request_line: int | None = None,
+        limit_request_fields: int | None = ...,
+        limit_request_field_size: int | None = None,
+        timeout_request_head: float = 0.0,
+        timeout_request: float = 0.0,
+        health_path: str | None = None,
+        forwarded_allow_ips: list[str] = ...,
     ) -> CoreConfig: ...
 
 @final

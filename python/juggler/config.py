@@ -272,6 +272,77 @@ OPTIONS: tuple[Option, ...] = (
         _positive_int,
         metavar="BYTES",
     ),
+    Option(
+        "limit_request_body",
+        0,
+        "Largest request body in bytes (0: no limit); a larger one gets 413: at once when its"
+        " Content-Length says so, otherwise when the body reaches the limit.",
+        _non_negative_int,
+        metavar="BYTES",
+    ),
+    Option(
+        "limit_request_line",
+        0,
+        "Largest request line (method, target and version) in bytes (0: only --max-header-size"
+        " bounds it); a longer one gets 414.",
+        _non_negative_int,
+        metavar="BYTES",
+    ),
+    Option(
+        "limit_request_fields",
+        100,
+        "Most header fields in a request (0: as many as --max-header-size allows); more get 431.",
+        _non_negative_int,
+        metavar="N",
+    ),
+    Option(
+        "limit_request_field_size",
+        0,
+        "Largest header field (name, value and separator) in bytes (0: only --max-header-size"
+        " bounds it); a larger one gets 431.",
+        _non_negative_int,
+        metavar="BYTES",
+    ),
+    Option(
+        "timeout_request_head",
+        0.0,
+        "Close a connection whose request head has not fully arrived this many seconds after its"
+        " first byte (0: the head only has to arrive within --timeout-keep-alive of the"
+        " connection going idle).",
+        _non_negative,
+        metavar="SECONDS",
+    ),
+    Option(
+        "timeout_request",
+        0.0,
+        "Answer 504 when the app has not started its response after this many seconds, and cancel"
+        " the ASGI task (a WSGI thread cannot be stopped: its response is dropped and logged)."
+        " 0 turns it off.",
+        _non_negative,
+        metavar="SECONDS",
+    ),
+    Option(
+        "health_path",
+        None,
+        "Answer GET/HEAD requests for this path in the server itself, without calling the app:"
+        " 200 while serving, 503 once shutting down.",
+        metavar="PATH",
+    ),
+    Option(
+        "proxy_headers",
+        True,
+        "Take the client address, scheme and host from X-Forwarded-For/Proto/Host/Port or"
+        " Forwarded, when the peer is in --forwarded-allow-ips.",
+        kind="bool",
+    ),
+    Option(
+        "forwarded_allow_ips",
+        None,
+        "Comma-separated peers trusted with proxy headers: IP addresses, networks (10.0.0.0/8),"
+        " '*' for all, 'unix:' for peers on a UNIX socket (also read from FORWARDED_ALLOW_IPS)."
+        " [default: 127.0.0.1]",
+        metavar="LIST",
+    ),
     Option("factory", False, "Treat APP as a factory: call it with no arguments.", kind="flag"),
     Option("app_dir", ".", "Look for APP in this directory (added to sys.path).", metavar="DIR"),
     Option("loop", "auto", "Event loop implementation.", choices=LOOPS),
@@ -478,6 +549,9 @@ class Config:
             elif option.name == "workers" and env.get("WEB_CONCURRENCY"):
                 # The variable PaaS platforms set, which Uvicorn and Gunicorn read too.
                 values[option.name] = _convert(option, env["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
+            elif option.name == "forwarded_allow_ips" and env.get("FORWARDED_ALLOW_IPS"):
+                # Uvicorn's and Gunicorn's variable for the same setting.
+                values[option.name] = env["FORWARDED_ALLOW_IPS"]
             elif option.name in from_file:
                 values[option.name] = _convert(option, from_file[option.name], str(file_path))
             else:
@@ -488,6 +562,10 @@ class Config:
             raise ConfigError("no application given: pass APP as 'module:attribute'")
         if values["uds"] and values["fd"] is not None:
             raise ConfigError("--uds and --fd cannot be used together")
+        if values["health_path"] is not None and not str(values["health_path"]).startswith("/"):
+            raise ConfigError(
+                f"invalid value {values['health_path']!r} for --health-path: must start with '/'"
+            )
         if values["reuse_port"] and (values["uds"] or values["fd"] is not None):
             raise ConfigError("--reuse-port needs a TCP --host/--port, not --uds or --fd")
         return cls(app=app, values=values)
@@ -525,6 +603,16 @@ class Config:
             "http": self.http,
             "h2_max_concurrent_streams": self.h2_max_concurrent_streams,
             "h2_max_reset_streams": self.h2_max_reset_streams,
+            "limit_request_body": self.limit_request_body or None,
+            "limit_request_line": self.limit_request_line or None,
+            "limit_request_fields": self.limit_request_fields or None,
+            "limit_request_field_size": self.limit_request_field_size or None,
+            "timeout_request_head": float(self.timeout_request_head),
+            "timeout_request": float(self.timeout_request),
+            "health_path": self.health_path,
+            "forwarded_allow_ips": (
+                [self.forwarded_allow_ips or "127.0.0.1"] if self.proxy_headers else []
+            ),
             "loop_watchdog": float(self.loop_watchdog or 0) if event_loop else None,
             "max_loop_lag": float(self.max_loop_lag or 0) / 1000 if event_loop else None,
             "ws": (

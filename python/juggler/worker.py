@@ -180,7 +180,6 @@ class Worker:
         self.channel.ready()
         try:
             await self._stop.wait()
-            error_logger.info("Shutting down")
             await self._drain(server)
         finally:
             for sig in STOP_SIGNALS:
@@ -205,6 +204,8 @@ class Worker:
     async def _drain(self, server: Any) -> None:
         """Stops accepting, then waits for open requests up to the graceful timeout."""
         server.shutdown()
+        # Logged once the server drains (health checks answer 503 from here on).
+        error_logger.info("Shutting down")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.timeout_graceful_shutdown
         forced = loop.create_task(self._wait_forced())

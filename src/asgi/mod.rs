@@ -162,8 +162,11 @@ fn start_request(py: Python<'_>, core: Arc<AsgiCore>, req: Box<NewRequest>) {
         parts,
         conn,
         websocket,
+        forwarded,
     } = *req;
-    let mut access = AccessInfo::capture(&core.loggers, &parts, &conn);
+    let forwarded = forwarded.as_deref();
+    let mut access = AccessInfo::capture(&core.loggers, &parts, &conn, forwarded);
+
     let watched = core.host.config.loop_watchdog.map(|_| Watched {
         current: core.host.current.clone(),
         label: Arc::new(RequestLabel::new(&parts)),
@@ -174,7 +177,7 @@ fn start_request(py: Python<'_>, core: Arc<AsgiCore>, req: Box<NewRequest>) {
     let (result, target) = match websocket {
         None => {
             let result = (|| -> PyResult<PyObject> {
-                let scope = core.scope.build(py, &parts, &conn, state)?;
+                let scope = core.scope.build(py, &parts, &conn, state, forwarded)?;
                 let receive = Py::new(py, AsgiReceive::new(io.clone()))?;
                 let send = Py::new(py, AsgiSend::new(io.clone()))?;
                 core.app.call1(py, (scope, receive, send))
@@ -187,7 +190,7 @@ fn start_request(py: Python<'_>, core: Arc<AsgiCore>, req: Box<NewRequest>) {
                 let protocols = crate::ws::handshake::subprotocols(&parts.headers);
                 let scope = core
                     .scope
-                    .build_websocket(py, &parts, &conn, state, protocols)?;
+                    .build_websocket(py, &parts, &conn, state, protocols, forwarded)?;
                 let receive = Py::new(py, websocket::WebSocketReceive::new(ws.clone()))?;
                 let send = Py::new(py, websocket::WebSocketSend::new(ws.clone()))?;
                 core.app.call1(py, (scope, receive, send))
@@ -201,11 +204,47 @@ fn start_request(py: Python<'_>, core: Arc<AsgiCore>, req: Box<NewRequest>) {
             RunApp::new(coro, target.clone(), access.take(), watched),
         )?;
         let kwargs = core.task_kwargs.as_ref().map(|k| k.bind(py));
-        core.create_task.call(py, (run,), kwargs).map(drop)
+        let task = core.create_task.call(py, (run,), kwargs)?;
+        if core.host.config.request_timeout.is_some() {
+            if let Target::Http(io) = &target {
+                let cancel = CancelTask {
+                    task: parking_lot::Mutex::new(Some(task)),
+                    mailbox: core.host.mailbox.clone(),
+                };
+                io.exchange.set_canceller(Arc::new(cancel));
+            }
+        }
+        Ok(())
     });
     if let Err(err) = result {
         // The app could not even be called (not an ASGI callable, or it raised at once).
         target.conclude(py, access.as_ref(), finish::Ending::Raised(&err));
+    }
+}
+
+/// Cancels a request's task on the loop thread once the server answered in its place
+/// (`--timeout-request`). The exchange drops it when the app is done, which ends the
+/// reference cycle task -> exchange -> task.
+struct CancelTask {
+    task: parking_lot::Mutex<Option<PyObject>>,
+    mailbox: Arc<crate::bridge::Mailbox<LoopEvent>>,
+}
+
+impl crate::bridge::AppWaker for CancelTask {
+    fn wake(self: Arc<Self>) {
+        let mailbox = self.mailbox.clone();
+        mailbox.post(LoopEvent::Wake(self));
+    }
+}
+
+impl crate::interface::LoopWake for CancelTask {
+    fn wake_on_loop(self: Arc<Self>, py: Python<'_>) {
+        let task = self.task.lock().take();
+        if let Some(task) = task {
+            if let Err(e) = task.call_method0(py, intern!(py, "cancel")) {
+                e.print(py);
+            }
+        }
     }
 }
 

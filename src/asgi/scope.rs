@@ -3,12 +3,13 @@
 use std::sync::atomic::Ordering;
 
 use http::request::Parts;
-use http::{Method, Version};
+use http::{header, Method, Version};
 use percent_encoding::percent_decode;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
+use crate::http::forwarded::Forwarded;
 use crate::server::{ConnInfo, ServerAddr};
 
 /// The parts of every scope that never change, copied per request.
@@ -70,12 +71,13 @@ impl ScopeTemplate {
         conn: &ConnInfo,
         state: Option<&Bound<'py, PyDict>>,
         subprotocols: Vec<String>,
+        forwarded: Option<&Forwarded>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let scope = self.websocket.bind(py).copy()?;
-        if conn.secure.load(Ordering::Relaxed) {
+        if is_secure(conn, forwarded) {
             scope.set_item(intern!(py, "scheme"), intern!(py, "wss"))?;
         }
-        self.fill(py, &scope, parts, conn, state)?;
+        self.fill(py, &scope, parts, conn, state, forwarded)?;
         scope.set_item(intern!(py, "subprotocols"), PyList::new(py, subprotocols)?)?;
         let extensions = PyDict::new(py);
         extensions.set_item(intern!(py, "websocket.http.response"), PyDict::new(py))?;
@@ -89,14 +91,15 @@ impl ScopeTemplate {
         parts: &Parts,
         conn: &ConnInfo,
         state: Option<&Bound<'py, PyDict>>,
+        forwarded: Option<&Forwarded>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let scope = self.template.bind(py).copy()?;
         scope.set_item(intern!(py, "http_version"), http_version(py, parts.version))?;
         scope.set_item(intern!(py, "method"), method(py, &parts.method))?;
-        if conn.secure.load(Ordering::Relaxed) {
+        if is_secure(conn, forwarded) {
             scope.set_item(intern!(py, "scheme"), intern!(py, "https"))?;
         }
-        self.fill(py, &scope, parts, conn, state)?;
+        self.fill(py, &scope, parts, conn, state, forwarded)?;
         Ok(scope)
     }
 
@@ -108,6 +111,7 @@ impl ScopeTemplate {
         parts: &Parts,
         conn: &ConnInfo,
         state: Option<&Bound<'py, PyDict>>,
+        forwarded: Option<&Forwarded>,
     ) -> PyResult<()> {
         let raw_path = parts.uri.path().as_bytes();
         let decoded = percent_decode(raw_path).decode_utf8_lossy();
@@ -122,24 +126,54 @@ impl ScopeTemplate {
         scope.set_item(intern!(py, "query_string"), PyBytes::new(py, query))?;
 
         let headers = PyList::empty(py);
+        // A forwarded host replaces the Host header, which frameworks build URLs from.
+        let mut host = forwarded.and_then(|f| f.host.as_deref());
         for (name, value) in &parts.headers {
+            let value = match host {
+                Some(h) if name == header::HOST => {
+                    host = None;
+                    h.as_bytes()
+                }
+                _ => value.as_bytes(),
+            };
             let pair = PyTuple::new(
                 py,
                 [
                     PyBytes::new(py, name.as_str().as_bytes()),
-                    PyBytes::new(py, value.as_bytes()),
+                    PyBytes::new(py, value),
                 ],
             )?;
             headers.append(pair)?;
+        }
+        if let Some(h) = host {
+            // The request had no Host header (HTTP/2 names the host in :authority).
+            headers.append((PyBytes::new(py, b"host"), PyBytes::new(py, h.as_bytes())))?;
         }
         scope.set_item(intern!(py, "headers"), headers)?;
         let addr = addresses(py, conn)?;
         scope.set_item(intern!(py, "client"), addr.client.bind(py))?;
         scope.set_item(intern!(py, "server"), addr.server.bind(py))?;
+        if let Some(f) = forwarded {
+            // Per request: the connection's cached tuples stay as they are.
+            if let Some((ip, port)) = &f.client {
+                scope.set_item(intern!(py, "client"), (ip.as_str(), *port))?;
+            }
+            if let Some((name, port)) = &f.server {
+                scope.set_item(intern!(py, "server"), (name.as_str(), *port))?;
+            }
+        }
         if let Some(state) = state {
             scope.set_item(intern!(py, "state"), state.copy()?)?;
         }
         Ok(())
+    }
+}
+
+/// TLS as the client spoke it: to the proxy, when a trusted one said so.
+fn is_secure(conn: &ConnInfo, forwarded: Option<&Forwarded>) -> bool {
+    match forwarded.and_then(|f| f.https) {
+        Some(https) => https,
+        None => conn.secure.load(Ordering::Relaxed),
     }
 }
 
@@ -232,7 +266,13 @@ mod tests {
         with_py(|py| {
             let t = ScopeTemplate::new(py, "").expect("template");
             let s = t
-                .build(py, &parts("/a/%E2%82%AC/b%20c?x=%41", &[]), &tcp(), None)
+                .build(
+                    py,
+                    &parts("/a/%E2%82%AC/b%20c?x=%41", &[]),
+                    &tcp(),
+                    None,
+                    None,
+                )
                 .expect("scope");
             assert_eq!(get::<String>(&s, "path"), "/a/€/b c");
             assert_eq!(get::<Vec<u8>>(&s, "raw_path"), b"/a/%E2%82%AC/b%20c");
@@ -248,7 +288,7 @@ mod tests {
         with_py(|py| {
             let t = ScopeTemplate::new(py, "/api").expect("template");
             let s = t
-                .build(py, &parts("/items", &[]), &tcp(), None)
+                .build(py, &parts("/items", &[]), &tcp(), None, None)
                 .expect("scope");
             assert_eq!(get::<String>(&s, "root_path"), "/api");
             assert_eq!(get::<String>(&s, "path"), "/api/items");
@@ -261,7 +301,7 @@ mod tests {
         with_py(|py| {
             let t = ScopeTemplate::new(py, "").expect("template");
             let p = parts("/", &[("X-A", "1"), ("x-b", "2"), ("X-A", "3")]);
-            let s = t.build(py, &p, &tcp(), None).expect("scope");
+            let s = t.build(py, &p, &tcp(), None, None).expect("scope");
             let headers: Vec<(Vec<u8>, Vec<u8>)> = get(&s, "headers");
             let a: Vec<_> = headers.iter().filter(|(k, _)| k == b"x-a").collect();
             assert_eq!(a.len(), 2);
@@ -277,7 +317,9 @@ mod tests {
     fn addresses_for_tcp_and_unix() {
         with_py(|py| {
             let t = ScopeTemplate::new(py, "").expect("template");
-            let s = t.build(py, &parts("/", &[]), &tcp(), None).expect("scope");
+            let s = t
+                .build(py, &parts("/", &[]), &tcp(), None, None)
+                .expect("scope");
             assert_eq!(
                 get::<(String, u16)>(&s, "client"),
                 ("127.0.0.1".into(), 5000)
@@ -294,12 +336,53 @@ mod tests {
                 secure: Default::default(),
                 alpn_h2: Default::default(),
             };
-            let s = t.build(py, &parts("/", &[]), &unix, None).expect("scope");
+            let s = t
+                .build(py, &parts("/", &[]), &unix, None, None)
+                .expect("scope");
             assert!(s.get_item("client").expect("get").expect("key").is_none());
             assert_eq!(
                 get::<(String, Option<u16>)>(&s, "server"),
                 ("/tmp/j.sock".into(), None)
             );
+        })
+    }
+
+    #[test]
+    fn forwarded_addresses_apply_to_one_request_only() {
+        with_py(|py| {
+            let t = ScopeTemplate::new(py, "").expect("template");
+            let conn = tcp();
+            let f = Forwarded {
+                client: Some(("203.0.113.7".into(), 0)),
+                https: Some(true),
+                host: Some("example.com".into()),
+                server: Some(("example.com".into(), 443)),
+            };
+            let p = parts("/", &[("host", "internal:8000"), ("x-a", "1")]);
+            let s = t.build(py, &p, &conn, None, Some(&f)).expect("scope");
+            assert_eq!(
+                get::<(String, u16)>(&s, "client"),
+                ("203.0.113.7".into(), 0)
+            );
+            assert_eq!(
+                get::<(String, u16)>(&s, "server"),
+                ("example.com".into(), 443)
+            );
+            assert_eq!(get::<String>(&s, "scheme"), "https");
+            let headers: Vec<(Vec<u8>, Vec<u8>)> = get(&s, "headers");
+            assert_eq!(headers[0], (b"host".to_vec(), b"example.com".to_vec()));
+            assert_eq!(headers.len(), 2, "replaced, not added");
+            // The next request on the same connection sees the connection's own addresses.
+            let s = t.build(py, &p, &conn, None, None).expect("scope");
+            assert_eq!(
+                get::<(String, u16)>(&s, "client"),
+                ("127.0.0.1".into(), 5000)
+            );
+            assert_eq!(get::<String>(&s, "scheme"), "http");
+            let ws = t
+                .build_websocket(py, &p, &conn, None, vec![], Some(&f))
+                .expect("scope");
+            assert_eq!(get::<String>(&ws, "scheme"), "wss");
         })
     }
 
@@ -310,7 +393,7 @@ mod tests {
             let state = PyDict::new(py);
             state.set_item("db", "pool").expect("set");
             let first = t
-                .build(py, &parts("/", &[]), &tcp(), Some(&state))
+                .build(py, &parts("/", &[]), &tcp(), Some(&state), None)
                 .expect("scope");
             let copy = first
                 .get_item("state")
@@ -320,13 +403,13 @@ mod tests {
                 .expect("dict");
             copy.set_item("leak", true).expect("set");
             let second = t
-                .build(py, &parts("/", &[]), &tcp(), Some(&state))
+                .build(py, &parts("/", &[]), &tcp(), Some(&state), None)
                 .expect("scope");
             let fresh = second.get_item("state").expect("get").expect("state");
             assert!(!fresh.contains("leak").expect("contains"));
             assert!(!state.contains("leak").expect("contains"));
             assert!(t
-                .build(py, &parts("/", &[]), &tcp(), None)
+                .build(py, &parts("/", &[]), &tcp(), None, None)
                 .expect("scope")
                 .get_item("state")
                 .expect("get")
@@ -338,7 +421,9 @@ mod tests {
     fn pathsend_is_offered_in_a_plain_dict_of_extensions() {
         with_py(|py| {
             let t = ScopeTemplate::new(py, "").expect("template");
-            let scope = t.build(py, &parts("/", &[]), &tcp(), None).expect("scope");
+            let scope = t
+                .build(py, &parts("/", &[]), &tcp(), None, None)
+                .expect("scope");
             let offered = scope
                 .get_item("extensions")
                 .expect("get")

@@ -11,6 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::exchange::{Exchange, OutPoll};
 use super::file::FileBody;
+use super::head_timer::ResponseDone;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the application did not finish its response")]
@@ -22,6 +23,9 @@ pub enum ResponseBody {
     /// A file the server reads itself (pathsend, wsgi.file_wrapper). Boxed: every response
     /// is moved several times on its way to hyper, and a larger enum costs each of them.
     File(Box<FileBody>),
+    /// Any of the above, telling a connection's head clock when hyper is done with it
+    /// (only with `--timeout-request-head`).
+    Tracked(Box<(ResponseBody, ResponseDone)>),
 }
 
 impl ResponseBody {
@@ -60,6 +64,7 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ResponseAborted>>> {
         match self.get_mut() {
+            ResponseBody::Tracked(t) => Pin::new(&mut t.0).poll_frame(cx),
             ResponseBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ResponseBody::Stream(s) => match s.exchange.poll_out(cx.waker()) {
                 OutPoll::Data(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
@@ -88,6 +93,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(data) => data.is_none(),
             ResponseBody::Stream(s) => s.exchange.out_is_end(),
             ResponseBody::File(f) => f.remaining() == 0,
+            ResponseBody::Tracked(t) => t.0.is_end_stream(),
         }
     }
 
@@ -98,6 +104,7 @@ impl Body for ResponseBody {
             }
             ResponseBody::Stream(_) => SizeHint::default(),
             ResponseBody::File(f) => SizeHint::with_exact(f.remaining()),
+            ResponseBody::Tracked(t) => t.0.size_hint(),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::config::CoreConfig;
+use crate::config::{CoreConfig, DEFAULT_MAX_FIELDS};
 
 pub struct Builders {
     pub h1: http1::Builder,
@@ -18,12 +18,18 @@ impl Builders {
         h1.timer(TokioTimer::new())
             .max_header_size(cfg.max_header_size)
             .auto_date_header(cfg.date_header);
+        // Only when it differs from hyper's default: setting it at all moves hyper's header
+        // array from the stack to a fresh allocation per request.
+        if let Some(n) = cfg.limits.fields.filter(|n| *n != DEFAULT_MAX_FIELDS) {
+            h1.max_headers(n);
+        }
         // Not `pipeline_flush`: with it hyper buffers a streaming body without bound when
         // the client reads slowly (its write buffer then always reports room), defeating
         // backpressure.
         match cfg.keep_alive_timeout {
             // hyper's header-read timer starts as soon as a connection waits for a request
-            // head, so it bounds idle keep-alive connections and slow headers alike.
+            // head, so it bounds idle keep-alive connections and slow headers alike;
+            // `--timeout-request-head` bounds a head from its first byte (`head_timer`).
             Some(t) => h1.keep_alive(true).header_read_timeout(t),
             None => h1
                 .keep_alive(false)

@@ -12,6 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::{watch, Notify};
 
 use super::builders::Builders;
+use super::head_timer::{Clocked, HeadClock};
 use super::sniff::{sniff, Prefixed, Sniffed};
 use super::{service, Http};
 use crate::config::HttpVersions;
@@ -41,18 +42,48 @@ impl ServeConnection for HttpProtocol {
         self: Arc<Self>,
         io: I,
         info: Arc<ConnInfo>,
+        phase: watch::Receiver<Phase>,
+        token: Token,
+    ) {
+        // Two copies of the serving code, so that a connection without a head timeout has no
+        // clock in the way of its reads.
+        match self.http.config.limits.head_timeout {
+            None => self.serve_io(io, info, phase, token, None).await,
+            Some(limit) => {
+                let clock = Arc::new(HeadClock::default());
+                let io = Clocked::new(io, clock.clone());
+                self.serve_io(io, info, phase, token, Some((clock, limit)))
+                    .await
+            }
+        }
+    }
+}
+
+impl HttpProtocol {
+    async fn serve_io<I: Io>(
+        self: Arc<Self>,
+        io: I,
+        info: Arc<ConnInfo>,
         mut phase: watch::Receiver<Phase>,
         token: Token,
+        head: Option<(Arc<HeadClock>, Duration)>,
     ) {
         let _token = token;
         let http = self.http.clone();
         let first = Arc::new(FirstRequest::default());
         let seen = first.clone();
         let conn_info = info.clone();
+        // Whether this peer may speak for its clients: decided once per connection.
+        let proxied = http.config.proxy.as_ref().is_some_and(|trusted| {
+            trusted.trusts_peer(info.client.as_ref().map(|(host, _)| host.as_str()))
+        });
+        let clock = head.as_ref().map(|(c, _)| c.clone());
         let svc = service_fn(move |req| {
             seen.mark();
-            service::handle(req, info.clone(), http.clone())
+            service::handle(req, info.clone(), http.clone(), proxied, clock.clone())
         });
+        // HTTP/2 has no slow head to time: its frames interleave, and h2 bounds them.
+        let h1_head = head;
         let b = &self.builders;
         let h2 = match self.http.config.http {
             HttpVersions::Http1 => false,
@@ -70,31 +101,43 @@ impl ServeConnection for HttpProtocol {
                     Sniffed::Closed => {}
                     Sniffed::Http1 => {
                         let conn = b.h1.serve_connection(io, svc).with_upgrades();
-                        self.drive(conn, |c| c.graceful_shutdown(), first, conn_info, phase)
-                            .await
+                        let d = Drive {
+                            first,
+                            conn_info,
+                            phase,
+                            head: h1_head,
+                        };
+                        self.drive(conn, |c| c.graceful_shutdown(), d).await
                     }
                     Sniffed::Http2 => {
                         let conn = b.h2.serve_connection(io, svc);
-                        self.drive(conn, |c| c.graceful_shutdown(), first, conn_info, phase)
-                            .await
+                        let d = Drive {
+                            first,
+                            conn_info,
+                            phase,
+                            head: None,
+                        };
+                        self.drive(conn, |c| c.graceful_shutdown(), d).await
                     }
                 };
             }
         };
         let io = TokioIo::new(io);
+        let d = Drive {
+            first,
+            conn_info,
+            phase,
+            head: if h2 { None } else { h1_head },
+        };
         if h2 {
             let conn = b.h2.serve_connection(io, svc);
-            self.drive(conn, |c| c.graceful_shutdown(), first, conn_info, phase)
-                .await
+            self.drive(conn, |c| c.graceful_shutdown(), d).await
         } else {
             let conn = b.h1.serve_connection(io, svc).with_upgrades();
-            self.drive(conn, |c| c.graceful_shutdown(), first, conn_info, phase)
-                .await
+            self.drive(conn, |c| c.graceful_shutdown(), d).await
         }
     }
-}
 
-impl HttpProtocol {
     /// The HTTP version of a cleartext connection, from its first bytes; None when it never
     /// says (it idled past the keep-alive timeout, or the server is going away).
     async fn sniff<I: Io>(
@@ -135,17 +178,17 @@ impl HttpProtocol {
 
     /// Serves the connection until it ends, shutting it gracefully on a drain and dropping
     /// it on an abort.
-    async fn drive<C, E>(
-        &self,
-        conn: C,
-        shutdown: impl Fn(Pin<&mut C>),
-        first: Arc<FirstRequest>,
-        conn_info: Arc<ConnInfo>,
-        mut phase: watch::Receiver<Phase>,
-    ) where
+    async fn drive<C, E>(&self, conn: C, shutdown: impl Fn(Pin<&mut C>), d: Drive)
+    where
         C: Future<Output = Result<(), E>>,
         E: std::fmt::Display,
     {
+        let Drive {
+            first,
+            conn_info,
+            mut phase,
+            head,
+        } = d;
         tokio::pin!(conn);
         let mut draining = false;
         // Draining, and waiting for a fresh connection's first request before closing.
@@ -198,9 +241,32 @@ impl HttpProtocol {
                     awaiting_first = false;
                     shutdown(conn.as_mut());
                 }
+                // A head trickling in for longer than --timeout-request-head (slowloris):
+                // dropped without an answer, as hyper does with its own header timeout.
+                _ = async {
+                    match &head {
+                        Some((clock, limit)) => clock.expired(*limit).await,
+                        None => std::future::pending().await,
+                    }
+                }, if head.is_some() => {
+                    self.http.registry.report().log(
+                        LogLevel::Debug,
+                        "connection closed: request head not complete in time".into(),
+                    );
+                    return;
+                }
             }
         }
     }
+}
+
+/// What `drive` watches besides the connection.
+struct Drive {
+    first: Arc<FirstRequest>,
+    conn_info: Arc<ConnInfo>,
+    phase: watch::Receiver<Phase>,
+    /// The head clock and its limit (`--timeout-request-head`, HTTP/1.1 only).
+    head: Option<(Arc<HeadClock>, Duration)>,
 }
 
 /// Whether a connection has begun serving a request yet.

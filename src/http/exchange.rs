@@ -96,6 +96,9 @@ struct Inner {
     /// The request body was malformed (bad chunk framing): answer 400 if nothing was sent.
     body_error: bool,
     waker: Option<Arc<dyn AppWaker>>,
+    /// Stops the app's call when the server answers in its place (`--timeout-request`):
+    /// cancels an ASGI task. Taken when the app is done, so it never outlives the call.
+    canceller: Option<Arc<dyn AppWaker>>,
     want_body: bool,
     want_room: bool,
     // response
@@ -180,6 +183,12 @@ fn check_length(status: StatusCode, headers: &HeaderMap, len: u64) -> Result<()>
     }
     Ok(())
 }
+
+/// The server cannot answer in the app's place: the app's response has started, or the
+/// client left.
+#[derive(Debug, thiserror::Error)]
+#[error("the response has started or the client left")]
+pub struct TooLate;
 
 /// Counts an exchange towards `--limit-concurrency` until the app is done with it.
 struct InflightToken(Arc<AtomicUsize>);
@@ -516,16 +525,48 @@ impl Exchange {
         self.demand.notify_one();
     }
 
+    /// Registers how to stop the app's call should the server answer in its place.
+    pub fn set_canceller(&self, canceller: Arc<dyn AppWaker>) {
+        let mut g = self.inner.lock();
+        if g.inflight.is_some() {
+            g.canceller = Some(canceller);
+        }
+    }
+
+    /// The server answers in the app's place (a request body over `--limit-request-body`, a
+    /// handler past `--timeout-request`): the response goes out now, and from here on the
+    /// app sees a disconnect. Returns the canceller to run, or Err when the app's own
+    /// response has started (or the client left) and nothing can be answered any more.
+    pub fn answer_instead(
+        &self,
+        response: Response<ResponseBody>,
+    ) -> std::result::Result<Option<Arc<dyn AppWaker>>, TooLate> {
+        let (responder, canceller) = {
+            let mut g = self.inner.lock();
+            if g.disconnected {
+                return Err(TooLate);
+            }
+            let Some(r) = g.responder.take() else {
+                return Err(TooLate);
+            };
+            g.status = Some(response.status());
+            (r, g.canceller.take())
+        };
+        let _ = responder.send(response);
+        self.disconnect();
+        Ok(canceller)
+    }
+
     /// The app is finished: answers a 500 if it never started a response, or cuts a response
     /// it left half-sent. Returns what happened, for the log.
     pub fn finish(&self) -> Finished {
         // Taken under the lock, dropped after it: what they hold may call back in. A waker
         // left parked by an app that gave up waiting is dropped, not called.
-        let (parked, inflight) = {
+        let (parked, inflight, canceller) = {
             let mut g = self.inner.lock();
-            (g.waker.take(), g.inflight.take())
+            (g.waker.take(), g.inflight.take(), g.canceller.take())
         };
-        drop((parked, inflight));
+        drop((parked, inflight, canceller));
         let (responder, body_waker, outcome) = {
             let mut g = self.inner.lock();
             if g.response_complete {
@@ -953,6 +994,48 @@ mod tests {
         assert_eq!(ex.finish(), Finished::Disconnected);
         let r = rx.try_recv().expect("a response");
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn the_server_answers_instead_only_before_the_app_did() {
+        let (ex, mut rx, inflight) = exchange();
+        let canceller = Arc::new(Counter::default());
+        ex.set_canceller(canceller.clone());
+        let reader = Arc::new(Counter::default());
+        assert!(ex.park(Want::Body, reader.clone()));
+        let r = plain_response(StatusCode::GATEWAY_TIMEOUT, "late");
+        let got = ex.answer_instead(r).expect("nothing was sent yet");
+        got.expect("the canceller").wake();
+        assert_eq!(canceller.count(), 1);
+        assert_eq!(reader.count(), 1, "a waiting app learns of it");
+        assert_eq!(ex.next_received(), Some(Received::Disconnect));
+        assert_eq!(
+            rx.try_recv().expect("answered").status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(ex.status(), Some(StatusCode::GATEWAY_TIMEOUT));
+        assert!(ex
+            .answer_instead(plain_response(StatusCode::OK, ""))
+            .is_err());
+        assert_eq!(ex.finish(), Finished::Disconnected);
+        assert_eq!(inflight.load(Ordering::SeqCst), 0);
+
+        // Once the app's head has gone, it is too late; the canceller goes with the call.
+        let (ex, _rx, _) = exchange();
+        let canceller = Arc::new(Counter::default());
+        ex.set_canceller(canceller.clone());
+        let _ = ex
+            .start_response(StatusCode::OK, HeaderMap::new(), Bytes::new(), true)
+            .expect("head");
+        assert!(ex
+            .answer_instead(plain_response(StatusCode::OK, ""))
+            .is_err());
+        ex.finish();
+        assert_eq!(
+            Arc::strong_count(&canceller),
+            1,
+            "finish drops the canceller"
+        );
     }
 
     #[test]

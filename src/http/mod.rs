@@ -6,9 +6,13 @@ pub mod builders;
 pub mod conn;
 pub mod exchange;
 pub mod file;
+pub mod forwarded;
+pub mod head_timer;
+pub mod limits;
 pub mod service;
 pub mod sniff;
 pub mod static_files;
+pub mod timeout;
 pub mod upgrade;
 
 use std::sync::atomic::AtomicUsize;
@@ -29,6 +33,8 @@ pub struct NewRequest {
     /// Set when the request is a WebSocket handshake: the app gets a `websocket` scope, and
     /// the exchange carries only an HTTP answer that refuses the upgrade.
     pub websocket: Option<Arc<crate::ws::Session>>,
+    /// What a trusted proxy said about the client (`--proxy-headers`), for this request only.
+    pub forwarded: Option<Box<forwarded::Forwarded>>,
 }
 
 /// How the interface above takes requests, called on the I/O thread.

@@ -12,8 +12,9 @@ use tokio::sync::oneshot;
 
 use super::body::{plain_response, ResponseBody};
 use super::exchange::{DisconnectGuard, Exchange};
-use super::{upgrade, Http, NewRequest};
-use crate::server::ConnInfo;
+use super::head_timer::{HeadClock, ResponseDone};
+use super::{forwarded, limits, timeout, upgrade, Http, NewRequest};
+use crate::server::{ConnInfo, Phase};
 
 pub(super) fn unavailable(http: &Http) -> Response<ResponseBody> {
     let mut r = plain_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
@@ -35,14 +36,41 @@ fn lagging(http: &Http) -> Response<ResponseBody> {
     r
 }
 
+/// One request. `proxied` says whether the connection's peer is trusted with proxy headers
+/// (decided once per connection); `head` is the connection's head clock, when there is one.
 pub async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnInfo>,
     http: Arc<Http>,
+    proxied: bool,
+    head: Option<Arc<HeadClock>>,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    // Tells the head clock when this request is over: when hyper drops the response body,
+    // or at once for the answers given here without the app.
+    let done = head.map(|clock| {
+        clock.request_began();
+        ResponseDone(clock)
+    });
+    if let Some(path) = &http.config.health_path {
+        if req.uri().path() == path {
+            return Ok(health(&http));
+        }
+    }
     if let Some(limit) = http.config.limit_concurrency {
         if http.inflight.load(Ordering::Relaxed) >= limit {
             return Ok(unavailable(&http));
+        }
+    }
+    let limits = &http.config.limits;
+    if limits.checks_head() || limits.body.is_some() {
+        if let Some(status) = limits::refusal(&req, limits) {
+            // The client may still be sending the body: the close lingers.
+            conn.refused.store(true, Ordering::Relaxed);
+            let mut r = plain_response(status, status.canonical_reason().unwrap_or(""));
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            add_default_headers(r.headers_mut(), &http);
+            return Ok(r);
         }
     }
     if let Some(files) = &http.config.static_files {
@@ -57,8 +85,14 @@ pub async fn handle(
             return Ok(lagging(&http));
         }
     }
+    let forwarded = match &http.config.proxy {
+        Some(trusted) if proxied => {
+            forwarded::resolve(req.headers(), trusted, conn.secure.load(Ordering::Relaxed))
+        }
+        _ => None,
+    };
     if upgrade::wants_websocket(&req, &http) {
-        let mut response = upgrade::handle(req, conn, http.clone()).await;
+        let mut response = upgrade::handle(req, conn, http.clone(), forwarded).await;
         add_default_headers(response.headers_mut(), &http);
         return Ok(response);
     }
@@ -71,6 +105,7 @@ pub async fn handle(
         exchange.finish_body();
     } else if is_small(&parts.headers) {
         // A small body is read before the app starts, so its first receive() never waits.
+        // Its Content-Length was checked against --limit-request-body above.
         if read_inline(&exchange, body).await.is_err() {
             return Ok(plain_response(StatusCode::BAD_REQUEST, "Bad Request"));
         }
@@ -78,14 +113,25 @@ pub async fn handle(
         // The interim 100 Continue goes out when the body is first polled, so an app that
         // answers without reading the body never asks the client to send it.
         let lazy = expects_continue(&parts.headers);
-        tokio::spawn(pump_body(exchange.clone(), body, lazy));
+        let pump = Pump {
+            exchange: exchange.clone(),
+            limit: limits.body,
+            conn: conn.clone(),
+        };
+        tokio::spawn(pump_body(pump, body, lazy));
     }
 
+    // Only when the timeout is on: what its log line names.
+    let timed = http
+        .config
+        .request_timeout
+        .map(|t| (t, format!("{} {}", parts.method, parts.uri.path())));
     let request = NewRequest {
         exchange: exchange.clone(),
         parts,
         conn,
         websocket: None,
+        forwarded,
     };
     if http.dispatch.dispatch(request).is_err() {
         // The app side is full: refuse this one instead of queueing without bound.
@@ -95,7 +141,12 @@ pub async fn handle(
     }
     http.registry.count_request();
 
-    let mut response = match rx.await {
+    let answered = match timed {
+        None => rx.await,
+        // Boxed: its timer would otherwise make every request's future larger.
+        Some((limit, what)) => Box::pin(timeout::wait(rx, limit, &exchange, &http, &what)).await,
+    };
+    let mut response = match answered {
         Ok(r) => r,
         // The app side let go of the exchange without answering: on abort, or when a WSGI
         // thread gave up on a client that kept it waiting before anything was sent.
@@ -103,7 +154,25 @@ pub async fn handle(
     };
     guard.0 = None;
     add_default_headers(response.headers_mut(), &http);
-    Ok(response)
+    match done {
+        None => Ok(response),
+        Some(done) => Ok(response.map(|body| ResponseBody::Tracked(Box::new((body, done))))),
+    }
+}
+
+/// `--health-path`: 200 while the worker serves, 503 once it drains, so that a load
+/// balancer takes it out of rotation before it goes.
+fn health(http: &Http) -> Response<ResponseBody> {
+    let mut r = match http.registry.phase() {
+        Phase::Running => plain_response(StatusCode::OK, "OK"),
+        Phase::Draining | Phase::Abort => {
+            plain_response(StatusCode::SERVICE_UNAVAILABLE, "Shutting down")
+        }
+    };
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    add_default_headers(r.headers_mut(), http);
+    r
 }
 
 fn add_default_headers(headers: &mut HeaderMap, http: &Http) {
@@ -148,8 +217,21 @@ async fn read_inline(exchange: &Exchange, mut body: Incoming) -> Result<(), hype
     Ok(())
 }
 
+/// What the body pump feeds, and the most it may feed (`--limit-request-body`).
+struct Pump {
+    exchange: Arc<Exchange>,
+    limit: Option<u64>,
+    conn: Arc<ConnInfo>,
+}
+
 /// Streams the request body into the exchange, pausing while the app is HIGH_WATER behind.
-async fn pump_body(exchange: Arc<Exchange>, mut body: Incoming, lazy: bool) {
+async fn pump_body(pump: Pump, mut body: Incoming, lazy: bool) {
+    let Pump {
+        exchange,
+        limit,
+        conn,
+    } = pump;
+    let mut received: u64 = 0;
     if lazy {
         exchange.demand.notified().await;
     }
@@ -174,6 +256,19 @@ async fn pump_body(exchange: Arc<Exchange>, mut body: Incoming, lazy: bool) {
             }
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
+                    received += data.len() as u64;
+                    if limit.is_some_and(|l| received > l) {
+                        // A body without a Content-Length (chunked, or HTTP/2) grew past the
+                        // limit: the app sees a disconnect, the client a 413 if nothing was
+                        // sent yet, and the connection closes (lingering: the client is
+                        // probably still sending).
+                        conn.refused.store(true, Ordering::Relaxed);
+                        if exchange.answer_instead(limits::too_large()).is_err() {
+                            // The app's response had begun: it is cut instead.
+                            exchange.disconnect();
+                        }
+                        return;
+                    }
                     if !exchange.push_body(data) {
                         return;
                     }

@@ -27,6 +27,7 @@ pub async fn handle(
     mut req: Request<Incoming>,
     conn: Arc<ConnInfo>,
     http: Arc<Http>,
+    forwarded: Option<Box<super::forwarded::Forwarded>>,
 ) -> Response<ResponseBody> {
     let Some(config) = http.config.ws.clone() else {
         return plain_response(StatusCode::BAD_REQUEST, "Bad Request");
@@ -49,6 +50,7 @@ pub async fn handle(
         parts,
         conn,
         websocket: Some(session.clone()),
+        forwarded,
     };
     if http.dispatch.dispatch(request).is_err() {
         return service::unavailable(&http);

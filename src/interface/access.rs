@@ -12,6 +12,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::log::Loggers;
+use crate::http::forwarded::Forwarded;
 use crate::log_format::{Atom, LogFormat};
 use crate::server::ConnInfo;
 
@@ -29,14 +30,26 @@ pub struct AccessInfo {
 
 impl AccessInfo {
     /// None when the access log is off, so that nothing is captured for nothing.
-    pub fn capture(loggers: &Loggers, parts: &Parts, conn: &ConnInfo) -> Option<Self> {
+    /// The client is the one a trusted proxy named, when it named one (as in the scope).
+    pub fn capture(
+        loggers: &Loggers,
+        parts: &Parts,
+        conn: &ConnInfo,
+        forwarded: Option<&Forwarded>,
+    ) -> Option<Self> {
         loggers
             .access_enabled
-            .then(|| Self::new(loggers, parts, conn))
+            .then(|| Self::new(loggers, parts, conn, forwarded))
     }
 
-    fn new(loggers: &Loggers, parts: &Parts, conn: &ConnInfo) -> Self {
-        let client = match &conn.client {
+    fn new(
+        loggers: &Loggers,
+        parts: &Parts,
+        conn: &ConnInfo,
+        forwarded: Option<&Forwarded>,
+    ) -> Self {
+        let named = forwarded.and_then(|f| f.client.as_ref());
+        let client = match named.or(conn.client.as_ref()) {
             Some((host, port)) => format!("{host}:{port}"),
             None => "-".to_owned(),
         };

@@ -70,9 +70,10 @@ impl Caller {
             parts,
             conn,
             websocket: _,
+            forwarded,
         } = request;
         let _busy = Busy::enter(parts.method.as_str(), parts.uri.path());
-        let access = AccessInfo::capture(&self.loggers, &parts, &conn);
+        let access = AccessInfo::capture(&self.loggers, &parts, &conn, forwarded.as_deref());
         let waker = ThreadWaker::for_this_thread();
         let waiter = || Waiter {
             exchange: exchange.clone(),
@@ -87,7 +88,9 @@ impl Caller {
         } else {
             (|| -> PyResult<()> {
                 let input = Py::new(py, WsgiInput::new(waiter()))?.into_any();
-                let environ = self.environ.build(py, &parts, &conn, input)?;
+                let environ = self
+                    .environ
+                    .build(py, &parts, &conn, input, forwarded.as_deref())?;
                 let start = Py::new(py, StartResponse::new(response.clone()))?;
                 let iterable = self.app.bind(py).call1((environ, start))?;
                 let sent = drive(py, &response, &iterable, lease);

@@ -7,6 +7,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
+use crate::http::forwarded::Forwarded;
 use crate::server::{ConnInfo, ServerAddr};
 
 /// Bytes as a PEP 3333 "native string": each byte is the code point of the same value.
@@ -52,6 +53,7 @@ impl EnvironTemplate {
         parts: &Parts,
         conn: &ConnInfo,
         input: PyObject,
+        forwarded: Option<&Forwarded>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let env = self.template.bind(py).copy()?;
         env.set_item(
@@ -82,9 +84,36 @@ impl EnvironTemplate {
             env.set_item(intern!(py, "REMOTE_PORT"), port.bind(py))?;
         }
         add_headers(py, &env, &parts.headers)?;
+        if let Some(f) = forwarded {
+            apply_forwarded(py, &env, f)?;
+        }
         env.set_item(intern!(py, "wsgi.input"), input)?;
         Ok(env)
     }
+}
+
+/// What a trusted proxy said, for this request only (the connection's cached keys stay).
+fn apply_forwarded(py: Python<'_>, env: &Bound<'_, PyDict>, f: &Forwarded) -> PyResult<()> {
+    if let Some(https) = f.https {
+        let scheme = if https {
+            intern!(py, "https")
+        } else {
+            intern!(py, "http")
+        };
+        env.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
+    }
+    if let Some((ip, port)) = &f.client {
+        env.set_item(intern!(py, "REMOTE_ADDR"), ip.as_str())?;
+        env.set_item(intern!(py, "REMOTE_PORT"), port.to_string())?;
+    }
+    if let Some(host) = &f.host {
+        env.set_item(intern!(py, "HTTP_HOST"), host.as_str())?;
+    }
+    if let Some((name, port)) = &f.server {
+        env.set_item(intern!(py, "SERVER_NAME"), name.as_str())?;
+        env.set_item(intern!(py, "SERVER_PORT"), port.to_string())?;
+    }
+    Ok(())
 }
 
 fn add_headers(py: Python<'_>, env: &Bound<'_, PyDict>, headers: &HeaderMap) -> PyResult<()> {

@@ -1,0 +1,187 @@
+//! `--timeout-request-head`: a request head must be complete within a bound of its first
+//! byte, however long the connection idled before it. hyper's own header-read timer starts
+//! as soon as a connection waits for a head, so it bounds idle keep-alive and slow heads
+//! together (it stays the keep-alive timeout); a long keep-alive (behind a load balancer)
+//! would otherwise give a slowloris client that long to trickle in a head.
+//!
+//! The clock watches the connection's reads: bytes that arrive while no request is in
+//! progress begin a head and start the clock; hyper calling the service ends the head.
+//! A request is in progress from then until hyper drops its response body, so request body
+//! bytes, and bytes pipelined behind a long response, never count as a slow head.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+#[derive(Default)]
+struct State {
+    /// Requests whose response body hyper still holds.
+    active: usize,
+    /// When the bytes of a head began to arrive, while one is arriving.
+    started: Option<Instant>,
+}
+
+/// One connection's head clock.
+#[derive(Default)]
+pub struct HeadClock {
+    state: Mutex<State>,
+    started: Notify,
+}
+
+impl HeadClock {
+    fn on_bytes(&self) {
+        let mut s = self.state.lock();
+        if s.active == 0 && s.started.is_none() {
+            s.started = Some(Instant::now());
+            drop(s);
+            self.started.notify_one();
+        }
+    }
+
+    /// hyper parsed a head and calls the service.
+    pub fn request_began(&self) {
+        let mut s = self.state.lock();
+        s.active += 1;
+        s.started = None;
+    }
+
+    /// hyper is done with a response (its body was dropped).
+    pub fn response_done(&self) {
+        let mut s = self.state.lock();
+        s.active = s.active.saturating_sub(1);
+    }
+
+    /// Resolves once a head has been arriving for longer than `limit`.
+    pub async fn expired(&self, limit: Duration) {
+        loop {
+            let started = self.started.notified();
+            tokio::pin!(started);
+            started.as_mut().enable();
+            let since = self.state.lock().started;
+            match since {
+                None => started.await,
+                Some(t) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(t + limit) => {
+                            let s = self.state.lock();
+                            if s.active == 0 && s.started == Some(t) {
+                                return;
+                            }
+                        }
+                        _ = started => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Held in a response body; tells the clock when hyper drops it.
+pub struct ResponseDone(pub Arc<HeadClock>);
+
+impl Drop for ResponseDone {
+    fn drop(&mut self) {
+        self.0.response_done();
+    }
+}
+
+/// A connection's stream, noting reads for its head clock.
+pub struct Clocked<I> {
+    io: I,
+    clock: Arc<HeadClock>,
+}
+
+impl<I> Clocked<I> {
+    pub fn new(io: I, clock: Arc<HeadClock>) -> Self {
+        Self { io, clock }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Clocked<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.clock.on_bytes();
+        }
+        polled
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Clocked<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_head_expires_and_idle_time_does_not_count() {
+        let clock = Arc::new(HeadClock::default());
+        let limit = Duration::from_secs(2);
+        // Idle for long: nothing expires.
+        let idle = tokio::time::timeout(Duration::from_secs(60), clock.expired(limit)).await;
+        assert!(idle.is_err());
+        clock.on_bytes();
+        let t0 = Instant::now();
+        clock.expired(limit).await;
+        assert_eq!(Instant::now() - t0, limit);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_during_a_request_do_not_start_the_clock() {
+        let clock = Arc::new(HeadClock::default());
+        let limit = Duration::from_secs(2);
+        clock.on_bytes();
+        clock.request_began();
+        clock.on_bytes(); // request body, or pipelined behind the response
+        let busy = tokio::time::timeout(Duration::from_secs(10), clock.expired(limit)).await;
+        assert!(
+            busy.is_err(),
+            "no head is arriving while a request is in progress"
+        );
+        drop(ResponseDone(clock.clone()));
+        clock.on_bytes();
+        let next = tokio::time::timeout(Duration::from_secs(3), clock.expired(limit)).await;
+        assert!(next.is_ok(), "the next head is timed");
+    }
+}
