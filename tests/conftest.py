@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -248,9 +249,21 @@ def recv_until_close(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+#: Bytes read past the end of a response, kept for the next ``read_response`` on that socket:
+#: pipelined responses often arrive in one read.
+_read_ahead: weakref.WeakKeyDictionary[socket.socket, bytes] = weakref.WeakKeyDictionary()
+
+
 def read_response(sock: socket.socket) -> tuple[bytes, dict[str, str], bytes]:
-    """Reads one Content-Length or chunked response from a keep-alive socket."""
-    buf = b""
+    """Reads one Content-Length or chunked response from a keep-alive socket; what comes after
+    it (the next pipelined response) is kept for the next call."""
+    status, headers, body, rest = _read_one(sock, _read_ahead.pop(sock, b""))
+    if rest:
+        _read_ahead[sock] = rest
+    return status, headers, body
+
+
+def _read_one(sock: socket.socket, buf: bytes) -> tuple[bytes, dict[str, str], bytes, bytes]:
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
         if not chunk:
@@ -269,7 +282,7 @@ def read_response(sock: socket.socket) -> tuple[bytes, dict[str, str], bytes]:
             if not chunk:
                 raise ConnectionError("closed mid-body")
             rest += chunk
-        return status_line.encode(), headers, rest[:n]
+        return status_line.encode(), headers, rest[:n], rest[n:]
     if headers.get("transfer-encoding") == "chunked":
 
         def more() -> bytes:
@@ -290,5 +303,6 @@ def read_response(sock: socket.socket) -> tuple[bytes, dict[str, str], bytes]:
             body += rest[:size]
             rest = rest[size + 2 :]
             if size == 0:
-                return status_line.encode(), headers, body
-    return status_line.encode(), headers, rest
+                return status_line.encode(), headers, body, rest
+    # Neither length nor chunks: the body runs to the close.
+    return status_line.encode(), headers, rest, b""
