@@ -249,3 +249,24 @@ def chain(*normalisers: Normaliser) -> Normaliser:
         return data
 
     return run
+
+
+#: The crawl of the Flask-style apps (Flask, and Quart, which mirrors Flask's API): the same
+#: routes in `apps/flask_compat.py` and `apps/quart_compat.py`.
+FLASK_STYLE_CRAWL = [
+    Req("GET", "/"),
+    Req("HEAD", "/"),
+    Req("GET", "/json?a=1&a=2&b=%20"),
+    Req("POST", "/form", data={"name": "juggler", "many": ["1", "2"]}),
+    Req("POST", "/form", files={"up": ("f.txt", b"z" * 70_000, "text/plain")}, data={"k": "v"}),
+    Req("POST", "/echo", content=bytes(range(256)) * 100),
+    Req("GET", "/redirect"),
+    Req("GET", "/abort"),
+    Req("GET", "/boom"),
+    Req("GET", "/stream"),
+    Req("GET", "/static/style.css"),
+    Req("GET", "/static/data.bin"),
+    Req("GET", "/static/nope.css"),
+    Req("GET", "/nowhere"),
+    Req("DELETE", "/json"),
+]

@@ -1,26 +1,12 @@
 """Flask under juggler and Gunicorn."""
 
 import pytest
-from harness import Req, pair_fixture
+from harness import FLASK_STYLE_CRAWL, Req, pair_fixture
 
 servers = pair_fixture("flask_compat:app", "wsgi")
 
 CRAWL = [
-    Req("GET", "/"),
-    Req("HEAD", "/"),
-    Req("GET", "/json?a=1&a=2&b=%20"),
-    Req("POST", "/form", data={"name": "juggler", "many": ["1", "2"]}),
-    Req("POST", "/form", files={"up": ("f.txt", b"z" * 70_000, "text/plain")}, data={"k": "v"}),
-    Req("POST", "/echo", content=bytes(range(256)) * 100),
-    Req("GET", "/redirect"),
-    Req("GET", "/abort"),
-    Req("GET", "/boom"),
-    Req("GET", "/stream"),
-    Req("GET", "/static/style.css"),
-    Req("GET", "/static/data.bin"),
-    Req("GET", "/static/nope.css"),
-    Req("GET", "/nowhere"),
-    Req("DELETE", "/json"),
+    *FLASK_STYLE_CRAWL,
     Req("HEAD", "/stream"),
     Req("HEAD", "/static/data.bin"),
     Req("GET", "/static/style.css", headers={"if-modified-since": "Fri, 01 Jan 2100 00:00:00 GMT"}),
