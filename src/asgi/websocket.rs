@@ -37,8 +37,10 @@ enum Stage {
     /// Answering with its own HTTP response instead.
     Denying,
     Open,
-    /// The app closed (or refused with a close before accepting): nothing more to send.
+    /// The app closed an accepted socket: nothing more to send.
     Closed,
+    /// The app closed before accepting: the handshake was answered 403.
+    Refused,
 }
 
 /// One WebSocket's side on the loop thread.
@@ -81,7 +83,7 @@ impl WsIo {
     pub fn conclude(&self, py: Python<'_>, access: Option<&AccessInfo>, ending: Ending<'_>) {
         let stage = *self.stage.lock();
         let log = &self.http.core.loggers;
-        let accepted = matches!(stage, Stage::Open | Stage::Closed) && !self.refused_early();
+        let accepted = matches!(stage, Stage::Open | Stage::Closed);
         // Before accepting, an app that returns or fails gets a 500 from the exchange;
         // afterwards this only releases the request's place in the in-flight count.
         let outcome = self.http.exchange.finish();
@@ -135,11 +137,6 @@ impl WsIo {
             };
             a.log(py, log, status, 0);
         }
-    }
-
-    /// Whether the handshake was refused by a close before accepting (a 403).
-    fn refused_early(&self) -> bool {
-        self.http.exchange.status() == Some(StatusCode::FORBIDDEN)
     }
 
     fn wait_receive(self: &Arc<Self>, py: Python<'_>) -> PyResult<Option<PyObject>> {
@@ -283,7 +280,7 @@ fn unexpected(kind: &str, stage: Stage) -> PyErr {
         Stage::Handshake => "before 'websocket.accept'",
         Stage::Denying => "after 'websocket.http.response.start'",
         Stage::Open => "after 'websocket.accept'",
-        Stage::Closed => "after 'websocket.close'",
+        Stage::Closed | Stage::Refused => "after 'websocket.close'",
     };
     protocol_error(format!("Unexpected ASGI message '{kind}' sent, {why}."))
 }
@@ -335,7 +332,7 @@ impl WebSocketSend {
                 match stage {
                     Stage::Handshake => {
                         // Closing before accepting refuses the handshake with a 403.
-                        *io.stage.lock() = Stage::Closed;
+                        *io.stage.lock() = Stage::Refused;
                         io.session.refuse();
                         let sent = io.http.exchange.start_response(
                             StatusCode::FORBIDDEN,
