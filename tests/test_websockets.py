@@ -113,6 +113,7 @@ def test_close_before_accept_is_403(ws_server: Juggler) -> None:
     with pytest.raises(InvalidStatus) as refused:
         connect(url(ws_server, "/close-before-accept"))
     assert refused.value.response.status_code == 403
+    ws_server.wait_for(r'"GET /close-before-accept HTTP/1.1" 403$')
 
 
 def test_denial_response_extension(ws_server: Juggler) -> None:
