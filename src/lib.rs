@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod interface;
 pub mod log_format;
+pub mod metrics;
 pub mod server;
 pub mod trusted;
 pub mod ws;
@@ -30,6 +31,7 @@ fn _juggler(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<config::CoreConfig>()?;
     m.add_class::<interface::server::Server>()?;
     m.add_class::<interface::siblings::LoadSlots>()?;
+    m.add_class::<interface::metrics::Metrics>()?;
     m.add_class::<interface::tls::TlsSettings>()?;
     asgi::register(m)?;
     wsgi::register(m)?;

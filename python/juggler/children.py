@@ -38,7 +38,7 @@ class WorkerProcess:
     """The supervisor's record of one worker."""
 
     pid: int
-    #: Its place in the shared connection counts (None: not balanced).
+    #: Its place in the shared connection counts and metrics (None: beyond them).
     slot: int | None
     channel: SupervisorChannel
     #: Where the worker's faulthandler writes its stacks.
@@ -87,6 +87,10 @@ class WorkerSpec:
     #: Where workers sharing ``sock`` publish their connection counts (None with
     #: --reuse-port, where the kernel spreads connections itself).
     slots: Any = None
+    #: Where workers count what --metrics-bind serves (None without it).
+    metrics: Any = None
+    #: How many worker slots both have: a worker beyond them is neither balanced nor counted.
+    slot_count: int = 0
 
 
 def spawn(
@@ -94,7 +98,7 @@ def spawn(
 ) -> WorkerProcess:
     """Forks a worker. ``announce``: it logs which interface it serves (the first one does).
     ``close_in_child``: the supervisor's descriptors the child must not keep. ``slot``: its
-    place in ``spec.slots``."""
+    place in ``spec.slots`` and ``spec.metrics``."""
     channel_r, channel_w = os.pipe()
     try:
         dump_r, dump_w = os.pipe()
@@ -158,7 +162,17 @@ def _worker_main(
     if max_requests:
         max_requests += random.randint(0, config.max_requests_jitter)
     load_slot = (spec.slots, slot) if spec.slots is not None and slot is not None else None
-    worker = Worker(config, sock, app, interface, WorkerChannel(channel_w), max_requests, load_slot)
+    metrics_slot = (spec.metrics, slot) if spec.metrics is not None and slot is not None else None
+    worker = Worker(
+        config,
+        sock,
+        app,
+        interface,
+        WorkerChannel(channel_w),
+        max_requests,
+        load_slot,
+        metrics_slot,
+    )
     try:
         return worker.run()
     except RuntimeError as exc:

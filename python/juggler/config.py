@@ -82,6 +82,23 @@ def _cert_reqs(text: str) -> int:
     return value
 
 
+def split_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPV6]:PORT`` as (host, port); ValueError says what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError("must look like HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("an IPv6 address must be in brackets: [ADDRESS]:PORT")
+    return host, _port(port)
+
+
+def _host_port(text: str) -> str:
+    split_host_port(text)
+    return text
+
+
 def _header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep or not name.strip():
@@ -327,6 +344,15 @@ OPTIONS: tuple[Option, ...] = (
         "Answer GET/HEAD requests for this path in the server itself, without calling the app:"
         " 200 while serving, 503 once shutting down.",
         metavar="PATH",
+    ),
+    Option(
+        "metrics_bind",
+        None,
+        "Serve Prometheus metrics of all workers (requests, statuses, durations, connections,"
+        " bytes, loop lag, WSGI threads, worker restarts) at http://HOST:PORT/metrics, from the"
+        " supervisor. Off by default.",
+        _host_port,
+        metavar="HOST:PORT",
     ),
     Option(
         "proxy_headers",

@@ -18,7 +18,7 @@ import socket
 import time
 from typing import Any
 
-from . import _juggler, reloader, tls
+from . import _juggler, metrics_endpoint, reloader, tls
 from . import logging as jlogging
 from .channel import Message, beat_interval
 from .children import WorkerProcess, WorkerSpec, read_stacks, spawn
@@ -28,6 +28,7 @@ from .fatal import fatal, install_fatal_formatter
 from .importer import ImportFromStringError, load_app
 from .interfaces import resolve_interface
 from .logging import error_logger
+from .metrics_endpoint import MetricsBindError, MetricsEndpoint
 from .sockets import BindError, bind, describe, reserve_reuse_port
 
 #: Workers that can share their connection counts, at least (workers beyond the slots, added
@@ -80,34 +81,36 @@ def run(config: Config) -> int:
             fatal(str(exc))
             return EXIT_APP_LOAD
     reserved: socket.socket | None = None
+    metrics_sock: socket.socket | None = None
+    # A slot per worker, with room for some added by SIGTTIN: for the shared connection counts
+    # (an eventfd each, in every process) and the metrics.
+    slots = max(MIN_LOAD_SLOTS, 2 * int(config.workers))
     try:
+        metrics = _juggler.Metrics(slots) if config.metrics_bind else None
         if config.reuse_port:
             reserved = reserve_reuse_port(config.host, config.port)
             host, port = reserved.getsockname()[:2]
-            spec = WorkerSpec(config, None, (host, port), app)
+            spec = WorkerSpec(config, None, (host, port), app, None, metrics, slots)
             where = describe(reserved, tls=bool(config.ssl_certfile))
         else:
             sock = bind(config)
-            spec = WorkerSpec(config, sock, None, app, _load_slots(config.workers))
+            load = _juggler.LoadSlots(slots)
+            spec = WorkerSpec(config, sock, None, app, load, metrics, slots)
             where = describe(sock, tls=bool(config.ssl_certfile))
-    except BindError as exc:
+        if config.metrics_bind:
+            metrics_sock = metrics_endpoint.bind(config.metrics_bind)
+    except (BindError, MetricsBindError) as exc:
         fatal(str(exc))
         return EXIT_BIND_FAILED
     except OSError as exc:
         fatal(f"cannot set up the workers' shared state: {exc}")
         return EXIT_BIND_FAILED
     try:
-        return Supervisor(config, spec, where).run()
+        return Supervisor(config, spec, where, metrics_sock).run()
     finally:
-        for s in (spec.sock, reserved):
+        for s in (spec.sock, reserved, metrics_sock):
             if s is not None:
                 s.close()
-
-
-def _load_slots(workers: int) -> Any:
-    """Where workers sharing the socket publish their connection counts: a slot per worker,
-    with room for some added by SIGTTIN (an eventfd each, in every process)."""
-    return _juggler.LoadSlots(max(MIN_LOAD_SLOTS, 2 * workers))
 
 
 def _check_environment(config: Config) -> tuple[str, int] | None:
@@ -146,7 +149,13 @@ def _check_environment(config: Config) -> tuple[str, int] | None:
 
 
 class Supervisor:
-    def __init__(self, config: Config, spec: WorkerSpec, where: str) -> None:
+    def __init__(
+        self,
+        config: Config,
+        spec: WorkerSpec,
+        where: str,
+        metrics_sock: socket.socket | None = None,
+    ) -> None:
         self.config = config
         self.spec = spec
         self.where = where
@@ -168,6 +177,10 @@ class Supervisor:
         self._wakeup_r, self._wakeup_w = os.pipe()
         self._pid_file_written = False
         self._last_check = time.monotonic()
+        self.metrics_sock = metrics_sock
+        self.metrics: MetricsEndpoint | None = None
+        #: Workers started in place of others, by why (for the metrics).
+        self.restarts: collections.Counter[str] = collections.Counter()
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -178,6 +191,9 @@ class Supervisor:
         for sig in HANDLED_SIGNALS:
             signal.signal(sig, self._queue_signal)
         self.selector.register(self._wakeup_r, selectors.EVENT_READ)
+        if self.metrics_sock is not None:
+            self.metrics = MetricsEndpoint(self.metrics_sock, self.selector, self._render_metrics)
+            error_logger.info("Metrics on %s%s", self.metrics.address, metrics_endpoint.METRICS_PATH)
         try:
             self._write_pid_file()
         except OSError as exc:
@@ -208,7 +224,7 @@ class Supervisor:
 
     def _wait(self) -> None:
         timeout = beat_interval(self.config.timeout_worker) / 2
-        for key, _ in self.selector.select(timeout):
+        for key, mask in self.selector.select(timeout):
             if key.fd == self._wakeup_r:
                 try:
                     while os.read(self._wakeup_r, 512):
@@ -217,8 +233,19 @@ class Supervisor:
                     pass
             elif key.fd == self.reloader_fd:
                 self._read_reloader()
+            elif self.metrics is not None and self.metrics.owns(key):
+                self.metrics.on_ready(key, mask)
             else:
                 self._read_worker(key.data)
+        if self.metrics is not None:
+            self.metrics.expire()
+
+    def _render_metrics(self, openmetrics: bool) -> tuple[str, str]:
+        assert self.spec.metrics is not None
+        workers = [(w.slot, w.pid) for w in self.workers.values() if w.slot is not None]
+        restarts = sorted(self.restarts.items())
+        content_type, text = self.spec.metrics.render(workers, restarts, openmetrics)
+        return content_type, text
 
     # -- workers --------------------------------------------------------------------------
 
@@ -239,10 +266,8 @@ class Supervisor:
         return worker
 
     def _free_slot(self) -> int | None:
-        if self.spec.slots is None:
-            return None
         used = {w.slot for w in self.workers.values()}
-        return next((i for i in range(len(self.spec.slots)) if i not in used), None)
+        return next((i for i in range(self.spec.slot_count) if i not in used), None)
 
     def _release_slot(self, worker: WorkerProcess) -> None:
         if worker.slot is not None and self.spec.slots is not None:
@@ -251,6 +276,8 @@ class Supervisor:
     def _descriptors(self) -> list[int]:
         """The supervisor's descriptors a new child must close."""
         fds = [self._wakeup_r, self._wakeup_w, self.selector.fileno()]
+        if self.metrics is not None:
+            fds += self.metrics.fds()
         for w in self.workers.values():
             fds += [w.channel.fd, w.dump_fd]
         if self.reloader_fd is not None:
@@ -290,6 +317,7 @@ class Supervisor:
                 message.requests,
             )
             worker.retiring = True
+            self.restarts["recycled"] += 1
 
     def _announce_when_all_ready(self) -> None:
         if self.announced:
@@ -318,6 +346,8 @@ class Supervisor:
             self.selector.unregister(worker.channel.fd)
         worker.close()
         self._release_slot(worker)
+        if self.spec.metrics is not None and worker.slot is not None:
+            self.spec.metrics.clear(worker.slot)
         how = _describe_status(status)
         code = os.waitstatus_to_exitcode(status)
         if worker.stop_sent is not None:
@@ -333,6 +363,8 @@ class Supervisor:
             and time.monotonic() - worker.ready_at < CRASH_WINDOW
             and not _killed_from_outside(status)
         )
+        if worker.ready and not self.stopping:
+            self.restarts["died"] += 1
         if worker.ready and not crashed_at_once:
             error_logger.error(
                 "Worker [%d] died unexpectedly (%s); starting a replacement", worker.pid, how
@@ -458,6 +490,7 @@ class Supervisor:
                 )
                 worker.killed = True
                 self._stop_worker(worker, signal.SIGKILL)
+                self.restarts["timeout"] += 1
                 continue
             if worker.stalled_call is not None and not worker.retiring and now >= self.respawn_at:
                 age, what = worker.stalled_call
@@ -475,6 +508,7 @@ class Supervisor:
                         stacks or "(no stack received)",
                     )
                     worker.retiring = True
+                    self.restarts["timeout"] += 1
 
     # -- stopping -------------------------------------------------------------------------
 
@@ -553,6 +587,8 @@ class Supervisor:
         for sig in HANDLED_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
+        if self.metrics is not None:
+            self.metrics.close()
         self.selector.close()
         for fd in (self._wakeup_r, self._wakeup_w, self.reloader_fd):
             if fd is not None:
@@ -574,6 +610,7 @@ class Supervisor:
             error_logger.info("%s: starting %d new worker(s)", why, self.target)
         for w in old:
             w.retiring = True
+        self.restarts["reload"] += len(old)
         self.respawn_at = 0.0
 
     def _start_reloader(self) -> None:

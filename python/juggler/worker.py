@@ -58,6 +58,7 @@ class Worker:
         channel: WorkerChannel,
         max_requests: int | None = None,
         load_slot: tuple[Any, int] | None = None,
+        metrics_slot: tuple[Any, int] | None = None,
     ) -> None:
         self.config = config
         self.sock = sock
@@ -69,6 +70,8 @@ class Worker:
         self.max_requests = max_requests
         #: The shared connection counts of the workers, and this worker's place in them.
         self.load_slot = load_slot
+        #: The shared metrics (--metrics-bind), and this worker's slot in them.
+        self.metrics_slot = metrics_slot
         self._recycle_asked = False
 
         #: WSGI calls were still running when the worker stopped: threads cannot be cancelled,
@@ -168,6 +171,8 @@ class Worker:
             server.on_request_limit(lambda: self._request_limit_reached(server))
         if self.load_slot is not None:
             server.share_load(*self.load_slot)
+        if self.metrics_slot is not None:
+            server.share_metrics(*self.metrics_slot)
         if self.config.timeout_worker > 0:
             server.on_heartbeat(
                 beat_interval(self.config.timeout_worker), lambda: self._beat(server)

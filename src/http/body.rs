@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use super::exchange::{Exchange, OutPoll};
 use super::file::FileBody;
 use super::head_timer::ResponseDone;
+use super::measure::Measure;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the application did not finish its response")]
@@ -23,9 +24,15 @@ pub enum ResponseBody {
     /// A file the server reads itself (pathsend, wsgi.file_wrapper). Boxed: every response
     /// is moved several times on its way to hyper, and a larger enum costs each of them.
     File(Box<FileBody>),
-    /// Any of the above, telling a connection's head clock when hyper is done with it
-    /// (only with `--timeout-request-head`).
-    Tracked(Box<(ResponseBody, ResponseDone)>),
+    /// Any of the above, telling a connection's head clock (`--timeout-request-head`) and the
+    /// metrics (`--metrics-bind`) when hyper is done with it, by being dropped.
+    Tracked(Box<Tracked>),
+}
+
+pub struct Tracked {
+    pub body: ResponseBody,
+    pub done: Option<ResponseDone>,
+    pub measure: Option<Measure>,
 }
 
 impl ResponseBody {
@@ -64,7 +71,7 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ResponseAborted>>> {
         match self.get_mut() {
-            ResponseBody::Tracked(t) => Pin::new(&mut t.0).poll_frame(cx),
+            ResponseBody::Tracked(t) => Pin::new(&mut t.body).poll_frame(cx),
             ResponseBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ResponseBody::Stream(s) => match s.exchange.poll_out(cx.waker()) {
                 OutPoll::Data(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
@@ -93,7 +100,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(data) => data.is_none(),
             ResponseBody::Stream(s) => s.exchange.out_is_end(),
             ResponseBody::File(f) => f.remaining() == 0,
-            ResponseBody::Tracked(t) => t.0.is_end_stream(),
+            ResponseBody::Tracked(t) => t.body.is_end_stream(),
         }
     }
 
@@ -104,7 +111,7 @@ impl Body for ResponseBody {
             }
             ResponseBody::Stream(_) => SizeHint::default(),
             ResponseBody::File(f) => SizeHint::with_exact(f.remaining()),
-            ResponseBody::Tracked(t) => t.0.size_hint(),
+            ResponseBody::Tracked(t) => t.body.size_hint(),
         }
     }
 }

@@ -51,6 +51,7 @@ pub mod file;
 pub mod forwarded;
 pub mod head_timer;
 pub mod limits;
+pub mod measure;
 pub mod service;
 pub mod sniff;
 pub mod static_files;
@@ -94,4 +95,6 @@ pub struct Http {
     pub inflight: Arc<AtomicUsize>,
     /// The event loop's lag, for `--max-loop-lag`.
     pub lag: Arc<LoopLag>,
+    /// Where this worker counts its requests (`--metrics-bind`).
+    pub metrics: Option<crate::metrics::Slot>,
 }

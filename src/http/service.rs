@@ -10,9 +10,10 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
-use super::body::{plain_response, ResponseBody};
+use super::body::{plain_response, ResponseBody, Tracked};
 use super::exchange::{DisconnectGuard, Exchange};
 use super::head_timer::{HeadClock, ResponseDone};
+use super::measure::Measure;
 use super::{forwarded, limits, timeout, upgrade, Http, NewRequest};
 use crate::server::{ConnInfo, Phase};
 
@@ -45,20 +46,43 @@ pub async fn handle(
     proxied: bool,
     head: Option<Arc<HeadClock>>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    // Tells the head clock when this request is over: when hyper drops the response body,
-    // or at once for the answers given here without the app.
+    // The head clock and the metrics learn that this request is over when hyper drops the
+    // response body (or this future, if the client leaves first).
     let done = head.map(|clock| {
         clock.request_began();
         ResponseDone(clock)
     });
+    let mut measure = http.metrics.as_ref().map(Measure::begin);
+    let response = respond(req, conn, http, proxied).await;
+    if done.is_none() && measure.is_none() {
+        return Ok(response);
+    }
+    if let Some(m) = &mut measure {
+        m.answered(response.status().as_u16());
+    }
+    Ok(response.map(|body| {
+        ResponseBody::Tracked(Box::new(Tracked {
+            body,
+            done,
+            measure,
+        }))
+    }))
+}
+
+async fn respond(
+    req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+    http: Arc<Http>,
+    proxied: bool,
+) -> Response<ResponseBody> {
     if let Some(path) = &http.config.health_path {
         if req.uri().path() == path {
-            return Ok(health(&http));
+            return health(&http);
         }
     }
     if let Some(limit) = http.config.limit_concurrency {
         if http.inflight.load(Ordering::Relaxed) >= limit {
-            return Ok(unavailable(&http));
+            return unavailable(&http);
         }
     }
     let limits = &http.config.limits;
@@ -70,19 +94,19 @@ pub async fn handle(
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             add_default_headers(r.headers_mut(), &http);
-            return Ok(r);
+            return r;
         }
     }
     if let Some(files) = &http.config.static_files {
         if let Some(rest) = files.strip(req.uri().path()) {
             let mut response = files.serve(req.method(), rest, req.headers()).await;
             add_default_headers(response.headers_mut(), &http);
-            return Ok(response);
+            return response;
         }
     }
     if let Some(bound) = http.config.max_loop_lag {
         if http.lag.exceeds(bound) {
-            return Ok(lagging(&http));
+            return lagging(&http);
         }
     }
     let forwarded = match &http.config.proxy {
@@ -94,7 +118,7 @@ pub async fn handle(
     if upgrade::wants_websocket(&req, &http) {
         let mut response = upgrade::handle(req, conn, http.clone(), forwarded).await;
         add_default_headers(response.headers_mut(), &http);
-        return Ok(response);
+        return response;
     }
     let (parts, body) = req.into_parts();
     let (tx, rx) = oneshot::channel();
@@ -107,7 +131,7 @@ pub async fn handle(
         // A small body is read before the app starts, so its first receive() never waits.
         // Its Content-Length was checked against --limit-request-body above.
         if read_inline(&exchange, body).await.is_err() {
-            return Ok(plain_response(StatusCode::BAD_REQUEST, "Bad Request"));
+            return plain_response(StatusCode::BAD_REQUEST, "Bad Request");
         }
     } else {
         // The interim 100 Continue goes out when the body is first polled, so an app that
@@ -137,7 +161,7 @@ pub async fn handle(
         // The app side is full: refuse this one instead of queueing without bound.
         guard.0 = None;
         exchange.disconnect();
-        return Ok(unavailable(&http));
+        return unavailable(&http);
     }
     http.registry.count_request();
 
@@ -154,10 +178,7 @@ pub async fn handle(
     };
     guard.0 = None;
     add_default_headers(response.headers_mut(), &http);
-    match done {
-        None => Ok(response),
-        Some(done) => Ok(response.map(|body| ResponseBody::Tracked(Box::new((body, done))))),
-    }
+    response
 }
 
 /// `--health-path`: 200 while the worker serves, 503 once it drains, so that a load

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod access_out;
 pub mod log;
+pub mod metrics;
 pub mod server;
 pub mod siblings;
 pub mod stack;
@@ -37,6 +38,11 @@ pub trait Interface: Dispatch {
     /// The app call that has been running longest on a thread of its own (WSGI): for how
     /// long, and which request it serves. Read by the worker's heartbeat.
     fn longest_call(&self) -> Option<(std::time::Duration, String)> {
+        None
+    }
+    /// Threads of the interface's own (WSGI): (alive, running a call, calls waiting), for
+    /// `--metrics-bind`.
+    fn threads(&self) -> Option<(usize, usize, usize)> {
         None
     }
 }

@@ -12,6 +12,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::log::Loggers;
+use super::metrics::Metrics;
 use super::siblings::LoadSlots;
 use super::tls::TlsSettings;
 use super::watchdog::{Notifier, Watchdog};
@@ -21,6 +22,7 @@ use crate::bridge::Mailbox;
 use crate::error::Error;
 use crate::http::conn::HttpProtocol;
 use crate::http::Http;
+use crate::metrics::Slot;
 use crate::server::balance::Balance;
 use crate::server::{listener, Phase};
 
@@ -40,7 +42,14 @@ pub struct Server {
     /// With `--loop-watchdog`: the watchdog, and its thread until `join()`.
     watchdog: Option<Arc<Watchdog>>,
     watchdog_thread: Mutex<Option<JoinHandle<()>>>,
+    /// With `--metrics-bind`: this worker's slot in the shared metrics.
+    metrics: Mutex<Option<Slot>>,
 }
+
+/// With `--metrics-bind` and nothing else probing the loop: how often its lag is measured,
+/// and the gauges sampled (WSGI threads). Far below any scrape interval, and ten probes a
+/// second cost nothing measurable.
+const METRICS_SAMPLE_PERIOD: Duration = Duration::from_millis(100);
 
 impl Server {
     /// Built by an interface pyclass's `server()` method.
@@ -79,6 +88,7 @@ impl Server {
             tls: Mutex::new(None),
             watchdog,
             watchdog_thread: Mutex::new(None),
+            metrics: Mutex::new(None),
         })
     }
 
@@ -115,12 +125,17 @@ impl Server {
             .lock()
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("server already started"))?;
+        let metrics = self.metrics.lock().take();
+        if let Some(slot) = &metrics {
+            self.host.registry.set_metrics(slot.clone());
+        }
         let http = Arc::new(Http {
             config: self.host.config.clone(),
             registry: self.host.registry.clone(),
             dispatch: self.interface.clone(),
             inflight: self.host.inflight.clone(),
             lag: self.host.lag.clone(),
+            metrics: metrics.clone(),
         });
         let mailbox = self.host.mailbox.clone();
         let parking = self.interface.clone();
@@ -143,7 +158,9 @@ impl Server {
             .host
             .config
             .loop_probe_period()
+            .or(metrics.as_ref().map(|_| METRICS_SAMPLE_PERIOD))
             .map(|every| (every, self.host.lag.clone(), self.host.mailbox.clone()));
+        let sampled = metrics.map(|slot| (slot, self.host.lag.clone(), self.interface.clone()));
         let handle = crate::server::spawn_io_thread(
             fd,
             unix,
@@ -171,6 +188,9 @@ impl Server {
                 }
                 if let Some((every, lag, mailbox)) = probes {
                     tokio::spawn(probe_loop(every, lag, mailbox, notifier));
+                }
+                if let Some((slot, lag, interface)) = sampled {
+                    tokio::spawn(sample_gauges(slot, lag, interface));
                 }
             },
         )
@@ -309,6 +329,19 @@ impl Server {
         Ok(())
     }
 
+    /// Counts this worker's requests, connections and bytes in `metrics[index]`, for the
+    /// supervisor's `--metrics-bind`. Before `start()`.
+    fn share_metrics(&self, metrics: &Metrics, index: usize) -> PyResult<()> {
+        let slot = Slot::new(metrics.0.clone(), index).ok_or_else(|| {
+            PyIndexError::new_err(format!(
+                "metrics slot {index} of {} does not exist",
+                metrics.0.slots()
+            ))
+        })?;
+        *self.metrics.lock() = Some(slot);
+        Ok(())
+    }
+
     /// Serves TLS with these settings (a handshake before each connection's HTTP). Before
     /// `start()`.
     fn use_tls(&self, settings: &TlsSettings) {
@@ -351,6 +384,20 @@ impl Server {
     #[getter]
     fn running_calls(&self) -> usize {
         self.host.registry.calls()
+    }
+}
+
+/// Copies the gauges that are not counted where they change into the worker's metrics slot:
+/// the loop's lag, and the interface's threads.
+async fn sample_gauges(slot: Slot, lag: Arc<LoopLag>, interface: Arc<dyn Interface>) {
+    let mut ticks = tokio::time::interval(METRICS_SAMPLE_PERIOD);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        slot.loop_lag(lag.lag());
+        if let Some((alive, busy, queued)) = interface.threads() {
+            slot.threads(alive, busy, queued);
+        }
     }
 }
 

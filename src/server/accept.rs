@@ -10,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::counted::Counted;
 use super::linger::Lingering;
 use super::listener::{Accepted, ConnInfo, Listener};
 use super::registry::{LogLevel, Phase, Registry, Token};
@@ -133,13 +134,14 @@ fn spawn_connection<S: ServeConnection>(
     info: Arc<ConnInfo>,
 ) {
     let (token, phase) = (registry.connection(), registry.subscribe());
+    let metrics = registry.metrics().cloned();
     match io {
         Accepted::Tcp(io) => {
-            let io = Lingering::new(io, info.clone());
+            let io = Counted::new(Lingering::new(io, info.clone()), metrics);
             serve(registry, protocol, tls, io, info, phase, token)
         }
         Accepted::Unix(io) => {
-            let io = Lingering::new(io, info.clone());
+            let io = Counted::new(Lingering::new(io, info.clone()), metrics);
             serve(registry, protocol, tls, io, info, phase, token)
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod accept;
 pub mod balance;
+pub mod counted;
 pub mod linger;
 pub mod listener;
 pub mod registry;

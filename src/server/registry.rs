@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::watch;
 
 use super::balance::Balance;
+use crate::metrics::Slot;
 
 /// Shutdown phases, broadcast to the accept loop and every connection.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -45,6 +46,8 @@ pub struct Registry {
     report: Arc<dyn Report>,
     /// This worker's place among siblings sharing the listening socket, if any.
     balance: OnceLock<Balance>,
+    /// Where this worker counts its connections (`--metrics-bind`).
+    metrics: OnceLock<Slot>,
 }
 
 #[derive(Clone, Copy)]
@@ -69,6 +72,7 @@ impl Registry {
             request_limit: request_limit.unwrap_or(0),
             report,
             balance: OnceLock::new(),
+            metrics: OnceLock::new(),
         })
     }
 
@@ -80,6 +84,16 @@ impl Registry {
 
     pub fn balance(&self) -> Option<&Balance> {
         self.balance.get()
+    }
+
+    /// Counts connections (and, through [`super::counted`], their bytes) in `slot`; before
+    /// the accept loop starts.
+    pub fn set_metrics(&self, slot: Slot) {
+        let _ = self.metrics.set(slot);
+    }
+
+    pub fn metrics(&self) -> Option<&Slot> {
+        self.metrics.get()
     }
 
     /// Counts a request handed to the app; reports once when the limit is reached.
@@ -123,6 +137,9 @@ impl Registry {
         if let Some(b) = self.balance.get() {
             b.publish(n);
         }
+        if let Some(m) = self.metrics.get() {
+            m.connection_opened();
+        }
         Token {
             registry: self.clone(),
             kind: Kind::Connection,
@@ -153,6 +170,9 @@ impl Drop for Token {
             Kind::Call => &self.registry.calls,
         };
         let left = counter.fetch_sub(1, Ordering::AcqRel) - 1;
+        if let (Kind::Connection, Some(m)) = (self.kind, self.registry.metrics.get()) {
+            m.connection_closed();
+        }
         if let (Kind::Connection, Some(b)) = (self.kind, self.registry.balance.get()) {
             if self.registry.phase() == Phase::Running {
                 b.publish(left);

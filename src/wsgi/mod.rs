@@ -156,4 +156,8 @@ impl Interface for WsgiCore {
     fn longest_call(&self) -> Option<(Duration, String)> {
         self.busy.longest()
     }
+
+    fn threads(&self) -> Option<(usize, usize, usize)> {
+        Some(self.pool.stats())
+    }
 }

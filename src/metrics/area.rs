@@ -1,0 +1,235 @@
+//! The shared mapping: one fixed block of `u64` cells per worker slot.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Upper bounds of the request duration histogram, in seconds (the last bucket, +Inf, is
+/// implied). Finer at the low end than Prometheus' defaults: most requests a server like this
+/// sees take well under 5 ms.
+pub const DURATION_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The same bounds in nanoseconds, compared on the hot path without floating point.
+const BUCKET_NANOS: [u64; 13] = [
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+
+/// Status codes hyper can carry: 100 to 999, a cell each.
+const FIRST_STATUS: u16 = 100;
+const STATUSES: usize = 900;
+
+/// Cell indexes within a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Cell {
+    /// Gauges, cleared when the slot's worker is gone.
+    InFlight,
+    Connections,
+    LoopLagNanos,
+    Threads,
+    ThreadsBusy,
+    Queued,
+    /// 1 when the worker runs its app on threads of its own (WSGI).
+    Threaded,
+    /// Counters, kept for the life of the supervisor.
+    ConnectionsTotal,
+    BytesIn,
+    BytesOut,
+    DurationNanos,
+}
+
+const GAUGES: [Cell; 7] = [
+    Cell::InFlight,
+    Cell::Connections,
+    Cell::LoopLagNanos,
+    Cell::Threads,
+    Cell::ThreadsBusy,
+    Cell::Queued,
+    Cell::Threaded,
+];
+const FIRST_BUCKET: usize = Cell::DurationNanos as usize + 1;
+/// One cell per bucket bound, and one for +Inf.
+const FIRST_STATUS_CELL: usize = FIRST_BUCKET + BUCKET_NANOS.len() + 1;
+const SLOT_CELLS: usize = FIRST_STATUS_CELL + STATUSES;
+
+/// Every worker slot's cells, in an anonymous shared mapping made before forking.
+pub struct Area {
+    ptr: *mut AtomicU64,
+    slots: usize,
+}
+
+// SAFETY: the mapping is only accessed through atomics, and lives as long as this value.
+unsafe impl Send for Area {}
+unsafe impl Sync for Area {}
+
+impl Area {
+    pub fn new(slots: usize) -> io::Result<Self> {
+        let slots = slots.max(1);
+        let bytes = slots
+            .checked_mul(SLOT_CELLS * std::mem::size_of::<AtomicU64>())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        // SAFETY: a fresh anonymous mapping, zero-filled by the kernel; checked before use.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            ptr: ptr.cast(),
+            slots,
+        })
+    }
+
+    /// How many worker slots there are (never zero).
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    fn cell(&self, slot: usize, index: usize) -> &AtomicU64 {
+        assert!(slot < self.slots && index < SLOT_CELLS, "metrics cell out of range");
+        // SAFETY: in bounds (checked above) of a mapping that is aligned for u64 (page
+        // aligned) and valid until drop.
+        unsafe { &*self.ptr.add(slot * SLOT_CELLS + index) }
+    }
+
+    pub(crate) fn get(&self, slot: usize, cell: Cell) -> u64 {
+        self.cell(slot, cell as usize).load(Ordering::Relaxed)
+    }
+
+    /// Requests answered with each status by the worker in `slot`: (status, count), non-zero
+    /// counts only.
+    pub(crate) fn statuses(&self, slot: usize) -> impl Iterator<Item = (u16, u64)> + '_ {
+        (0..STATUSES).filter_map(move |i| {
+            let n = self.cell(slot, FIRST_STATUS_CELL + i).load(Ordering::Relaxed);
+            (n > 0).then_some((FIRST_STATUS + i as u16, n))
+        })
+    }
+
+    /// The histogram's per-bucket counts (not cumulative), +Inf last.
+    pub(crate) fn buckets(&self, slot: usize) -> [u64; BUCKET_NANOS.len() + 1] {
+        std::array::from_fn(|i| self.cell(slot, FIRST_BUCKET + i).load(Ordering::Relaxed))
+    }
+
+    /// A worker in `slot` is gone: its gauges no longer stand for anything. Its counters stay,
+    /// so that totals never go down.
+    pub fn clear_gauges(&self, slot: usize) {
+        if slot < self.slots {
+            for cell in GAUGES {
+                self.cell(slot, cell as usize).store(0, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for Area {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what new() mapped.
+        unsafe {
+            libc::munmap(
+                self.ptr.cast(),
+                self.slots * SLOT_CELLS * std::mem::size_of::<AtomicU64>(),
+            );
+        }
+    }
+}
+
+/// One worker's slot: what its I/O thread writes.
+#[derive(Clone)]
+pub struct Slot {
+    area: Arc<Area>,
+    index: usize,
+}
+
+impl Slot {
+    /// None when `index` is not a slot of `area`.
+    pub fn new(area: Arc<Area>, index: usize) -> Option<Self> {
+        (index < area.slots).then_some(Self { area, index })
+    }
+
+    fn cell(&self, cell: Cell) -> &AtomicU64 {
+        self.area.cell(self.index, cell as usize)
+    }
+
+    fn add(&self, cell: Cell, n: u64) {
+        self.cell(cell).fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn set(&self, cell: Cell, value: u64) {
+        self.cell(cell).store(value, Ordering::Relaxed);
+    }
+
+    pub fn request_began(&self) {
+        self.add(Cell::InFlight, 1);
+    }
+
+    /// A response is over (sent, cut, or its client gone): counted by status, with how long
+    /// it took from its head.
+    pub fn request_ended(&self, status: u16, took: Duration) {
+        self.cell(Cell::InFlight).fetch_sub(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.add(Cell::DurationNanos, nanos);
+        let bucket = BUCKET_NANOS.partition_point(|&bound| bound < nanos);
+        self.area
+            .cell(self.index, FIRST_BUCKET + bucket)
+            .fetch_add(1, Ordering::Relaxed);
+        let status = usize::from(status.saturating_sub(FIRST_STATUS)).min(STATUSES - 1);
+        self.area
+            .cell(self.index, FIRST_STATUS_CELL + status)
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_opened(&self) {
+        self.add(Cell::Connections, 1);
+        self.add(Cell::ConnectionsTotal, 1);
+    }
+
+    pub fn connection_closed(&self) {
+        self.cell(Cell::Connections).fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn bytes_in(&self, n: usize) {
+        self.add(Cell::BytesIn, n as u64);
+    }
+
+    pub fn bytes_out(&self, n: usize) {
+        self.add(Cell::BytesOut, n as u64);
+    }
+
+    pub fn loop_lag(&self, lag: Duration) {
+        self.set(
+            Cell::LoopLagNanos,
+            u64::try_from(lag.as_nanos()).unwrap_or(u64::MAX),
+        );
+    }
+
+    /// A thread pool's state (WSGI): threads alive, running a job, and jobs waiting.
+    pub fn threads(&self, alive: usize, busy: usize, queued: usize) {
+        self.set(Cell::Threaded, 1);
+        self.set(Cell::Threads, alive as u64);
+        self.set(Cell::ThreadsBusy, busy as u64);
+        self.set(Cell::Queued, queued as u64);
+    }
+}
