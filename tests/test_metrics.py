@@ -15,12 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import APPS, Juggler
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_text
-
-from conftest import APPS, Juggler
 
 METRICS_LINE = re.compile(r"Metrics on (http://\S+/metrics)")
 OPENMETRICS = "application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5"
@@ -105,8 +104,9 @@ def test_requests_statuses_durations_and_bytes_are_counted_across_workers(juggle
         received += len(answer)
     samples = until(
         url,
-        lambda s: s.total("juggler_connections_active") == 0
-        and s.total("juggler_requests_total") == 8,
+        lambda s: (
+            s.total("juggler_connections_active") == 0 and s.total("juggler_requests_total") == 8
+        ),
     )
     for parsed in (samples, scrape(url, openmetrics=True)):
         assert parsed.value("juggler_requests_total", code="200") == 5
@@ -192,8 +192,10 @@ def test_wsgi_threads_busy_and_queued(juggler) -> None:
         samples = until(url, lambda s: s.all("juggler_wsgi_requests_queued", worker="0") != [])
         samples = until(
             url,
-            lambda s: s.value("juggler_wsgi_requests_queued", worker="0") == 1
-            and s.value("juggler_wsgi_threads_busy", worker="0") == 2,
+            lambda s: (
+                s.value("juggler_wsgi_requests_queued", worker="0") == 1
+                and s.value("juggler_wsgi_threads_busy", worker="0") == 2
+            ),
         )
         assert samples.value("juggler_wsgi_threads", worker="0") == 2
         assert samples.value("juggler_requests_in_flight", worker="0") == 3
@@ -206,9 +208,11 @@ def test_wsgi_threads_busy_and_queued(juggler) -> None:
             c.close()
     until(
         url,
-        lambda s: s.value("juggler_wsgi_threads_busy", worker="0") == 0
-        and s.value("juggler_wsgi_requests_queued", worker="0") == 0
-        and s.value("juggler_requests_total", code="200") == 3,
+        lambda s: (
+            s.value("juggler_wsgi_threads_busy", worker="0") == 0
+            and s.value("juggler_wsgi_requests_queued", worker="0") == 0
+            and s.value("juggler_requests_total", code="200") == 3
+        ),
     )
 
 
@@ -222,8 +226,9 @@ def test_restarts_are_counted_and_totals_survive_a_dead_worker(juggler) -> None:
     assert idle.recv(65536).startswith(b"HTTP/1.1 200")
     samples = until(
         url,
-        lambda s: s.total("juggler_requests_total") == 5
-        and s.total("juggler_connections_active") == 1,
+        lambda s: (
+            s.total("juggler_requests_total") == 5 and s.total("juggler_connections_active") == 1
+        ),
     )
     (slot,) = [ls["worker"] for ls, v in samples.all("juggler_connections_active") if v == 1]
     victim = int(samples.all("juggler_worker_info", worker=slot)[0][0]["pid"])
@@ -231,8 +236,10 @@ def test_restarts_are_counted_and_totals_survive_a_dead_worker(juggler) -> None:
     server.wait_for(rf"Worker \[{victim}\] died unexpectedly")
     samples = until(
         url,
-        lambda s: len(s.all("juggler_worker_info")) == 2
-        and victim not in {int(ls["pid"]) for ls, _ in s.all("juggler_worker_info")},
+        lambda s: (
+            len(s.all("juggler_worker_info")) == 2
+            and victim not in {int(ls["pid"]) for ls, _ in s.all("juggler_worker_info")}
+        ),
     )
     idle.close()
     assert samples.value("juggler_worker_restarts_total", reason="died") == 1

@@ -10,6 +10,7 @@ __all__ = [
     "Done",
     "FileWrapper",
     "LoadSlots",
+    "Metrics",
     "ProtocolError",
     "Ready",
     "RunApp",

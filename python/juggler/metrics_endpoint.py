@@ -170,7 +170,7 @@ class MetricsEndpoint:
                 accept += value.lower()
         try:
             content_type, text = self.render("application/openmetrics-text" in accept)
-        except Exception as exc:  # noqa: BLE001 - a failed scrape must not stop the supervisor
+        except Exception as exc:
             self._answer(conn, 500, f"Cannot render the metrics: {exc}", head_only)
             return
         self._send(conn, 200, "OK", content_type, text.encode(), head_only)

@@ -193,7 +193,9 @@ class Supervisor:
         self.selector.register(self._wakeup_r, selectors.EVENT_READ)
         if self.metrics_sock is not None:
             self.metrics = MetricsEndpoint(self.metrics_sock, self.selector, self._render_metrics)
-            error_logger.info("Metrics on %s%s", self.metrics.address, metrics_endpoint.METRICS_PATH)
+            error_logger.info(
+                "Metrics on %s%s", self.metrics.address, metrics_endpoint.METRICS_PATH
+            )
         try:
             self._write_pid_file()
         except OSError as exc:

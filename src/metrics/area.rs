@@ -109,7 +109,10 @@ impl Area {
     }
 
     fn cell(&self, slot: usize, index: usize) -> &AtomicU64 {
-        assert!(slot < self.slots && index < SLOT_CELLS, "metrics cell out of range");
+        assert!(
+            slot < self.slots && index < SLOT_CELLS,
+            "metrics cell out of range"
+        );
         // SAFETY: in bounds (checked above) of a mapping that is aligned for u64 (page
         // aligned) and valid until drop.
         unsafe { &*self.ptr.add(slot * SLOT_CELLS + index) }
@@ -123,7 +126,9 @@ impl Area {
     /// counts only.
     pub(crate) fn statuses(&self, slot: usize) -> impl Iterator<Item = (u16, u64)> + '_ {
         (0..STATUSES).filter_map(move |i| {
-            let n = self.cell(slot, FIRST_STATUS_CELL + i).load(Ordering::Relaxed);
+            let n = self
+                .cell(slot, FIRST_STATUS_CELL + i)
+                .load(Ordering::Relaxed);
             (n > 0).then_some((FIRST_STATUS + i as u16, n))
         })
     }
@@ -231,5 +236,139 @@ impl Slot {
         self.set(Cell::Threads, alive as u64);
         self.set(Cell::ThreadsBusy, busy as u64);
         self.set(Cell::Queued, queued as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(slots: usize, index: usize) -> (Arc<Area>, Slot) {
+        let area = Arc::new(Area::new(slots).expect("mmap"));
+        let slot = Slot::new(area.clone(), index).expect("in range");
+        (area, slot)
+    }
+
+    #[test]
+    fn a_slot_beyond_the_area_is_refused() {
+        let area = Arc::new(Area::new(2).expect("mmap"));
+        assert!(Slot::new(area.clone(), 1).is_some());
+        assert!(Slot::new(area.clone(), 2).is_none());
+        assert_eq!(Area::new(0).expect("mmap").slots(), 1, "never zero slots");
+    }
+
+    #[test]
+    fn a_request_is_in_flight_until_it_ends_then_counted_by_status_and_bucket() {
+        let (area, s) = slot(2, 1);
+        s.request_began();
+        s.request_began();
+        assert_eq!(area.get(1, Cell::InFlight), 2);
+        assert_eq!(area.get(0, Cell::InFlight), 0, "slots are apart");
+        s.request_ended(200, Duration::from_micros(300));
+        s.request_ended(404, Duration::from_millis(30));
+        assert_eq!(area.get(1, Cell::InFlight), 0);
+        assert_eq!(area.statuses(1).collect::<Vec<_>>(), [(200, 1), (404, 1)]);
+        let buckets = area.buckets(1);
+        assert_eq!(buckets[0], 1, "300 µs is within 1 ms");
+        assert_eq!(buckets[5], 1, "30 ms is within 50 ms, not 25 ms");
+        assert_eq!(buckets.iter().sum::<u64>(), 2);
+        assert_eq!(area.get(1, Cell::DurationNanos), 30_300_000);
+    }
+
+    #[test]
+    fn bucket_bounds_are_inclusive_and_the_last_is_infinity() {
+        let (area, s) = slot(1, 0);
+        s.request_began();
+        s.request_ended(200, Duration::from_millis(1));
+        s.request_began();
+        s.request_ended(200, Duration::from_millis(1) + Duration::from_nanos(1));
+        s.request_began();
+        s.request_ended(200, Duration::from_secs(11));
+        let buckets = area.buckets(0);
+        assert_eq!(buckets[0], 1, "exactly 1 ms is `le=\"0.001\"`");
+        assert_eq!(buckets[1], 1);
+        assert_eq!(buckets[BUCKET_NANOS.len()], 1, "past 10 s is +Inf only");
+        assert_eq!(DURATION_BUCKETS.len(), BUCKET_NANOS.len());
+        for (secs, nanos) in DURATION_BUCKETS.iter().zip(BUCKET_NANOS) {
+            assert_eq!((secs * 1e9).round() as u64, nanos);
+        }
+    }
+
+    #[test]
+    fn statuses_at_both_ends_have_cells() {
+        let (area, s) = slot(1, 0);
+        for status in [100, 599, 999] {
+            s.request_began();
+            s.request_ended(status, Duration::ZERO);
+        }
+        assert_eq!(
+            area.statuses(0).collect::<Vec<_>>(),
+            [(100, 1), (599, 1), (999, 1)]
+        );
+    }
+
+    #[test]
+    fn clearing_a_slot_zeroes_its_gauges_and_keeps_its_counters() {
+        let (area, s) = slot(2, 0);
+        let other = Slot::new(area.clone(), 1).expect("in range");
+        s.connection_opened();
+        s.request_began();
+        s.bytes_in(10);
+        s.bytes_out(20);
+        s.loop_lag(Duration::from_millis(5));
+        s.threads(4, 3, 2);
+        other.connection_opened();
+        area.clear_gauges(0);
+        area.clear_gauges(7); // beyond the area: nothing to clear, no panic
+        for cell in GAUGES {
+            assert_eq!(area.get(0, cell), 0, "{cell:?}");
+        }
+        assert_eq!(area.get(0, Cell::ConnectionsTotal), 1);
+        assert_eq!(area.get(0, Cell::BytesIn), 10);
+        assert_eq!(area.get(0, Cell::BytesOut), 20);
+        assert_eq!(area.get(1, Cell::Connections), 1, "only that slot");
+    }
+
+    #[test]
+    fn connections_and_threads_are_gauges_and_the_pool_marks_the_slot() {
+        let (area, s) = slot(1, 0);
+        s.connection_opened();
+        s.connection_opened();
+        s.connection_closed();
+        assert_eq!(area.get(0, Cell::Connections), 1);
+        assert_eq!(area.get(0, Cell::ConnectionsTotal), 2);
+        assert_eq!(area.get(0, Cell::Threaded), 0);
+        s.threads(4, 3, 2);
+        assert_eq!(
+            [
+                area.get(0, Cell::Threads),
+                area.get(0, Cell::ThreadsBusy),
+                area.get(0, Cell::Queued),
+                area.get(0, Cell::Threaded)
+            ],
+            [4, 3, 2, 1]
+        );
+        s.loop_lag(Duration::from_micros(1500));
+        assert_eq!(area.get(0, Cell::LoopLagNanos), 1_500_000);
+    }
+
+    #[test]
+    fn a_child_process_writes_where_the_parent_reads() {
+        let (area, s) = slot(1, 0);
+        // SAFETY: the child only does atomic adds and _exit, nothing that needs other threads.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            s.request_began();
+            s.request_ended(201, Duration::ZERO);
+            s.bytes_in(7);
+            // SAFETY: ends the child without running the parent's destructors or test harness.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(area.statuses(0).collect::<Vec<_>>(), [(201, 1)]);
+        assert_eq!(area.get(0, Cell::BytesIn), 7);
     }
 }

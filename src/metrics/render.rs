@@ -207,8 +207,12 @@ impl Scrape {
             )?;
         }
         {
-            let mut m =
-                e.encode_descriptor("juggler_worker", "Workers alive now", None, MetricType::Info)?;
+            let mut m = e.encode_descriptor(
+                "juggler_worker",
+                "Workers alive now",
+                None,
+                MetricType::Info,
+            )?;
             for &(slot, pid) in &self.workers {
                 let labels = [("worker", slot.to_string()), ("pid", pid.to_string())];
                 m.encode_info(&labels)?;
@@ -251,4 +255,110 @@ pub fn render(scrape: Scrape, format: Format) -> Result<String, fmt::Error> {
         Format::Text => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?,
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::metrics::Slot;
+
+    fn scrape(area: &Arc<Area>, workers: Vec<(usize, u32)>) -> Scrape {
+        Scrape {
+            area: area.clone(),
+            workers,
+            restarts: vec![("died".into(), 2)],
+        }
+    }
+
+    fn lines(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| !l.starts_with('#')).collect()
+    }
+
+    #[test]
+    fn counters_add_up_over_every_slot_and_gauges_are_per_live_worker() {
+        let area = Arc::new(Area::new(3).expect("mmap"));
+        let (a, b, gone) = (
+            Slot::new(area.clone(), 0).expect("slot"),
+            Slot::new(area.clone(), 1).expect("slot"),
+            Slot::new(area.clone(), 2).expect("slot"),
+        );
+        for (slot, status) in [(&a, 200), (&b, 200), (&gone, 500)] {
+            slot.request_began();
+            slot.request_ended(status, Duration::from_millis(2));
+        }
+        a.request_began();
+        a.connection_opened();
+        b.bytes_in(100);
+        gone.bytes_in(5);
+        let text = render(scrape(&area, vec![(0, 10), (1, 11)]), Format::Text).expect("render");
+        let body = lines(&text);
+        for want in [
+            "juggler_requests_total{code=\"200\"} 2",
+            "juggler_requests_total{code=\"500\"} 1",
+            "juggler_worker_requests_total{worker=\"0\"} 1",
+            "juggler_worker_requests_total{worker=\"1\"} 1",
+            "juggler_request_duration_seconds_count 3",
+            "juggler_request_duration_seconds_bucket{le=\"0.001\"} 0",
+            "juggler_request_duration_seconds_bucket{le=\"0.0025\"} 3",
+            "juggler_request_duration_seconds_bucket{le=\"+Inf\"} 3",
+            "juggler_requests_in_flight{worker=\"0\"} 1.0",
+            "juggler_requests_in_flight{worker=\"1\"} 0.0",
+            "juggler_connections_active{worker=\"0\"} 1.0",
+            "juggler_connections_total 1",
+            "juggler_received_bytes_total 105",
+            "juggler_worker_info{worker=\"1\",pid=\"11\"} 1",
+            "juggler_worker_restarts_total{reason=\"died\"} 2",
+        ] {
+            assert!(body.contains(&want), "{want:?} missing from:\n{text}");
+        }
+        assert!(
+            !text.contains("worker=\"2\""),
+            "a dead worker has no series of its own"
+        );
+        assert!(
+            !text.contains("juggler_wsgi"),
+            "no thread gauges without a pool"
+        );
+        assert!(text.contains("juggler_request_duration_seconds_sum 0.006"));
+    }
+
+    #[test]
+    fn thread_gauges_appear_once_a_live_worker_has_a_pool() {
+        let area = Arc::new(Area::new(2).expect("mmap"));
+        Slot::new(area.clone(), 1).expect("slot").threads(3, 2, 1);
+        let text = render(scrape(&area, vec![(0, 10)]), Format::Text).expect("render");
+        assert!(!text.contains("juggler_wsgi"), "slot 1 is not alive");
+        let text = render(scrape(&area, vec![(0, 10), (1, 11)]), Format::Text).expect("render");
+        let body = lines(&text);
+        for want in [
+            "juggler_wsgi_threads{worker=\"1\"} 3.0",
+            "juggler_wsgi_threads_busy{worker=\"1\"} 2.0",
+            "juggler_wsgi_requests_queued{worker=\"1\"} 1.0",
+            "juggler_wsgi_threads{worker=\"0\"} 0.0",
+        ] {
+            assert!(body.contains(&want), "{want:?} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn openmetrics_ends_with_eof_and_names_types_without_the_suffix() {
+        let area = Arc::new(Area::new(1).expect("mmap"));
+        let text = render(scrape(&area, vec![(0, 10)]), Format::OpenMetrics).expect("render");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(text.contains("# TYPE juggler_requests counter\n"), "{text}");
+        assert!(text.contains("# TYPE juggler_worker info\n"), "{text}");
+        let text = render(scrape(&area, vec![(0, 10)]), Format::Text).expect("render");
+        assert!(!text.contains("# EOF"));
+        assert!(
+            text.contains("# TYPE juggler_requests_total counter\n"),
+            "{text}"
+        );
+        assert_ne!(
+            Format::OpenMetrics.content_type(),
+            Format::Text.content_type()
+        );
+        assert!(Format::Text.content_type().contains("version=0.0.4"));
+    }
 }
