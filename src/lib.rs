@@ -3,7 +3,8 @@
 //! Layers, each depending only on those below it (see docs/architecture.md):
 //! `asgi`, `wsgi` (interfaces) -> `interface` (what they plug into) -> `http` (protocol, with
 //! `ws` for WebSockets) ->
-//! `server` (transport) and `bridge` (thread crossing) -> `error`, `config`, `trusted`.
+//! `server` (transport) and `bridge` (thread crossing) -> `error`, `config`, `trusted`,
+//! `metrics`.
 
 pub mod asgi;
 pub mod bridge;

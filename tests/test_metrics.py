@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -318,3 +319,27 @@ def test_a_metrics_address_in_use_is_one_line_and_exit_1() -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert f"cannot bind --metrics-bind 127.0.0.1:{port}" in lines[0]
+
+
+def test_scrapers_beyond_the_limit_wait_without_the_supervisor_spinning(juggler) -> None:
+    server, url = start(juggler, "metrics_app:app")
+    host, port = url.removeprefix("http://").removesuffix("/metrics").rsplit(":", 1)
+
+    def cpu_seconds() -> float:
+        with open(f"/proc/{server.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    # More silent clients than the endpoint takes: the rest wait in the backlog, and the
+    # supervisor must not wake up for them on every turn of its loop.
+    silent = [socket.create_connection((host, int(port))) for _ in range(20)]
+    try:
+        before = cpu_seconds()
+        waiting = threading.Event()
+        waiting.wait(1.0)  # the absence of work is what is measured
+        assert cpu_seconds() - before < 0.5, "the supervisor spins on the waiting clients"
+    finally:
+        for s in silent:
+            s.close()
+    assert httpx.get(url, timeout=10).status_code == 200
+    assert exchange(server.port, get("/")).startswith(b"HTTP/1.1 200")

@@ -76,6 +76,9 @@ class MetricsEndpoint:
         self.selector = selector
         self.render = render
         self.connections: dict[int, _Connection] = {}
+        #: Whether the listening socket is watched: not while MAX_CONNECTIONS are open, or the
+        #: selector would report the waiting ones again on every turn of the loop.
+        self.listening = True
         selector.register(sock, selectors.EVENT_READ, self)
 
     @property
@@ -109,8 +112,17 @@ class MetricsEndpoint:
     def close(self) -> None:
         for conn in list(self.connections.values()):
             self._close(conn)
-        self.selector.unregister(self.sock)
+        if self.listening:
+            self.selector.unregister(self.sock)
         self.sock.close()
+
+    def _listen(self, on: bool) -> None:
+        if on != self.listening:
+            self.listening = on
+            if on:
+                self.selector.register(self.sock, selectors.EVENT_READ, self)
+            else:
+                self.selector.unregister(self.sock)
 
     # -- connections ----------------------------------------------------------------------
 
@@ -127,6 +139,7 @@ class MetricsEndpoint:
             conn = _Connection(sock, time.monotonic())
             self.connections[sock.fileno()] = conn
             self.selector.register(sock, selectors.EVENT_READ, conn)
+        self._listen(False)
 
     def _read(self, conn: _Connection) -> None:
         try:
@@ -224,3 +237,4 @@ class MetricsEndpoint:
         except OSError:
             pass
         conn.sock.close()
+        self._listen(True)
