@@ -93,6 +93,54 @@ def test_log_config_takes_the_access_lines_through_python(
     k.wait_for(r"^INI GET /info HTTP/1\.1$")
 
 
+@pytest.mark.parametrize("interface", ["asgi", "wsgi"])
+def test_answers_given_without_the_app_are_logged_too(
+    juggler: type[Juggler], tmp_path: Path, interface: str
+) -> None:
+    """Static files, the health path and refusals are answered in Rust, before any app: each
+    still gets its line, with the bytes of its body."""
+    (tmp_path / "site.css").write_bytes(b"body{}" * 10)
+    app = "proto_app:app" if interface == "asgi" else "proto_app:wsgi"
+    j = juggler(
+        app,
+        "--interface",
+        interface,
+        "--access-log-format",
+        "OWN %(r)s %(s)s %(B)s",
+        "--static-path-route",
+        "/static",
+        "--static-path-mount",
+        str(tmp_path),
+        "--health-path",
+        "/healthz",
+        "--limit-request-body",
+        "100",
+    ).ready()
+    assert httpx.get(f"{j.url}/static/site.css").status_code == 200
+    j.wait_for(r"^OWN GET /static/site\.css HTTP/1\.1 200 60$")
+    assert httpx.get(f"{j.url}/static/missing.css").status_code == 404
+    j.wait_for(r"^OWN GET /static/missing\.css HTTP/1\.1 404 \d+$")
+    assert httpx.get(f"{j.url}/healthz").status_code == 200
+    j.wait_for(r"^OWN GET /healthz HTTP/1\.1 200 2$")
+    assert httpx.post(f"{j.url}/upload", content=b"x" * 500).status_code == 413
+    j.wait_for(r"^OWN POST /upload HTTP/1\.1 413 \d+$")
+
+
+def test_answers_without_the_app_go_through_python_logging_when_configured(
+    juggler: type[Juggler], tmp_path: Path
+) -> None:
+    ini = tmp_path / "logging.ini"
+    ini.write_text(
+        "[loggers]\nkeys=root,access\n[handlers]\nkeys=out\n[formatters]\nkeys=f\n"
+        "[logger_root]\nhandlers=\n[logger_access]\nqualname=juggler.access\nhandlers=out\n"
+        "propagate=0\nlevel=INFO\n[handler_out]\nclass=StreamHandler\nformatter=f\n"
+        "args=(sys.stdout,)\n[formatter_f]\nformat=VIA-PYTHON %(message)s\n"
+    )
+    j = juggler("proto_app:app", "--log-config", str(ini), "--health-path", "/healthz").ready()
+    assert httpx.get(f"{j.url}/healthz").status_code == 200
+    j.wait_for(r'^VIA-PYTHON 127\.0\.0\.1:\d+ - "GET /healthz HTTP/1\.1" 200$')
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

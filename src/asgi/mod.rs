@@ -15,8 +15,8 @@ use pyo3::types::PyDict;
 use crate::bridge::Outbox;
 use crate::config::CoreConfig;
 use crate::http::exchange::Handover;
-use crate::http::{Dispatch, NewRequest};
-use crate::interface::access::AccessInfo;
+use crate::http::{Dispatch, NewRequest, OwnAnswer};
+use crate::interface::access::{self, AccessInfo};
 use crate::interface::log::Loggers;
 use crate::interface::server::Server;
 use crate::interface::watchdog::{RequestLabel, Watched};
@@ -141,6 +141,10 @@ impl Dispatch for AsgiCore {
             .mailbox
             .post(LoopEvent::Request(Box::new(request)));
         Ok(())
+    }
+
+    fn answered_here(&self, answer: OwnAnswer<'_>) {
+        access::log_own_answer(&self.loggers, &self.host.mailbox, answer);
     }
 }
 

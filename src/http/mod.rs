@@ -80,10 +80,53 @@ pub struct NewRequest {
     pub forwarded: Option<Box<forwarded::Forwarded>>,
 }
 
+/// The parts of a request head an access log line names.
+#[derive(Clone, Copy)]
+pub struct Head<'a> {
+    pub method: &'a http::Method,
+    pub uri: &'a http::Uri,
+    pub version: http::Version,
+    pub headers: &'a http::HeaderMap,
+}
+
+impl<'a> Head<'a> {
+    pub fn of_parts(parts: &'a Parts) -> Self {
+        Self {
+            method: &parts.method,
+            uri: &parts.uri,
+            version: parts.version,
+            headers: &parts.headers,
+        }
+    }
+
+    pub fn of<B>(req: &'a http::Request<B>) -> Self {
+        Self {
+            method: req.method(),
+            uri: req.uri(),
+            version: req.version(),
+            headers: req.headers(),
+        }
+    }
+}
+
+/// A request the server answered itself, without the app: a static file, the health path,
+/// or a refusal (413, 431, 503).
+pub struct OwnAnswer<'a> {
+    pub head: Head<'a>,
+    pub conn: &'a ConnInfo,
+    pub forwarded: Option<&'a forwarded::Forwarded>,
+    pub status: http::StatusCode,
+    /// The response body's length.
+    pub bytes: u64,
+}
+
 /// How the interface above takes requests, called on the I/O thread.
 pub trait Dispatch: Send + Sync + 'static {
     /// Takes the request, or hands it back when the app cannot take more (answered with 503).
     fn dispatch(&self, request: NewRequest) -> Result<(), Box<NewRequest>>;
+
+    /// Told of each request the server answered without the app, for the access log.
+    fn answered_here(&self, _answer: OwnAnswer<'_>) {}
 }
 
 /// What every connection of one worker shares.

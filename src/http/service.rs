@@ -14,7 +14,7 @@ use super::body::{plain_response, ResponseBody, Tracked};
 use super::exchange::{DisconnectGuard, Exchange};
 use super::head_timer::{HeadClock, ResponseDone};
 use super::measure::Measure;
-use super::{forwarded, limits, timeout, upgrade, Http, NewRequest};
+use super::{forwarded, limits, timeout, upgrade, Head, Http, NewRequest, OwnAnswer};
 use crate::server::{ConnInfo, Phase};
 
 pub(super) fn unavailable(http: &Http) -> Response<ResponseBody> {
@@ -77,12 +77,12 @@ async fn respond(
 ) -> Response<ResponseBody> {
     if let Some(path) = &http.config.health_path {
         if req.uri().path() == path {
-            return health(&http);
+            return own(&http, &req, &conn, proxied, health(&http));
         }
     }
     if let Some(limit) = http.config.limit_concurrency {
         if http.inflight.load(Ordering::Relaxed) >= limit {
-            return unavailable(&http);
+            return own(&http, &req, &conn, proxied, unavailable(&http));
         }
     }
     let limits = &http.config.limits;
@@ -94,19 +94,19 @@ async fn respond(
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             add_default_headers(r.headers_mut(), &http);
-            return r;
+            return own(&http, &req, &conn, proxied, r);
         }
     }
     if let Some(files) = &http.config.static_files {
         if let Some(rest) = files.strip(req.uri().path()) {
             let mut response = files.serve(req.method(), rest, req.headers()).await;
             add_default_headers(response.headers_mut(), &http);
-            return response;
+            return own(&http, &req, &conn, proxied, response);
         }
     }
     if let Some(bound) = http.config.max_loop_lag {
         if http.lag.exceeds(bound) {
-            return lagging(&http);
+            return own(&http, &req, &conn, proxied, lagging(&http));
         }
     }
     let forwarded = match &http.config.proxy {
@@ -157,11 +157,13 @@ async fn respond(
         websocket: None,
         forwarded,
     };
-    if http.dispatch.dispatch(request).is_err() {
+    if let Err(request) = http.dispatch.dispatch(request) {
         // The app side is full: refuse this one instead of queueing without bound.
         guard.0 = None;
         exchange.disconnect();
-        return unavailable(&http);
+        let head = Head::of_parts(&request.parts);
+        let forwarded = request.forwarded.as_deref();
+        return tell(&http, head, &request.conn, forwarded, unavailable(&http));
     }
     http.registry.count_request();
 
@@ -178,6 +180,45 @@ async fn respond(
     };
     guard.0 = None;
     add_default_headers(response.headers_mut(), &http);
+    response
+}
+
+/// An answer given here, without the app: the interface hears of it for its access log.
+fn own(
+    http: &Http,
+    req: &Request<Incoming>,
+    conn: &ConnInfo,
+    proxied: bool,
+    response: Response<ResponseBody>,
+) -> Response<ResponseBody> {
+    if !http.config.access_log {
+        return response;
+    }
+    let forwarded = match &http.config.proxy {
+        Some(trusted) if proxied => {
+            forwarded::resolve(req.headers(), trusted, conn.secure.load(Ordering::Relaxed))
+        }
+        _ => None,
+    };
+    tell(http, Head::of(req), conn, forwarded.as_deref(), response)
+}
+
+fn tell(
+    http: &Http,
+    head: Head<'_>,
+    conn: &ConnInfo,
+    forwarded: Option<&forwarded::Forwarded>,
+    response: Response<ResponseBody>,
+) -> Response<ResponseBody> {
+    if http.config.access_log {
+        http.dispatch.answered_here(OwnAnswer {
+            head,
+            conn,
+            forwarded,
+            status: response.status(),
+            bytes: response.body().size_hint().exact().unwrap_or(0),
+        });
+    }
     response
 }
 

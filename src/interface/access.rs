@@ -12,9 +12,37 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::log::Loggers;
+use super::LoopEvent;
+use crate::bridge::Mailbox;
 use crate::http::forwarded::Forwarded;
+use crate::http::{Head, OwnAnswer};
 use crate::log_format::{Atom, LogFormat};
 use crate::server::ConnInfo;
+
+/// The access line of a request the server answered itself, on the I/O thread: written at
+/// once when lines go straight to stdout, else handed to the loop thread, which holds the GIL
+/// that Python's logging needs.
+pub fn log_own_answer(loggers: &Loggers, mailbox: &Mailbox<LoopEvent>, answer: OwnAnswer<'_>) {
+    if !loggers.access_enabled {
+        return;
+    }
+    let info = AccessInfo::new(loggers, answer.head, answer.conn, answer.forwarded);
+    if loggers.access_direct {
+        let line = info.format(
+            &loggers.access_format,
+            answer.status.as_u16(),
+            answer.bytes,
+            true,
+        );
+        loggers.access_out.push(&line);
+    } else {
+        mailbox.post(LoopEvent::Access(Box::new((
+            info,
+            answer.status,
+            answer.bytes,
+        ))));
+    }
+}
 
 /// What an access log line needs, captured before the request parts are dropped.
 pub struct AccessInfo {
@@ -39,12 +67,12 @@ impl AccessInfo {
     ) -> Option<Self> {
         loggers
             .access_enabled
-            .then(|| Self::new(loggers, parts, conn, forwarded))
+            .then(|| Self::new(loggers, Head::of_parts(parts), conn, forwarded))
     }
 
     fn new(
         loggers: &Loggers,
-        parts: &Parts,
+        parts: Head<'_>,
         conn: &ConnInfo,
         forwarded: Option<&Forwarded>,
     ) -> Self {

@@ -66,6 +66,8 @@ pub enum LoopEvent {
     Probe,
     /// A message for `juggler.error`.
     Log(LogLevel, String),
+    /// The access line of a request the server answered itself, for Python's logging.
+    Access(Box<(access::AccessInfo, http::StatusCode, u64)>),
 }
 
 impl Report for Mailbox<LoopEvent> {

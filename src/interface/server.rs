@@ -239,6 +239,10 @@ impl Server {
                     }
                 }
                 LoopEvent::Log(level, msg) => self.loggers.log(py, level, &msg),
+                LoopEvent::Access(answer) => {
+                    let (info, status, bytes) = *answer;
+                    info.log(py, &self.loggers, Some(status), bytes);
+                }
             }
         }
         *self.batch.lock() = batch;

@@ -19,7 +19,9 @@ use pyo3::prelude::*;
 
 use crate::config::CoreConfig;
 use crate::error::Error;
-use crate::http::{Dispatch, NewRequest};
+use crate::http::{Dispatch, NewRequest, OwnAnswer};
+use crate::interface::access;
+use crate::interface::log::Loggers;
 use crate::interface::server::Server;
 use crate::interface::{Host, Interface};
 use call::{Caller, Job};
@@ -110,6 +112,7 @@ impl WsgiInterface {
         let pool = Pool::new(self.threads, self.queue_size, IDLE_THREAD_TIMEOUT, caller);
         let core = Arc::new(WsgiCore {
             host: host.clone(),
+            loggers: loggers.clone(),
             pool,
             delivery,
             busy,
@@ -120,6 +123,7 @@ impl WsgiInterface {
 
 struct WsgiCore {
     host: Arc<Host>,
+    loggers: Arc<Loggers>,
     pool: Arc<Pool<Job>>,
     delivery: Arc<delivery::Delivery>,
     busy: Arc<busy::Busy>,
@@ -131,6 +135,10 @@ impl Dispatch for WsgiCore {
         self.pool
             .submit(Job { request, token })
             .map_err(|job| Box::new(job.request))
+    }
+
+    fn answered_here(&self, answer: OwnAnswer<'_>) {
+        access::log_own_answer(&self.loggers, &self.host.mailbox, answer);
     }
 }
 
