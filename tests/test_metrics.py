@@ -343,3 +343,51 @@ def test_scrapers_beyond_the_limit_wait_without_the_supervisor_spinning(juggler)
             s.close()
     assert httpx.get(url, timeout=10).status_code == 200
     assert exchange(server.port, get("/")).startswith(b"HTTP/1.1 200")
+
+
+def test_a_websocket_is_one_connection(juggler) -> None:
+    from websockets.sync.client import connect
+
+    server, url = start(juggler, "ws_app:app")
+    with connect(f"ws://127.0.0.1:{server.port}/echo") as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=10) == "hi"
+        samples = until(url, lambda s: s.all("juggler_requests_total", code="101") != [])
+        assert samples.value("juggler_connections_active", worker="0") == 1
+        assert samples.value("juggler_connections_total") == 1
+    samples = until(url, lambda s: s.value("juggler_connections_active", worker="0") == 0)
+    assert samples.value("juggler_connections_total") == 1, "the upgrade is not a second one"
+    assert samples.value("juggler_requests_total", code="101") == 1
+
+
+def restarts(samples: Samples) -> dict[str, float]:
+    return {ls["reason"]: v for ls, v in samples.all("juggler_worker_restarts_total")}
+
+
+def test_restart_reasons_start_at_zero_and_count_reloads_and_recycling(juggler) -> None:
+    server, url = start(juggler, "metrics_app:app", "--workers", "2", "--max-requests", "3")
+    assert restarts(scrape(url)) == {"died": 0, "timeout": 0, "recycled": 0, "reload": 0}
+    server.proc.send_signal(signal.SIGHUP)
+    samples = until(url, lambda s: restarts(s)["reload"] == 2)
+    assert restarts(samples) == {"died": 0, "timeout": 0, "recycled": 0, "reload": 2}
+    # Four requests on one connection: a worker reaches --max-requests and is recycled.
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        for _ in range(4):
+            s.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    samples = until(url, lambda s: restarts(s)["recycled"] >= 1)
+    assert restarts(samples)["died"] == 0, "a worker stopped on purpose did not die"
+    assert restarts(samples)["reload"] == 2
+
+
+def test_a_hung_worker_counts_as_a_timeout(juggler) -> None:
+    server = juggler(
+        "workers_app:app", "--timeout-worker", "1", "--metrics-bind", "127.0.0.1:0"
+    ).ready()
+    url = server.wait_for(METRICS_LINE).group(1)
+    client = socket.create_connection(("127.0.0.1", server.port))
+    client.sendall(get("/spin"))
+    server.wait_for(r"timed out: its event loop has not turned")
+    samples = until(url, lambda s: restarts(s)["timeout"] == 1)
+    assert restarts(samples)["died"] == 0, "killed for hanging, counted once"
+    client.close()

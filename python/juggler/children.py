@@ -51,6 +51,8 @@ class WorkerProcess:
     stalled_call: tuple[float, str] | None = None
     #: To be replaced: stopped once enough new workers are ready (reload, recycling).
     retiring: bool = False
+    #: Why it is replaced, for the metrics: "reload", "recycled" or "timeout".
+    retire_reason: str = ""
     #: Asked to stop (SIGTERM or SIGQUIT) or killed, at this time.
     stop_sent: float | None = None
     killed: bool = False
@@ -89,7 +91,7 @@ class WorkerSpec:
     slots: Any = None
     #: Where workers count what --metrics-bind serves (None without it).
     metrics: Any = None
-    #: How many worker slots both have: a worker beyond them is neither balanced nor counted.
+    #: How many worker slots there are: the metrics' (when on), else the connection counts'.
     slot_count: int = 0
 
 
@@ -161,7 +163,10 @@ def _worker_main(
     max_requests = config.max_requests
     if max_requests:
         max_requests += random.randint(0, config.max_requests_jitter)
-    load_slot = (spec.slots, slot) if spec.slots is not None and slot is not None else None
+    # The connection counts have fewer slots than the metrics: a worker beyond them runs
+    # unbalanced.
+    balanced = spec.slots is not None and slot is not None and slot < len(spec.slots)
+    load_slot = (spec.slots, slot) if balanced else None
     metrics_slot = (spec.metrics, slot) if spec.metrics is not None and slot is not None else None
     worker = Worker(
         config,

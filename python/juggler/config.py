@@ -83,10 +83,13 @@ def _cert_reqs(text: str) -> int:
 
 
 def split_host_port(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[IPV6]:PORT`` as (host, port); ValueError says what is wrong."""
+    """``HOST:PORT``, ``[IPV6]:PORT`` or ``:PORT`` (every IPv4 interface) as (host, port);
+    ValueError says what is wrong."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host:
+    if not sep:
         raise ValueError("must look like HOST:PORT")
+    if not host:
+        return "0.0.0.0", _port(port)
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:

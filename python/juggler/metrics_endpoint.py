@@ -60,12 +60,39 @@ def bind(address: str) -> socket.socket:
     return sock
 
 
+#: After accept() failed for want of descriptors or memory, how long before trying again
+#: (the listener is not watched meanwhile, or the selector would report it on every turn).
+ACCEPT_BACKOFF = 0.5
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """Whether an ``Accept`` header prefers OpenMetrics to the 0.0.4 text format: the
+    OpenMetrics media range has the higher quality, and not 0."""
+    best = {"openmetrics": 0.0, "text": 0.0}
+    for media_range in accept.split(","):
+        kind, *params = (p.strip() for p in media_range.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        kind = kind.lower()
+        if kind == "application/openmetrics-text":
+            best["openmetrics"] = max(best["openmetrics"], quality)
+        elif kind in ("text/plain", "text/*", "*/*"):
+            best["text"] = max(best["text"], quality)
+    return best["openmetrics"] > 0 and best["openmetrics"] >= best["text"]
+
+
 class _Connection:
     def __init__(self, sock: socket.socket, now: float) -> None:
         self.sock = sock
         self.deadline = now + CONNECTION_TIMEOUT
         self.head = bytearray()
-        self.out = b""
+        self.out = memoryview(b"")
 
 
 class MetricsEndpoint:
@@ -79,6 +106,8 @@ class MetricsEndpoint:
         #: Whether the listening socket is watched: not while MAX_CONNECTIONS are open, or the
         #: selector would report the waiting ones again on every turn of the loop.
         self.listening = True
+        #: When to watch the listener again after accept() ran out of descriptors.
+        self.resume_at: float | None = None
         selector.register(sock, selectors.EVENT_READ, self)
 
     @property
@@ -98,7 +127,7 @@ class MetricsEndpoint:
             self._accept()
             return
         conn: _Connection = key.data
-        if mask & selectors.EVENT_READ and not conn.out:
+        if mask & selectors.EVENT_READ and not len(conn.out):
             self._read(conn)
         elif mask & selectors.EVENT_WRITE:
             self._write(conn)
@@ -108,6 +137,9 @@ class MetricsEndpoint:
         now = time.monotonic() if now is None else now
         for conn in [c for c in self.connections.values() if c.deadline <= now]:
             self._close(conn)
+        if self.resume_at is not None and now >= self.resume_at:
+            self.resume_at = None
+            self._listen(len(self.connections) < MAX_CONNECTIONS)
 
     def close(self) -> None:
         for conn in list(self.connections.values()):
@@ -130,10 +162,13 @@ class MetricsEndpoint:
         while len(self.connections) < MAX_CONNECTIONS:
             try:
                 sock, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
             except OSError:
-                # Out of descriptors, or the client already gone: try again on the next event.
+                # Out of descriptors or memory: the client stays queued; try again a little
+                # later instead of on every turn of the loop.
+                self._listen(False)
+                self.resume_at = time.monotonic() + ACCEPT_BACKOFF
                 return
             sock.setblocking(False)
             conn = _Connection(sock, time.monotonic())
@@ -176,13 +211,13 @@ class MetricsEndpoint:
         if target.split("?", 1)[0] != METRICS_PATH:
             self._answer(conn, 404, "Not Found", head_only)
             return
-        accept = ""
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            if name.strip().lower() == "accept":
-                accept += value.lower()
+        accept = ",".join(
+            value
+            for name, _, value in (line.partition(":") for line in lines[1:])
+            if name.strip().lower() == "accept"
+        )
         try:
-            content_type, text = self.render("application/openmetrics-text" in accept)
+            content_type, text = self.render(wants_openmetrics(accept))
         except Exception as exc:
             self._answer(conn, 500, f"Cannot render the metrics: {exc}", head_only)
             return
@@ -211,7 +246,7 @@ class MetricsEndpoint:
             f"Content-Length: {len(body)}\r\n"
             f"{extra}Connection: close\r\n\r\n"
         ).encode("latin-1")
-        conn.out = head if head_only else head + body
+        conn.out = memoryview(head if head_only else head + body)
         self.selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
         self._write(conn)
 
@@ -224,7 +259,7 @@ class MetricsEndpoint:
             self._close(conn)
             return
         conn.out = conn.out[sent:]
-        if not conn.out:
+        if not len(conn.out):
             self._close(conn)
 
     def _close(self, conn: _Connection) -> None:
@@ -237,4 +272,5 @@ class MetricsEndpoint:
         except OSError:
             pass
         conn.sock.close()
-        self._listen(True)
+        if self.resume_at is None:
+            self._listen(True)

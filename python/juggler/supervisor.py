@@ -34,6 +34,8 @@ from .sockets import BindError, bind, describe, reserve_reuse_port
 #: Workers that can share their connection counts, at least (workers beyond the slots, added
 #: with SIGTTIN, run unbalanced).
 MIN_LOAD_SLOTS = 8
+#: Workers that can be counted by --metrics-bind, at least.
+MIN_METRICS_SLOTS = 64
 #: Consecutive start failures of replacement workers after which the supervisor gives up.
 MAX_START_FAILURES = 5
 #: A worker asked to stop gracefully is killed this long after the graceful timeout (it gives
@@ -44,6 +46,9 @@ STOP_MARGIN = 10.0
 CRASH_WINDOW = 2.0
 #: A worker asked to stop at once (SIGQUIT) is killed after this long.
 FAST_STOP_TIMEOUT = 5.0
+#: Why a worker is replaced: it died, hung (--timeout-worker), reached --max-requests, or a
+#: reload replaced it.
+RESTART_REASONS = ("died", "timeout", "recycled", "reload")
 HANDLED_SIGNALS = (
     signal.SIGINT,
     signal.SIGTERM,
@@ -82,9 +87,11 @@ def run(config: Config) -> int:
             return EXIT_APP_LOAD
     reserved: socket.socket | None = None
     metrics_sock: socket.socket | None = None
-    # A slot per worker, with room for some added by SIGTTIN: for the shared connection counts
-    # (an eventfd each, in every process) and the metrics.
-    slots = max(MIN_LOAD_SLOTS, 2 * int(config.workers))
+    # A slot per worker, with room for the new workers of a reload (which start while the old
+    # ones still hold theirs) and for workers added by SIGTTIN. The shared connection counts
+    # have an eventfd per slot in every process, so fewer; a metrics slot is 7 KiB.
+    load_slots = max(MIN_LOAD_SLOTS, 2 * int(config.workers))
+    slots = max(MIN_METRICS_SLOTS, 4 * int(config.workers)) if config.metrics_bind else load_slots
     try:
         metrics = _juggler.Metrics(slots) if config.metrics_bind else None
         if config.reuse_port:
@@ -94,7 +101,7 @@ def run(config: Config) -> int:
             where = describe(reserved, tls=bool(config.ssl_certfile))
         else:
             sock = bind(config)
-            load = _juggler.LoadSlots(slots)
+            load = _juggler.LoadSlots(load_slots)
             spec = WorkerSpec(config, sock, None, app, load, metrics, slots)
             where = describe(sock, tls=bool(config.ssl_certfile))
         if config.metrics_bind:
@@ -179,8 +186,11 @@ class Supervisor:
         self._last_check = time.monotonic()
         self.metrics_sock = metrics_sock
         self.metrics: MetricsEndpoint | None = None
-        #: Workers started in place of others, by why (for the metrics).
-        self.restarts: collections.Counter[str] = collections.Counter()
+        #: Workers replaced, by why (for the metrics; every reason from 0, so that a scraper
+        #: sees the first one as an increase).
+        self.restarts: collections.Counter[str] = collections.Counter(
+            {reason: 0 for reason in RESTART_REASONS}
+        )
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -264,6 +274,12 @@ class Supervisor:
             return None
         self.workers[worker.pid] = worker
         self.selector.register(worker.channel.fd, selectors.EVENT_READ, worker)
+        if worker.slot is None and self.spec.metrics is not None:
+            error_logger.warning(
+                "Worker [%d] is not counted by --metrics-bind: all %d slots are taken",
+                worker.pid,
+                len(self.spec.metrics),
+            )
         error_logger.debug("Started worker [%d] (load slot %s)", worker.pid, worker.slot)
         return worker
 
@@ -272,8 +288,9 @@ class Supervisor:
         return next((i for i in range(self.spec.slot_count) if i not in used), None)
 
     def _release_slot(self, worker: WorkerProcess) -> None:
-        if worker.slot is not None and self.spec.slots is not None:
-            self.spec.slots.clear(worker.slot)
+        slots = self.spec.slots
+        if worker.slot is not None and slots is not None and worker.slot < len(slots):
+            slots.clear(worker.slot)
 
     def _descriptors(self) -> list[int]:
         """The supervisor's descriptors a new child must close."""
@@ -319,7 +336,7 @@ class Supervisor:
                 message.requests,
             )
             worker.retiring = True
-            self.restarts["recycled"] += 1
+            worker.retire_reason = "recycled"
 
     def _announce_when_all_ready(self) -> None:
         if self.announced:
@@ -366,6 +383,7 @@ class Supervisor:
             and not _killed_from_outside(status)
         )
         if worker.ready and not self.stopping:
+            # Also one that was to be replaced: it was not stopped, so not counted yet.
             self.restarts["died"] += 1
         if worker.ready and not crashed_at_once:
             error_logger.error(
@@ -453,6 +471,9 @@ class Supervisor:
         ready = sum(1 for w in self.workers.values() if w.active and w.ready)
         if ready >= self.target:
             for w in retiring:
+                # Counted now that its replacement serves: a reload whose new workers fail
+                # replaces nothing.
+                self.restarts[w.retire_reason or "reload"] += 1
                 self._stop_worker(w, signal.SIGTERM)
 
     def _stop_worker(self, worker: WorkerProcess, sig: int) -> None:
@@ -510,7 +531,7 @@ class Supervisor:
                         stacks or "(no stack received)",
                     )
                     worker.retiring = True
-                    self.restarts["timeout"] += 1
+                    worker.retire_reason = "timeout"
 
     # -- stopping -------------------------------------------------------------------------
 
@@ -612,7 +633,7 @@ class Supervisor:
             error_logger.info("%s: starting %d new worker(s)", why, self.target)
         for w in old:
             w.retiring = True
-        self.restarts["reload"] += len(old)
+            w.retire_reason = w.retire_reason or "reload"
         self.respawn_at = 0.0
 
     def _start_reloader(self) -> None:

@@ -57,9 +57,21 @@ impl Metrics {
             workers,
             restarts,
         };
-        let text = py
-            .allow_threads(|| render(scrape, format))
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot write the metrics: {e}")))?;
+        // The supervisor calls this from its only loop: a panic must come back as an ordinary
+        // exception its endpoint answers with a 500, not as PyO3's PanicException (a
+        // BaseException), which would end the supervisor.
+        let rendered = py.allow_threads(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render(scrape, format)))
+        });
+        let text = match rendered {
+            Ok(Ok(text)) => text,
+            Ok(Err(e)) => {
+                return Err(PyRuntimeError::new_err(format!(
+                    "cannot write the metrics: {e}"
+                )))
+            }
+            Err(_) => return Err(PyRuntimeError::new_err("writing the metrics panicked")),
+        };
         Ok((format.content_type(), text))
     }
 }

@@ -206,9 +206,15 @@ impl Slot {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A connection was accepted (counted once, whatever it becomes).
+    pub fn connection_accepted(&self) {
+        self.add(Cell::ConnectionsTotal, 1);
+    }
+
+    /// Something holds a connection open: an accepted one, or a WebSocket that outlives the
+    /// HTTP connection it came from.
     pub fn connection_opened(&self) {
         self.add(Cell::Connections, 1);
-        self.add(Cell::ConnectionsTotal, 1);
     }
 
     pub fn connection_closed(&self) {
@@ -311,6 +317,7 @@ mod tests {
     fn clearing_a_slot_zeroes_its_gauges_and_keeps_its_counters() {
         let (area, s) = slot(2, 0);
         let other = Slot::new(area.clone(), 1).expect("in range");
+        s.connection_accepted();
         s.connection_opened();
         s.request_began();
         s.bytes_in(10);
@@ -332,11 +339,12 @@ mod tests {
     #[test]
     fn connections_and_threads_are_gauges_and_the_pool_marks_the_slot() {
         let (area, s) = slot(1, 0);
+        s.connection_accepted();
         s.connection_opened();
         s.connection_opened();
         s.connection_closed();
         assert_eq!(area.get(0, Cell::Connections), 1);
-        assert_eq!(area.get(0, Cell::ConnectionsTotal), 2);
+        assert_eq!(area.get(0, Cell::ConnectionsTotal), 1);
         assert_eq!(area.get(0, Cell::Threaded), 0);
         s.threads(4, 3, 2);
         assert_eq!(

@@ -95,7 +95,6 @@ impl Scrape {
 
     fn encode_all(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
         let statuses = self.statuses();
-        let total: u64 = statuses.iter().map(|&(_, n)| n).sum();
         {
             let mut m = e.encode_descriptor(
                 "juggler_requests",
@@ -130,6 +129,10 @@ impl Scrape {
                     *b += n;
                 }
             }
+            // The count from the same reading as the buckets: requests that end while a scrape
+            // reads would otherwise make it disagree with the +Inf bucket, which OpenMetrics
+            // parsers refuse.
+            let count = buckets.iter().sum();
             // Per bucket, not cumulative: the encoder adds them up as it writes.
             let bounds = DURATION_BUCKETS.iter().copied().chain([f64::INFINITY]);
             let buckets: Vec<(f64, u64)> = bounds.zip(buckets).collect();
@@ -141,7 +144,7 @@ impl Scrape {
             )?
             .encode_histogram::<NoLabelSet>(
                 nanos_to_seconds(self.sum(Cell::DurationNanos)),
-                total,
+                count,
                 &buckets,
                 None,
             )?;
@@ -289,6 +292,7 @@ mod tests {
             slot.request_ended(status, Duration::from_millis(2));
         }
         a.request_began();
+        a.connection_accepted();
         a.connection_opened();
         b.bytes_in(100);
         gone.bytes_in(5);

@@ -135,6 +135,10 @@ fn spawn_connection<S: ServeConnection>(
 ) {
     let (token, phase) = (registry.connection(), registry.subscribe());
     let metrics = registry.metrics().cloned();
+    if let Some(m) = &metrics {
+        // Here, not in `Registry::connection`: a WebSocket takes a token of its own too.
+        m.connection_accepted();
+    }
     match io {
         Accepted::Tcp(io) => {
             let io = Counted::new(Lingering::new(io, info.clone()), metrics);
