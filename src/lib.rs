@@ -15,6 +15,7 @@ pub mod interface;
 pub mod log_format;
 pub mod metrics;
 pub mod server;
+pub mod shared_cells;
 pub mod trusted;
 pub mod ws;
 pub mod wsgi;

@@ -155,7 +155,7 @@ def test_in_flight_connections_and_a_client_that_left(juggler) -> None:
         client.sendall(get(f"/hold?port={port}"))
         held, _ = hold.accept()
         started = time.monotonic()
-        # Long enough to fall past the smallest histogram buckets, whatever the machine.
+        # The request's duration is what is measured: it is held this long on purpose.
         time.sleep(0.06)
         held.close()
         answer = client.recv(65536)
@@ -163,7 +163,8 @@ def test_in_flight_connections_and_a_client_that_left(juggler) -> None:
         client.close()
     assert answer.startswith(b"HTTP/1.1 200"), answer
     samples = until(url, lambda s: s.all("juggler_requests_total", code="200") != [])
-    assert samples.value("juggler_request_duration_seconds_bucket", le="0.05") == 1, "the 499"
+    # The 200 took at least the hold, so it is not in the 50 ms bucket (the 499 may be).
+    assert samples.value("juggler_request_duration_seconds_bucket", le="0.05") <= 1
     assert samples.value("juggler_request_duration_seconds_bucket", le="+Inf") == 2
     assert 0.06 <= samples.value("juggler_request_duration_seconds_sum") <= waited + 1
 

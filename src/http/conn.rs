@@ -12,10 +12,11 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::{watch, Notify};
 
 use super::builders::Builders;
-use super::head_timer::{Clocked, HeadClock};
+use super::head_timer::HeadClock;
 use super::sniff::{sniff, Prefixed, Sniffed};
 use super::{service, Http};
 use crate::config::HttpVersions;
+use crate::server::watched::Watched;
 use crate::server::{ConnInfo, Io, LogLevel, Phase, ServeConnection, Token};
 
 /// On a drain, how long a connection accepted but still without a request may wait for its
@@ -51,7 +52,7 @@ impl ServeConnection for HttpProtocol {
             None => self.serve_io(io, info, phase, token, None).await,
             Some(limit) => {
                 let clock = Arc::new(HeadClock::default());
-                let io = Clocked::new(io, clock.clone());
+                let io = Watched::new(io, clock.clone());
                 self.serve_io(io, info, phase, token, Some((clock, limit)))
                     .await
             }

@@ -9,16 +9,14 @@
 //! A request is in progress from then until hyper drops its response body, so request body
 //! bytes, and bytes pipelined behind a long response, never count as a slow head.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use crate::server::watched::IoWatcher;
 
 #[derive(Default)]
 struct State {
@@ -92,35 +90,12 @@ impl Drop for ResponseDone {
     }
 }
 
-/// A connection's stream, noting reads for its head clock.
-pub struct Clocked<I> {
-    io: I,
-    clock: Arc<HeadClock>,
-}
-
-impl<I> Clocked<I> {
-    pub fn new(io: I, clock: Arc<HeadClock>) -> Self {
-        Self { io, clock }
+/// A connection's stream notes its reads for its head clock (`Watched<I, Arc<HeadClock>>`).
+impl IoWatcher for Arc<HeadClock> {
+    fn read(&self, _n: usize) {
+        self.on_bytes();
     }
 }
-
-impl<I: AsyncRead + Unpin> AsyncRead for Clocked<I> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.clock.on_bytes();
-        }
-        polled
-    }
-}
-
-forward_async_write!(Clocked);
 
 #[cfg(test)]
 mod tests {

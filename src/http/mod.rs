@@ -2,7 +2,7 @@
 //! Holds no Python object; an interface receives each request through [`Dispatch`].
 
 /// `AsyncWrite` for a stream wrapper that only looks at reads: every write call goes to the
-/// wrapped stream in field `io` unchanged (`sniff::Prefixed`, `head_timer::Clocked`).
+/// wrapped stream in field `io` unchanged (`sniff::Prefixed`).
 macro_rules! forward_async_write {
     ($wrapper:ident) => {
         impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for $wrapper<I> {

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::shared_cells::SharedCells;
+
 /// Upper bounds of the request duration histogram, in seconds (the last bucket, +Inf, is
 /// implied). Finer at the low end than Prometheus' defaults: most requests a server like this
 /// sees take well under 5 ms.
@@ -67,38 +69,20 @@ const FIRST_BUCKET: usize = Cell::DurationNanos as usize + 1;
 const FIRST_STATUS_CELL: usize = FIRST_BUCKET + BUCKET_NANOS.len() + 1;
 const SLOT_CELLS: usize = FIRST_STATUS_CELL + STATUSES;
 
-/// Every worker slot's cells, in an anonymous shared mapping made before forking.
+/// Every worker slot's cells, in memory shared with the processes forked after it is made.
 pub struct Area {
-    ptr: *mut AtomicU64,
+    cells: SharedCells,
     slots: usize,
 }
-
-// SAFETY: the mapping is only accessed through atomics, and lives as long as this value.
-unsafe impl Send for Area {}
-unsafe impl Sync for Area {}
 
 impl Area {
     pub fn new(slots: usize) -> io::Result<Self> {
         let slots = slots.max(1);
-        let bytes = slots
-            .checked_mul(SLOT_CELLS * std::mem::size_of::<AtomicU64>())
+        let len = slots
+            .checked_mul(SLOT_CELLS)
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
-        // SAFETY: a fresh anonymous mapping, zero-filled by the kernel; checked before use.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Self {
-            ptr: ptr.cast(),
+            cells: SharedCells::new(len)?,
             slots,
         })
     }
@@ -113,9 +97,7 @@ impl Area {
             slot < self.slots && index < SLOT_CELLS,
             "metrics cell out of range"
         );
-        // SAFETY: in bounds (checked above) of a mapping that is aligned for u64 (page
-        // aligned) and valid until drop.
-        unsafe { &*self.ptr.add(slot * SLOT_CELLS + index) }
+        self.cells.cell(slot * SLOT_CELLS + index)
     }
 
     pub(crate) fn get(&self, slot: usize, cell: Cell) -> u64 {
@@ -145,18 +127,6 @@ impl Area {
             for cell in GAUGES {
                 self.cell(slot, cell as usize).store(0, Ordering::Relaxed);
             }
-        }
-    }
-}
-
-impl Drop for Area {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly what new() mapped.
-        unsafe {
-            libc::munmap(
-                self.ptr.cast(),
-                self.slots * SLOT_CELLS * std::mem::size_of::<AtomicU64>(),
-            );
         }
     }
 }

@@ -10,10 +10,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use super::counted::Counted;
 use super::linger::Lingering;
 use super::listener::{Accepted, ConnInfo, Listener};
 use super::registry::{LogLevel, Phase, Registry, Token};
+use super::watched::Watched;
 
 /// A byte stream the protocol layer can serve.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -141,11 +141,11 @@ fn spawn_connection<S: ServeConnection>(
     }
     match io {
         Accepted::Tcp(io) => {
-            let io = Counted::new(Lingering::new(io, info.clone()), metrics);
+            let io = Watched::new(Lingering::new(io, info.clone()), metrics.clone());
             serve(registry, protocol, tls, io, info, phase, token)
         }
         Accepted::Unix(io) => {
-            let io = Counted::new(Lingering::new(io, info.clone()), metrics);
+            let io = Watched::new(Lingering::new(io, info.clone()), metrics);
             serve(registry, protocol, tls, io, info, phase, token)
         }
     }

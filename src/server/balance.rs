@@ -14,82 +14,55 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::shared_cells::SharedCells;
+
 /// A slot no worker uses (or whose worker stopped accepting).
 const ABSENT: u64 = u64::MAX;
 
 /// One count per worker slot, in an anonymous shared mapping, and one eventfd per slot to
 /// nudge its worker.
 pub struct SharedSlots {
-    ptr: *mut AtomicU64,
-    len: usize,
+    cells: SharedCells,
     nudges: Vec<OwnedFd>,
 }
 
-// SAFETY: the mapping is only accessed through atomics, and lives as long as this value.
-unsafe impl Send for SharedSlots {}
-unsafe impl Sync for SharedSlots {}
-
 impl SharedSlots {
     pub fn new(len: usize) -> io::Result<Self> {
-        let bytes = len
-            .max(1)
-            .checked_mul(std::mem::size_of::<AtomicU64>())
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
-        // SAFETY: a fresh anonymous mapping; the result is checked before use.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let mut slots = Self {
-            ptr: ptr.cast(),
-            len: len.max(1),
-            nudges: Vec::with_capacity(len.max(1)),
-        };
-        for _ in 0..slots.len {
+        let cells = SharedCells::new(len)?;
+        let mut nudges = Vec::with_capacity(cells.len());
+        for _ in 0..cells.len() {
             // SAFETY: eventfd returns a new descriptor or -1; it never touches memory.
             let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
             if fd < 0 {
                 return Err(io::Error::last_os_error());
             }
             // SAFETY: `fd` is a new descriptor that nothing else owns.
-            slots.nudges.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            nudges.push(unsafe { OwnedFd::from_raw_fd(fd) });
         }
-        for i in 0..slots.len {
-            slots.slot(i).store(ABSENT, Ordering::Relaxed);
+        for i in 0..cells.len() {
+            cells.cell(i).store(ABSENT, Ordering::Relaxed);
         }
-        Ok(slots)
+        Ok(Self { cells, nudges })
     }
 
     /// How many slots there are (never zero).
     pub fn capacity(&self) -> usize {
-        self.len
+        self.cells.len()
     }
 
     fn slot(&self, index: usize) -> &AtomicU64 {
-        debug_assert!(index < self.len);
-        // SAFETY: index is within the mapping (callers check against len), which is aligned
-        // for u64 (page-aligned) and valid until drop.
-        unsafe { &*self.ptr.add(index) }
+        self.cells.cell(index)
     }
 
     /// The count in `index`, or None for an absent worker.
     pub fn get(&self, index: usize) -> Option<u64> {
-        (index < self.len)
+        (index < self.capacity())
             .then(|| self.slot(index).load(Ordering::Relaxed))
             .filter(|&v| v != ABSENT)
     }
 
     pub fn set(&self, index: usize, value: Option<u64>) {
-        if index < self.len {
+        if index < self.capacity() {
             self.slot(index)
                 .store(value.unwrap_or(ABSENT), Ordering::Relaxed);
         }
@@ -97,7 +70,7 @@ impl SharedSlots {
 
     /// The other worker present with the lowest count, and that count.
     fn least_other(&self, me: usize) -> Option<(usize, u64)> {
-        (0..self.len)
+        (0..self.capacity())
             .filter(|&i| i != me)
             .filter_map(|i| self.get(i).map(|n| (i, n)))
             .min_by_key(|&(_, n)| n)
@@ -110,15 +83,6 @@ impl SharedSlots {
             // SAFETY: writes 8 bytes from a local to an eventfd we own; a full counter
             // (EAGAIN) means the worker has been nudged already.
             unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
-        }
-    }
-}
-
-impl Drop for SharedSlots {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly what new() mapped.
-        unsafe {
-            libc::munmap(self.ptr.cast(), self.len * std::mem::size_of::<AtomicU64>());
         }
     }
 }

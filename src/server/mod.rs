@@ -3,11 +3,11 @@
 
 pub mod accept;
 pub mod balance;
-pub mod counted;
 pub mod linger;
 pub mod listener;
 pub mod registry;
 pub mod tls;
+pub mod watched;
 
 use std::io;
 use std::os::fd::OwnedFd;

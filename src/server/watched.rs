@@ -1,7 +1,6 @@
-//! Counting a connection's bytes both ways for `--metrics-bind`, below TLS, so the counts
-//! are what crossed the wire. Every connection goes through it, counted or not: one more
-//! type of stream would double the copies of the whole HTTP stack the compiler makes, for
-//! a branch it saves per read and write.
+//! A stream that tells a watcher what crossed it: the metrics count bytes both ways
+//! (`--metrics-bind`, below TLS, so the counts are what crossed the wire), and the head
+//! clock notes reads (`--timeout-request-head`, `http::head_timer`).
 
 use std::io;
 use std::pin::Pin;
@@ -11,18 +10,43 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::metrics::Slot;
 
-pub struct Counted<S> {
-    io: S,
-    slot: Option<Slot>,
+/// What a [`Watched`] stream reports to.
+pub trait IoWatcher: Unpin {
+    /// `n` bytes (more than zero) were read.
+    fn read(&self, _n: usize) {}
+    /// `n` bytes were written.
+    fn written(&self, _n: usize) {}
 }
 
-impl<S> Counted<S> {
-    pub fn new(io: S, slot: Option<Slot>) -> Self {
-        Self { io, slot }
+/// Every accepted connection goes through one, counted or not: one more type of stream would
+/// double the copies of the whole HTTP stack the compiler makes, for a branch it saves per
+/// read and write.
+impl IoWatcher for Option<Slot> {
+    fn read(&self, n: usize) {
+        if let Some(slot) = self {
+            slot.bytes_in(n);
+        }
+    }
+
+    fn written(&self, n: usize) {
+        if let Some(slot) = self {
+            slot.bytes_out(n);
+        }
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+pub struct Watched<S, W> {
+    io: S,
+    watcher: W,
+}
+
+impl<S, W> Watched<S, W> {
+    pub fn new(io: S, watcher: W) -> Self {
+        Self { io, watcher }
+    }
+}
+
+impl<S: AsyncRead + Unpin, W: IoWatcher> AsyncRead for Watched<S, W> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -32,14 +56,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);
         let read = buf.filled().len() - before;
-        if let (Some(slot), true) = (&this.slot, read > 0) {
-            slot.bytes_in(read);
+        if read > 0 {
+            this.watcher.read(read);
         }
         polled
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+impl<S: AsyncWrite + Unpin, W: IoWatcher> AsyncWrite for Watched<S, W> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -47,8 +71,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.io).poll_write(cx, data);
-        if let (Some(slot), Poll::Ready(Ok(n))) = (&this.slot, &polled) {
-            slot.bytes_out(*n);
+        if let Poll::Ready(Ok(n)) = polled {
+            this.watcher.written(n);
         }
         polled
     }
@@ -60,8 +84,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        if let (Some(slot), Poll::Ready(Ok(n))) = (&this.slot, &polled) {
-            slot.bytes_out(*n);
+        if let Poll::Ready(Ok(n)) = polled {
+            this.watcher.written(n);
         }
         polled
     }
