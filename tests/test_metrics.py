@@ -392,3 +392,16 @@ def test_a_hung_worker_counts_as_a_timeout(juggler) -> None:
     samples = until(url, lambda s: restarts(s)["timeout"] == 1)
     assert restarts(samples)["died"] == 0, "killed for hanging, counted once"
     client.close()
+
+
+def test_http2_streams_are_requests_of_one_connection(juggler) -> None:
+    server, url = start(juggler, "metrics_app:app")
+    with httpx.Client(http1=False, http2=True, base_url=server.url) as client:
+        for path in ("/", "/missing", "/"):
+            r = client.get(path)
+            assert r.http_version == "HTTP/2"
+    samples = until(url, lambda s: s.total("juggler_requests_total") == 3)
+    assert samples.value("juggler_requests_total", code="200") == 2
+    assert samples.value("juggler_requests_total", code="404") == 1
+    assert samples.value("juggler_connections_total") == 1
+    assert samples.value("juggler_requests_in_flight", worker="0") == 0
