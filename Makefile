@@ -72,10 +72,13 @@ bench-callgrind: build
 
 # Mutation testing of the Rust core with its unit tests (slow: not part of `make test` or CI).
 # MUTANTS_FILES picks the files (globs); results land in mutants.out/. See docs/testing.md.
+# MUTANTS_ARGS adds cargo-mutants flags, e.g. a sample: --shard 0/8 --sharding round-robin,
+# or --iterate to re-run only what the last run did not catch.
 MUTANTS_FILES ?= src/http/*.rs src/server/*.rs src/bridge/*.rs
+MUTANTS_ARGS ?=
 mutants: venv
 	command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
-	LD_LIBRARY_PATH=$(PYLIBDIR) cargo mutants --no-shuffle --timeout 120 \
+	LD_LIBRARY_PATH=$(PYLIBDIR) cargo mutants --no-shuffle --timeout 120 -j 1 $(MUTANTS_ARGS) \
 		$(foreach f,$(MUTANTS_FILES),--file '$(f)') -- --lib
 
 # Mutation testing of the Python package with the end-to-end tests (slow). mutmut 2 mutates the

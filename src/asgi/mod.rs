@@ -6,6 +6,9 @@ pub mod io;
 pub mod scope;
 pub mod websocket;
 
+#[cfg(test)]
+pub(crate) mod test_support;
+
 use std::sync::Arc;
 
 use pyo3::intern;
