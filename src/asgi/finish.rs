@@ -220,7 +220,7 @@ mod tests {
     use pyo3::types::PyModule;
 
     use super::*;
-    use crate::asgi::test_support::{exchange, with_py, Fixture};
+    use crate::asgi::test_support::{exchange, module, with_py, Fixture};
 
     const APPS: &std::ffi::CStr = cr#"
 import asyncio
@@ -274,7 +274,7 @@ async def waits(send):
     /// `RunApp` over the app `name` of [`APPS`], called with a real `send`.
     fn start<'py>(py: Python<'py>, name: &str) -> Run<'py> {
         let fx = Fixture::new(py);
-        let apps = PyModule::from_code(py, APPS, c"apps.py", c"juggler_test_apps").expect("apps");
+        let apps = module(py, APPS);
         apps.setattr("ClientDisconnected", py.get_type::<ClientDisconnected>())
             .expect("exc");
         let (exchange, rx) = exchange(false);

@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 
@@ -68,13 +68,17 @@ def step(awaitable):
 "#;
 
 pub fn helpers(py: Python<'_>) -> Bound<'_, PyModule> {
-    PyModule::from_code(
-        py,
-        HELPERS,
-        c"juggler_test_helpers.py",
-        c"juggler_test_helpers",
-    )
-    .expect("helpers")
+    module(py, HELPERS)
+}
+
+/// A module of its own for `code`: `PyModule::from_code` reuses a module of the same name
+/// from `sys.modules`, and tests running side by side would share its state.
+pub fn module<'py>(py: Python<'py>, code: &std::ffi::CStr) -> Bound<'py, PyModule> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = std::ffi::CString::new(format!("juggler_test_{n}")).expect("name");
+    let file = std::ffi::CString::new(format!("juggler_test_{n}.py")).expect("file");
+    PyModule::from_code(py, code, &file, &name).expect("module")
 }
 
 /// A core as a worker makes it, with a [`Recorder`](HELPERS) for loggers and `call_soon`.
