@@ -86,10 +86,29 @@ pub struct Fixture<'py> {
     pub core: Arc<AsgiCore>,
     pub recorder: Bound<'py, PyAny>,
     pub helpers: Bound<'py, PyModule>,
+    pub event_loop: Bound<'py, PyAny>,
 }
 
 impl<'py> Fixture<'py> {
     pub fn new(py: Python<'py>) -> Self {
+        Self::build(py, None, |_| {})
+    }
+
+    /// A core that serves `app` as a worker does: tasks made by `task_spawner` on a real
+    /// event loop, flushes scheduled with the loop's own `call_soon`.
+    pub fn serving(
+        py: Python<'py>,
+        app: Bound<'py, PyAny>,
+        configure: impl FnOnce(&mut CoreConfig),
+    ) -> Self {
+        Self::build(py, Some(app), configure)
+    }
+
+    fn build(
+        py: Python<'py>,
+        app: Option<Bound<'py, PyAny>>,
+        configure: impl FnOnce(&mut CoreConfig),
+    ) -> Self {
         let helpers = helpers(py);
         let recorder = helpers
             .getattr("Recorder")
@@ -99,21 +118,34 @@ impl<'py> Fixture<'py> {
             .import("asyncio")
             .and_then(|a| a.call_method0("new_event_loop"))
             .expect("loop");
-        let config =
+        let mut config =
             CoreConfig::build(5.0, None, 8192, true, vec![], String::new(), false).expect("config");
+        configure(&mut config);
         let host = Host::new(config.clone()).expect("host");
         let rec = recorder.clone().unbind();
         let loggers = Arc::new(Loggers::new(py, rec.clone_ref(py), rec, &config).expect("loggers"));
         let outbox = Arc::new(Outbox::new());
+        let (create_task, task_kwargs, call_soon) = match &app {
+            Some(_) => {
+                let (task, kwargs) = super::task_spawner(py, &event_loop).expect("spawner");
+                let soon = event_loop.getattr("call_soon").expect("call_soon");
+                (task, kwargs, soon)
+            }
+            None => (
+                py.None(),
+                None,
+                recorder.getattr("call_soon").expect("call_soon"),
+            ),
+        };
         let core = Arc::new(AsgiCore {
-            app: py.None(),
-            create_task: py.None(),
-            task_kwargs: None,
+            app: app.map_or_else(|| py.None(), Bound::unbind),
+            create_task,
+            task_kwargs,
             create_future: event_loop
                 .getattr("create_future")
                 .expect("create_future")
                 .unbind(),
-            call_soon: recorder.getattr("call_soon").expect("call_soon").unbind(),
+            call_soon: call_soon.unbind(),
             flush: Py::new(py, FlushOutbox(outbox.clone()))
                 .expect("flush")
                 .into_any(),
@@ -128,6 +160,7 @@ impl<'py> Fixture<'py> {
             core,
             recorder,
             helpers,
+            event_loop,
         }
     }
 
@@ -176,6 +209,14 @@ impl<'py> Fixture<'py> {
         rx: &mut oneshot::Receiver<Response<ResponseBody>>,
     ) -> Option<Response<ResponseBody>> {
         self.core.outbox.flush();
+        self.delivered_if_flushed(rx)
+    }
+
+    /// The response head, if something flushed the outbox since the last delivery.
+    pub fn delivered_if_flushed(
+        &self,
+        rx: &mut oneshot::Receiver<Response<ResponseBody>>,
+    ) -> Option<Response<ResponseBody>> {
         // One poll delivers everything deferred so far, then waits for the next flush.
         let run = pin!(self.core.outbox.run());
         let _ = run.poll(&mut Context::from_waker(Waker::noop()));

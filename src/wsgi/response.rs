@@ -654,7 +654,7 @@ mod tests {
             let mut c = call(None);
             c.run(py, "sr('200 OK', [])").expect("start");
             let big = vec![b'x'; OUT_HIGH_WATER + 1];
-            let mut head_rx = std::mem::replace(&mut c.rx, oneshot::channel().1);
+            let head_rx = std::mem::replace(&mut c.rx, oneshot::channel().1);
             // The client: reads whatever is there each time the stream has news.
             let reader = std::thread::spawn(move || {
                 let mut head = head_rx.blocking_recv().expect("head");
@@ -705,7 +705,7 @@ mod tests {
             assert!(matches!(head.body(), ResponseBody::File(_)));
             assert!(head.extensions().get::<ReasonPhrase>().is_some());
             assert_eq!(c.exchange.outcome().1, 10);
-            let mut c = call(None);
+            let c = call(None);
             c.run(py, "sr('200 OK', [('Content-Length', '4')])")
                 .expect("start");
             c.response
