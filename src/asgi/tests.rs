@@ -1,4 +1,3 @@
-
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -84,7 +83,7 @@ fn a_request_runs_as_a_named_task_and_its_response_is_flushed_by_the_loop() {
         let (ex, mut rx) = exchange(false);
         ex.push_body(Bytes::from_static(b"ping"));
         ex.finish_body();
-        start_request(py, fx.core.clone(), request(ex.clone(), None, &[]));
+        fx.core.clone().start(py, request(ex.clone(), None, &[]));
         let ran: usize = apps
             .getattr("run_tasks")
             .and_then(|f| f.call1((&fx.event_loop,)))
@@ -267,5 +266,40 @@ fn dispatch_posts_the_request_to_the_loop() {
         let mut events = Vec::new();
         fx.core.host.mailbox.drain_into(&mut events);
         assert!(matches!(events.as_slice(), [LoopEvent::Request(_)]));
+    })
+}
+
+#[test]
+fn the_io_thread_delivers_what_the_outbox_holds_once_flushed() {
+    with_py(|py| {
+        let fx = Fixture::new(py);
+        let (ex, mut rx) = exchange(false);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _guard = rt.enter();
+        fx.core.on_io_start();
+        let send = Py::new(
+            py,
+            io::AsgiSend::new(Arc::new(io::RequestIo::new(ex, fx.core.clone()))),
+        )
+        .expect("send")
+        .into_bound(py);
+        let message =
+            crate::asgi::test_support::dict(py, "{'type': 'http.response.start', 'status': 204}");
+        send.call1((message,)).expect("start");
+        let message = crate::asgi::test_support::dict(py, "{'type': 'http.response.body'}");
+        send.call1((message,)).expect("body");
+        fx.core.outbox.flush();
+        // Bounded: without the I/O thread's task nothing ever arrives.
+        let wait = tokio::time::timeout(Duration::from_secs(10), &mut rx);
+        let response = py
+            .allow_threads(|| rt.block_on(wait))
+            .expect("delivered in time");
+        assert_eq!(
+            response.map(|r| r.status()).ok(),
+            Some(StatusCode::NO_CONTENT)
+        );
     })
 }

@@ -1,8 +1,9 @@
-
 use pyo3::types::PyDict;
 
 use super::*;
 use crate::asgi::test_support::{exchange, parts, tcp_conn, with_py};
+use std::sync::{mpsc, Mutex};
+
 use crate::wsgi::pool::{Lease, Run};
 
 #[test]
@@ -37,58 +38,71 @@ fn the_interface_refuses_no_threads_and_bad_write_timeouts() {
     })
 }
 
-/// Holds each job until told to end it.
-struct Hold(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+/// Runs each job on a thread with a busy slot, says when it started, and holds it until told
+/// to end it.
+struct Hold {
+    busy: Arc<busy::Busy>,
+    started: Mutex<mpsc::Sender<()>>,
+    end: Mutex<mpsc::Receiver<()>>,
+}
 
 impl Run<Job> for Hold {
     fn run(&self, job: Job, _lease: &Lease<'_, Job>) {
         let _busy = busy::Busy::enter(job.request.parts.method.as_str(), "/held");
-        self.0.lock().expect("lock").recv().expect("told to end");
+        self.started
+            .lock()
+            .expect("lock")
+            .send(())
+            .expect("started");
+        self.end.lock().expect("lock").recv().expect("told to end");
+    }
+
+    fn thread(&self, main: &mut (dyn FnMut() + Send)) {
+        self.busy.with_slot(main);
     }
 }
 
-#[test]
-fn the_core_dispatches_to_the_pool_and_reports_its_threads() {
+/// A core with one thread and room for one waiting job; how to learn that a job started, and
+/// how to end one.
+fn held_core() -> (Arc<WsgiCore>, mpsc::Receiver<()>, mpsc::Sender<()>) {
     let config =
         CoreConfig::build(5.0, None, 8192, true, vec![], String::new(), false).expect("config");
-    let host = Host::new(config).expect("host");
-    let (end, ends) = std::sync::mpsc::channel();
+    let (started_tx, started) = mpsc::channel();
+    let (end, end_rx) = mpsc::channel();
     let busy = Arc::new(busy::Busy::default());
-    struct Slots(Arc<busy::Busy>, Hold);
-    impl Run<Job> for Slots {
-        fn run(&self, job: Job, lease: &Lease<'_, Job>) {
-            self.1.run(job, lease);
-        }
-        fn thread(&self, main: &mut (dyn FnMut() + Send)) {
-            self.0.with_slot(main);
-        }
-    }
-    let runner = Arc::new(Slots(busy.clone(), Hold(std::sync::Mutex::new(ends))));
+    let runner = Arc::new(Hold {
+        busy: busy.clone(),
+        started: Mutex::new(started_tx),
+        end: Mutex::new(end_rx),
+    });
     let core = Arc::new(WsgiCore {
-        host: host.clone(),
+        host: Host::new(config).expect("host"),
         pool: Pool::new(1, 1, IDLE_THREAD_TIMEOUT, runner),
         delivery: Arc::new(delivery::Delivery::new()),
         busy,
     });
-    assert_eq!(core.threads(), Some((0, 0, 0)));
-    assert!(core.longest_call().is_none());
-    let request = || NewRequest {
+    (core, started, end)
+}
+
+fn request() -> NewRequest {
+    NewRequest {
         exchange: exchange(false).0,
         parts: parts("PUT", "/", &[]),
         conn: Arc::new(tcp_conn()),
         websocket: None,
         forwarded: None,
-    };
-    assert!(core.dispatch(request()).is_ok());
-    // The thread picks the job up and marks itself busy.
-    let started = std::time::Instant::now();
-    while core.longest_call().is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the job never started"
-        );
-        std::thread::yield_now();
     }
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn the_core_dispatches_to_the_pool_and_reports_its_threads() {
+    let (core, started, end) = held_core();
+    assert_eq!(core.threads(), Some((0, 0, 0)));
+    assert!(core.longest_call().is_none());
+    assert!(core.dispatch(request()).is_ok());
+    started.recv_timeout(WAIT).expect("the job started");
     assert_eq!(
         core.longest_call().map(|(_, what)| what),
         Some("PUT /held".into())
@@ -100,7 +114,25 @@ fn the_core_dispatches_to_the_pool_and_reports_its_threads() {
         "the queue is full: handed back"
     );
     end.send(()).expect("end");
+    started.recv_timeout(WAIT).expect("the second job started");
     end.send(()).expect("end");
     core.stop();
     assert_eq!(core.threads(), Some((0, 0, 0)));
+}
+
+#[test]
+fn a_wake_up_held_back_on_the_io_thread_goes_out_when_it_parks() {
+    let (core, started, end) = held_core();
+    // The I/O thread's way: wake-ups wait until it is about to sleep.
+    std::thread::spawn(move || {
+        crate::bridge::mailbox::defer_wakeups_on_this_thread();
+        assert!(core.dispatch(request()).is_ok());
+        assert_eq!(core.threads(), Some((0, 0, 1)), "no thread sent yet");
+        core.on_io_park();
+        started.recv_timeout(WAIT).expect("the job started");
+        end.send(()).expect("end");
+        core.stop();
+    })
+    .join()
+    .expect("io thread");
 }

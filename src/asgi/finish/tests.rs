@@ -1,4 +1,3 @@
-
 use pyo3::types::PyModule;
 
 use super::*;

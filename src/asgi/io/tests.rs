@@ -1,4 +1,3 @@
-
 use pyo3::types::PyList;
 
 use super::*;

@@ -1,4 +1,3 @@
-
 use std::task::{Context, Waker};
 
 use tokio::sync::oneshot;

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::asgi::test_support::{body_now, exchange, helpers, module, parts, tcp_conn, with_py};
 use crate::config::CoreConfig;
