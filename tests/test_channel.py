@@ -1,8 +1,8 @@
 """The worker-to-supervisor channel's encoding and parsing, over a real pipe, without a server.
 
-These run in milliseconds, so mutmut can afford them for ``python/juggler/channel.py``
-(``make mutants-python MUTMUT_TESTS=tests/test_channel.py``); ``test_workers.py`` covers the
-channel end to end, where a worker never writes the malformed lines checked here.
+These run in milliseconds, so mutmut can afford them for ``python/juggler/channel.py`` (they
+are ``make mutants-python``'s default); ``test_workers.py`` covers the channel end to end,
+where a worker never writes the malformed lines checked here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import errno
 import os
 
 import pytest
-
 from juggler.channel import (
     Message,
     SupervisorChannel,
@@ -83,7 +82,7 @@ def test_a_beat_names_at_most_512_characters_of_the_call_on_one_line(pipe):
 
 
 def test_a_full_pipe_drops_the_message_instead_of_blocking(pipe):
-    r, w = pipe
+    _, w = pipe
     channel = WorkerChannel(w)
     os.set_blocking(w, False)
     filler = b"x" * 65536

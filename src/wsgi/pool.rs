@@ -420,4 +420,30 @@ mod tests {
             std::thread::sleep(Duration::from_micros((i as u64 * 37) % 500));
         }
     }
+    #[test]
+    fn an_idle_thread_is_woken_for_each_new_job_and_stays() {
+        // Idle threads outlive the test: a job that waited for one to time out would fail.
+        let (tx, started) = mpsc::channel();
+        let runner = Arc::new(Blocking {
+            started: Mutex::new(tx),
+        });
+        let pool = Pool::new(1, 4, Duration::from_secs(60), runner);
+        for id in 0..3 {
+            let (j, end) = job(id);
+            assert!(pool.submit(j).is_ok());
+            assert_eq!(
+                started.recv_timeout(T).ok(),
+                Some(id),
+                "job {id} ran at once"
+            );
+            assert_eq!(pool.stats(), (1, 1, 0));
+            end.send(false).expect("end");
+            let deadline = std::time::Instant::now() + T;
+            while pool.stats() != (1, 0, 0) && std::time::Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            assert_eq!(pool.stats(), (1, 0, 0), "idle, and kept for the next job");
+        }
+        assert_eq!(pool.stop(T), 0);
+    }
 }
