@@ -449,6 +449,10 @@ mod tests {
                 http_version(py, Version::HTTP_2).to_str().expect("str"),
                 "2"
             );
+            assert_eq!(
+                http_version(py, Version::HTTP_09).to_str().expect("str"),
+                "0.9"
+            );
             let purge = Method::from_bytes(b"PURGE").expect("method");
             assert_eq!(method(py, &purge).to_str().expect("str"), "PURGE");
             assert_eq!(method(py, &Method::DELETE).to_str().expect("str"), "DELETE");

@@ -136,3 +136,39 @@ fn a_wake_up_held_back_on_the_io_thread_goes_out_when_it_parks() {
     .join()
     .expect("io thread");
 }
+
+#[test]
+fn the_io_thread_delivers_what_pool_threads_hand_over() {
+    struct Count(std::sync::atomic::AtomicUsize, mpsc::Sender<()>);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = self.1.send(());
+        }
+    }
+    let (core, _started, _end) = held_core();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = rt.enter();
+    core.on_io_start();
+    let (tx, delivered) = mpsc::channel();
+    let waker = Arc::new(Count(Default::default(), tx));
+    // A completed response in a session waits in the outbox for the I/O thread.
+    core.delivery.session(|| {
+        core.delivery.hand_over(
+            crate::http::exchange::Handover::Wake(waker.clone().into()),
+            true,
+        )
+    });
+    rt.block_on(async {
+        tokio::time::timeout(WAIT, async {
+            while delivered.try_recv().is_err() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("delivered by the outbox task");
+    });
+}

@@ -32,6 +32,12 @@ class Pause:
     def __await__(self):
         return (yield "paused")
 
+async def gives_up(send):
+    try:
+        await Pause()
+    except KeyError:
+        return
+
 async def waits(send):
     try:
         got = await Pause()
@@ -273,5 +279,26 @@ fn close_closes_the_app_and_settles_the_response_once() {
             r.outcome(r.run.call_method0("__next__")),
             "raised StopIteration"
         );
+    })
+}
+
+#[test]
+fn an_app_that_ends_on_a_thrown_exception_has_returned() {
+    with_py(|py| {
+        let mut r = start(py, "gives_up");
+        r.run.call_method0("__next__").expect("paused");
+        let key_error = py.get_type::<pyo3::exceptions::PyKeyError>();
+        let ended = r.run.call_method1("throw", (key_error,));
+        assert_eq!(r.outcome(ended), "raised StopIteration");
+        // Its StopIteration is how a coroutine returns, not an error of the app.
+        assert_eq!(
+            r.fx.lines(),
+            [line(
+                "error",
+                "ASGI callable returned without starting response.",
+                None
+            )]
+        );
+        assert_eq!(r.status(), Some(500));
     })
 }

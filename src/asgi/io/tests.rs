@@ -236,6 +236,25 @@ fn a_large_body_arrives_whole() {
 }
 
 #[test]
+fn only_bodies_of_64_kib_and_more_are_sent_from_the_apps_own_bytes() {
+    with_py(|py| {
+        for (len, shared) in [(100, false), (2000, false), (64 * 1024, true)] {
+            let message = dict(py, &format!("{{'body': b'x' * {len}}}"));
+            let body = message.get_item("body").expect("get").expect("body");
+            let original = body
+                .downcast::<PyBytes>()
+                .expect("bytes")
+                .as_bytes()
+                .as_ptr();
+            let data = body_bytes(&message).expect("body");
+            assert_eq!(data.len(), len);
+            assert_eq!(data.as_ptr() == original, shared, "{len} bytes");
+        }
+        assert!(body_bytes(&dict(py, "{}")).expect("no body").is_empty());
+    })
+}
+
+#[test]
 fn send_waits_for_room_and_is_released_when_the_client_reads() {
     with_py(|py| {
         let fx = Fixture::new(py);
