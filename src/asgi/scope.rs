@@ -453,6 +453,20 @@ mod tests {
                 http_version(py, Version::HTTP_09).to_str().expect("str"),
                 "0.9"
             );
+            // The common methods are one interned str, not a new one per request.
+            for m in [
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::DELETE,
+                Method::HEAD,
+                Method::PATCH,
+                Method::OPTIONS,
+            ] {
+                let (a, b) = (method(py, &m), method(py, &m));
+                assert!(a.is(&b), "{m} is interned");
+                assert_eq!(a.to_str().expect("str"), m.as_str());
+            }
             let purge = Method::from_bytes(b"PURGE").expect("method");
             assert_eq!(method(py, &purge).to_str().expect("str"), "PURGE");
             assert_eq!(method(py, &Method::DELETE).to_str().expect("str"), "DELETE");
