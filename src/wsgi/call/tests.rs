@@ -18,6 +18,17 @@ def big_list(environ, start_response):
     start_response("200 OK", [])
     return [b"a" * 40000, b"b" * 40000]
 
+def small_list(environ, start_response):
+    start_response("200 OK", [])
+    return [b"a" * 1000, b"b" * 1000]
+
+def empty_chunks(environ, start_response):
+    start_response("200 OK", [])
+    return [b"", b""]
+
+def raises_oserror(environ, start_response):
+    raise OSError("disk full")
+
 def one_big(environ, start_response):
     start_response("200 OK", [])
     return (b"c" * 70000,)
@@ -101,6 +112,8 @@ struct Served {
     body: Vec<u8>,
     /// The bytes a file response has left to send, when it is one.
     file_body: Option<u64>,
+    /// The body went out in one piece with the head (its length known), not as a stream.
+    whole: bool,
     lines: Vec<(String, String, Option<String>)>,
     events: String,
 }
@@ -190,16 +203,27 @@ fn serve(name: &str, body: &'static [u8], gone_before: bool) -> Served {
                 _ = tokio::task::yield_now() => {}
             }
         });
-        let (status, body, file_body) = match rx.try_recv() {
+        let (status, body, file_body, whole) = match rx.try_recv() {
             // A file is read on the I/O thread's runtime: only how much is left to send.
             Ok(r) => match r.body() {
-                ResponseBody::File(f) => (Some(r.status().as_u16()), vec![], Some(f.remaining())),
+                ResponseBody::File(f) => (
+                    Some(r.status().as_u16()),
+                    vec![],
+                    Some(f.remaining()),
+                    false,
+                ),
                 _ => {
                     let mut r = r;
-                    (Some(r.status().as_u16()), body_now(r.body_mut()).0, None)
+                    let full = matches!(r.body(), ResponseBody::Full(_));
+                    (
+                        Some(r.status().as_u16()),
+                        body_now(r.body_mut()).0,
+                        None,
+                        full,
+                    )
                 }
             },
-            Err(_) => (None, vec![], None),
+            Err(_) => (None, vec![], None, false),
         };
         let lines = recorder
             .getattr("lines")
@@ -215,6 +239,7 @@ fn serve(name: &str, body: &'static [u8], gone_before: bool) -> Served {
             status,
             body,
             file_body,
+            whole,
             lines,
             events,
         }
@@ -231,6 +256,26 @@ fn a_list_body_is_sent_with_the_request_body_read() {
     assert_eq!(s.status, Some(200));
     assert_eq!(s.body, b"hello world");
     assert!(s.lines.is_empty());
+}
+
+#[test]
+fn a_short_sequence_leaves_in_one_piece_and_a_long_one_as_a_stream() {
+    let s = serve("small_list", b"", false);
+    assert_eq!(s.body.len(), 2000);
+    assert!(s.whole, "joined: 2000 bytes");
+    assert!(serve("one_big", b"", false).whole, "one item, however big");
+    assert!(serve("hello", b"x", false).whole);
+    let s = serve("big_list", b"", false);
+    assert!(!s.whole, "80000 bytes are not copied into one");
+    let s = serve("empty_chunks", b"", false);
+    assert!(s.whole && s.body.is_empty() && s.status == Some(200));
+}
+
+#[test]
+fn an_oserror_of_the_app_is_its_error_while_the_client_is_there() {
+    let s = serve("raises_oserror", b"", false);
+    assert_eq!(s.status, Some(500));
+    assert_eq!(s.lines, [error("Exception in WSGI application", "OSError")]);
 }
 
 #[test]
