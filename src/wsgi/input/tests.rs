@@ -10,6 +10,9 @@ use crate::http::exchange::Exchange;
 use crate::wsgi::delivery::Delivery;
 use crate::wsgi::wait::ThreadWaker;
 
+/// Bounds a wait the test does not expect, so that a broken read fails instead of hanging.
+const NEVER_WAITS: Duration = Duration::from_secs(2);
+
 fn waiter(exchange: &Arc<Exchange>, timeout: Option<Duration>) -> Waiter {
     Waiter {
         exchange: exchange.clone(),
@@ -28,7 +31,8 @@ fn run(chunks: &[&'static [u8]], code: &str) -> String {
     }
     ex.finish_body();
     with_py(|py| {
-        let input = Py::new(py, WsgiInput::new(waiter(&ex, None))).expect("input");
+        // The body is all there: a read that waits is a bug, cut short by the time-out.
+        let input = Py::new(py, WsgiInput::new(waiter(&ex, Some(NEVER_WAITS)))).expect("input");
         let globals = pyo3::types::PyDict::new(py);
         globals.set_item("i", input).expect("i");
         let code = std::ffi::CString::new(code).expect("code");
@@ -119,7 +123,7 @@ fn a_client_that_left_raises_client_disconnected_once() {
     ex.push_body(Bytes::from_static(b"part"));
     ex.disconnect();
     with_py(|py| {
-        let mut input = WsgiInput::new(waiter(&ex, None));
+        let mut input = WsgiInput::new(waiter(&ex, Some(NEVER_WAITS)));
         let err = input.read(py, None).expect_err("gone");
         assert!(err.is_instance_of::<ClientDisconnected>(py));
         // Then the body reads as ended, not as a second error.

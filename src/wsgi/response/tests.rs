@@ -18,6 +18,9 @@ struct Call {
     response: Arc<Response>,
 }
 
+/// Bounds a wait for the client the test does not expect: a broken send fails, not hangs.
+const NEVER_WAITS: Duration = Duration::from_secs(5);
+
 fn call(timeout: Option<Duration>) -> Call {
     let (exchange, rx) = exchange(false);
     let response = Response::new(Waiter {
@@ -57,7 +60,7 @@ fn refused(py: Python<'_>, c: &Call, code: &str) -> String {
 #[test]
 fn the_head_leaves_with_the_first_non_empty_chunk() {
     with_py(|py| {
-        let mut c = call(None);
+        let mut c = call(Some(NEVER_WAITS));
         c.run(
             py,
             "w = sr('201 Created', [('Content-Type', 'text/plain'), ('X-A', 'caf\\xe9')])\nw(b'')",
@@ -84,7 +87,7 @@ fn the_head_leaves_with_the_first_non_empty_chunk() {
 #[test]
 fn a_custom_reason_phrase_is_kept() {
     with_py(|py| {
-        let mut c = call(None);
+        let mut c = call(Some(NEVER_WAITS));
         c.run(py, "sr('200 Fine Thanks', [])").expect("start");
         c.response.end(py).expect("end");
         let head = c.head().expect("head");
@@ -94,7 +97,7 @@ fn a_custom_reason_phrase_is_kept() {
                 .map(|r| r.as_bytes()),
             Some(&b"Fine Thanks"[..])
         );
-        let mut c = call(None);
+        let mut c = call(Some(NEVER_WAITS));
         c.run(py, "sr('404', [])").expect("a bare code");
         c.response.end(py).expect("end");
         assert_eq!(c.head().expect("head").status(), 404);
@@ -131,7 +134,7 @@ fn bad_statuses_and_headers_are_refused() {
                 "invalid value for header \"a\"",
             ),
         ] {
-            let text = refused(py, &call(None), code);
+            let text = refused(py, &call(Some(NEVER_WAITS)), code);
             assert!(text.contains(says), "{code}: {text}");
         }
     })
@@ -140,7 +143,7 @@ fn bad_statuses_and_headers_are_refused() {
 #[test]
 fn start_response_again_needs_exc_info_and_after_the_head_raises_it() {
     with_py(|py| {
-        let mut c = call(None);
+        let mut c = call(Some(NEVER_WAITS));
         c.run(py, "sr('200 OK', [])").expect("start");
         assert!(refused(py, &c, "sr('500 Oops', [])").contains("called again without exc_info"));
         // Before the head left, exc_info replaces it.
@@ -177,7 +180,7 @@ fn start_response_again_needs_exc_info_and_after_the_head_raises_it() {
 #[test]
 fn no_more_than_the_content_length_is_sent() {
     with_py(|py| {
-        let mut c = call(None);
+        let mut c = call(Some(NEVER_WAITS));
         c.run(py, "sr('200 OK', [('Content-Length', ' 5 ')])")
             .expect("start");
         c.response
@@ -201,7 +204,7 @@ fn no_more_than_the_content_length_is_sent() {
 #[test]
 fn a_body_before_start_response_is_an_error() {
     with_py(|py| {
-        let c = call(None);
+        let c = call(Some(NEVER_WAITS));
         let err = c
             .response
             .send(py, Bytes::from_static(b"x"), true)
@@ -238,7 +241,7 @@ fn a_client_that_does_not_read_is_cut_off_after_the_write_timeout() {
 #[test]
 fn a_write_over_the_high_water_mark_goes_on_once_the_client_reads() {
     with_py(|py| {
-        let mut c = call(None);
+        let mut c = call(Some(NEVER_WAITS));
         c.run(py, "sr('200 OK', [])").expect("start");
         let big = vec![b'x'; OUT_HIGH_WATER + 1];
         let head_rx = std::mem::replace(&mut c.rx, oneshot::channel().1);
@@ -282,7 +285,7 @@ fn temp_file(name: &str, data: &[u8]) -> std::path::PathBuf {
 fn a_file_goes_out_whole_or_cut_to_the_content_length() {
     with_py(|py| {
         let path = temp_file("whole", b"0123456789");
-        let mut c = call(None);
+        let mut c = call(Some(NEVER_WAITS));
         c.run(py, "sr('200 Fine', [])").expect("start");
         c.response
             .send_file(py, FileRange::open(&path).expect("open"))
@@ -292,7 +295,7 @@ fn a_file_goes_out_whole_or_cut_to_the_content_length() {
         assert!(matches!(head.body(), ResponseBody::File(_)));
         assert!(head.extensions().get::<ReasonPhrase>().is_some());
         assert_eq!(c.exchange.outcome().1, 10);
-        let c = call(None);
+        let c = call(Some(NEVER_WAITS));
         c.run(py, "sr('200 OK', [('Content-Length', '4')])")
             .expect("start");
         c.response
@@ -306,7 +309,7 @@ fn a_file_goes_out_whole_or_cut_to_the_content_length() {
 fn a_file_after_a_write_follows_as_chunks() {
     with_py(|py| {
         let path = temp_file("chunks", b"0123456789");
-        let mut c = call(None);
+        let mut c = call(Some(NEVER_WAITS));
         c.run(py, "w = sr('200 OK', [('Content-Length', '8')])\nw(b'ab')")
             .expect("start");
         let mut head = c.head().expect("head");
@@ -315,7 +318,7 @@ fn a_file_after_a_write_follows_as_chunks() {
             .expect("file");
         assert_eq!(body_now(head.body_mut()), (b"ab012345".to_vec(), true));
         // Nothing left to send: the file is not read at all.
-        let mut c = call(None);
+        let mut c = call(Some(NEVER_WAITS));
         c.run(py, "w = sr('200 OK', [('Content-Length', '2')])\nw(b'ab')")
             .expect("start");
         let mut head = c.head().expect("head");
