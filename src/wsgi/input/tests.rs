@@ -137,7 +137,7 @@ fn a_body_that_comes_later_wakes_the_reader() {
     let (ex, _rx) = exchange(false);
     let producer = ex.clone();
     with_py(|py| {
-        let mut input = WsgiInput::new(waiter(&ex, None));
+        let mut input = WsgiInput::new(waiter(&ex, Some(NEVER_WAITS)));
         let pusher = std::thread::spawn(move || {
             producer.push_body(Bytes::from_static(b"late"));
             producer.finish_body();
