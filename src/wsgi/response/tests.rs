@@ -306,6 +306,35 @@ fn a_file_goes_out_whole_or_cut_to_the_content_length() {
 }
 
 #[test]
+fn a_file_after_a_write_follows_whole_and_once_without_a_length() {
+    with_py(|py| {
+        // Larger than one chunk read, so that the reads must move on through the file.
+        let data: Vec<u8> = (0..CHUNK * 2 + 100).map(|i| (i % 251) as u8).collect();
+        let path = temp_file("unsized", &data);
+        let mut c = call(Some(NEVER_WAITS));
+        c.run(py, "w = sr('200 OK', [])\nw(b'ab')").expect("start");
+        let mut head = c.head().expect("head");
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            loop {
+                let (chunk, ended) = body_now(head.body_mut());
+                got.extend(chunk);
+                if ended {
+                    return got;
+                }
+                std::thread::yield_now();
+            }
+        });
+        c.response
+            .send_file(py, FileRange::open(&path).expect("open"))
+            .expect("file");
+        let got = py.allow_threads(|| reader.join().expect("join"));
+        assert_eq!(got.len(), data.len() + 2);
+        assert!(got[2..] == data[..], "the file, in order, once");
+    })
+}
+
+#[test]
 fn a_file_after_a_write_follows_as_chunks() {
     with_py(|py| {
         let path = temp_file("chunks", b"0123456789");
