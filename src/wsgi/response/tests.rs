@@ -374,6 +374,24 @@ fn the_declared_length_only_when_it_is_a_plain_number() {
 }
 
 #[test]
+fn only_chunks_of_64_kib_and_more_are_sent_from_the_apps_own_bytes() {
+    with_py(|py| {
+        for (len, shared) in [(100, false), (2000, false), (64 * 1024, true)] {
+            let code = std::ffi::CString::new(format!("b'x' * {len}")).expect("code");
+            let item = py.eval(&code, None, None).expect("eval");
+            let original = item
+                .downcast::<PyBytes>()
+                .expect("bytes")
+                .as_bytes()
+                .as_ptr();
+            let chunk = body_chunk(&item).expect("chunk");
+            assert_eq!(chunk.len(), len);
+            assert_eq!(chunk.as_ptr() == original, shared, "{len} bytes");
+        }
+    })
+}
+
+#[test]
 fn body_chunks_must_be_bytes_like() {
     with_py(|py| {
         let eval = |code: &str| {
