@@ -84,3 +84,67 @@ impl Done {
 
     fn close(&self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use pyo3::types::PyDict;
+
+    use super::*;
+    use crate::asgi::test_support::with_py;
+
+    /// Runs `code` with `r` (a fresh `Ready(42)`) and `d` (a `Done`) bound; gives `out`'s repr.
+    fn run(code: &str) -> String {
+        with_py(|py| {
+            let locals = PyDict::new(py);
+            let value = 42i32.into_pyobject(py).expect("int").into_any().unbind();
+            let ready = Py::new(py, Ready::new(value)).expect("ready");
+            locals.set_item("r", ready).expect("r");
+            locals
+                .set_item("d", Py::new(py, Done).expect("done"))
+                .expect("d");
+            let code = std::ffi::CString::new(code).expect("code");
+            py.run(&code, Some(&locals), None).expect("runs");
+            let out = locals.get_item("out").expect("get").expect("out");
+            out.repr().expect("repr").to_string()
+        })
+    }
+
+    const STOP: &str = "def stop(f, *a):\n    try:\n        return ('yielded', f(*a))\n    \
+                        except StopIteration as e:\n        return ('stopped', e.value)\n    \
+                        except Exception as e:\n        return ('raised', type(e).__name__)\n";
+
+    #[test]
+    fn ready_awaits_to_its_value_once() {
+        let out = run(&format!(
+            "{STOP}async def main():\n    return await r\n\
+             first = stop(main().send, None)\n\
+             out = (first, r.__await__() is r, iter(r) is r, stop(next, r))"
+        ));
+        assert_eq!(out, "(('stopped', 42), True, True, ('stopped', None))");
+    }
+
+    #[test]
+    fn ready_ignores_what_is_sent_and_is_spent_by_throw_or_close() {
+        let out = run(&format!("{STOP}out = (stop(r.send, 'x'), stop(next, r))"));
+        assert_eq!(out, "(('stopped', 42), ('stopped', None))");
+        let out = run(&format!(
+            "{STOP}out = (stop(r.throw, ValueError('v')), stop(next, r))"
+        ));
+        assert_eq!(out, "(('raised', 'ValueError'), ('stopped', None))");
+        let out = run(&format!("{STOP}r.close()\nout = stop(next, r)"));
+        assert_eq!(out, "('stopped', None)");
+    }
+
+    #[test]
+    fn done_awaits_to_none_every_time() {
+        let out = run(&format!(
+            "{STOP}async def main():\n    await d\n    await d\n    return 'after'\n\
+             out = (stop(main().send, None), d.__await__() is d, iter(d) is d, \
+             stop(next, d), stop(d.throw, KeyError('k')), d.close())"
+        ));
+        assert_eq!(
+            out,
+            "(('stopped', 'after'), True, True, ('stopped', None), ('raised', 'KeyError'), None)"
+        );
+    }
+}

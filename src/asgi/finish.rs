@@ -214,3 +214,6 @@ impl RunApp {
         slf
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -467,3 +467,6 @@ impl AsgiSend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

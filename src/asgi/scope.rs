@@ -449,9 +449,117 @@ mod tests {
                 http_version(py, Version::HTTP_2).to_str().expect("str"),
                 "2"
             );
+            assert_eq!(
+                http_version(py, Version::HTTP_09).to_str().expect("str"),
+                "0.9"
+            );
+            // The common methods are one interned str, not a new one per request.
+            for m in [
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::DELETE,
+                Method::HEAD,
+                Method::PATCH,
+                Method::OPTIONS,
+            ] {
+                let (a, b) = (method(py, &m), method(py, &m));
+                assert!(a.is(&b), "{m} is interned");
+                assert_eq!(a.to_str().expect("str"), m.as_str());
+            }
             let purge = Method::from_bytes(b"PURGE").expect("method");
             assert_eq!(method(py, &purge).to_str().expect("str"), "PURGE");
             assert_eq!(method(py, &Method::DELETE).to_str().expect("str"), "DELETE");
+        })
+    }
+    #[test]
+    fn a_forwarded_host_replaces_only_the_host_header_or_is_added() {
+        with_py(|py| {
+            let t = ScopeTemplate::new(py, "").expect("template");
+            let f = Forwarded {
+                client: None,
+                https: None,
+                host: Some("example.com".into()),
+                server: None,
+            };
+            let p = parts("/", &[("x-a", "1"), ("host", "internal"), ("x-b", "2")]);
+            let s = t.build(py, &p, &tcp(), None, Some(&f)).expect("scope");
+            let headers: Vec<(Vec<u8>, Vec<u8>)> = get(&s, "headers");
+            assert_eq!(
+                headers,
+                [
+                    (b"x-a".to_vec(), b"1".to_vec()),
+                    (b"host".to_vec(), b"example.com".to_vec()),
+                    (b"x-b".to_vec(), b"2".to_vec()),
+                ]
+            );
+            // HTTP/2 names the host in :authority: no Host header to replace.
+            let p = parts("/", &[("x-a", "1")]);
+            let s = t.build(py, &p, &tcp(), None, Some(&f)).expect("scope");
+            let headers: Vec<(Vec<u8>, Vec<u8>)> = get(&s, "headers");
+            assert_eq!(
+                headers,
+                [
+                    (b"x-a".to_vec(), b"1".to_vec()),
+                    (b"host".to_vec(), b"example.com".to_vec()),
+                ]
+            );
+        })
+    }
+
+    #[test]
+    fn the_websocket_scope_and_the_scheme_over_tls() {
+        with_py(|py| {
+            let t = ScopeTemplate::new(py, "/root").expect("template");
+            let p = parts("/chat?x=1", &[("host", "h")]);
+            let conn = tcp();
+            let ws = t
+                .build_websocket(py, &p, &conn, None, vec!["a".into(), "b".into()], None)
+                .expect("scope");
+            assert_eq!(get::<String>(&ws, "type"), "websocket");
+            assert_eq!(get::<String>(&ws, "scheme"), "ws");
+            assert_eq!(get::<String>(&ws, "http_version"), "1.1");
+            assert_eq!(get::<String>(&ws, "path"), "/root/chat");
+            assert_eq!(get::<String>(&ws, "root_path"), "/root");
+            assert_eq!(get::<Vec<u8>>(&ws, "query_string"), b"x=1");
+            assert_eq!(get::<Vec<String>>(&ws, "subprotocols"), ["a", "b"]);
+            let ext: Bound<'_, PyDict> = ws
+                .get_item("extensions")
+                .expect("get")
+                .expect("extensions")
+                .downcast_into()
+                .expect("dict");
+            assert!(ext.contains("websocket.http.response").expect("contains"));
+            let asgi: Bound<'_, PyDict> = ws
+                .get_item("asgi")
+                .expect("get")
+                .expect("asgi")
+                .downcast_into()
+                .expect("dict");
+            assert_eq!(
+                asgi.get_item("version")
+                    .expect("get")
+                    .expect("v")
+                    .extract::<String>()
+                    .expect("s"),
+                "3.0"
+            );
+            conn.secure.store(true, Ordering::Relaxed);
+            let ws = t
+                .build_websocket(py, &p, &conn, None, vec![], None)
+                .expect("scope");
+            assert_eq!(get::<String>(&ws, "scheme"), "wss");
+            let s = t.build(py, &p, &conn, None, None).expect("scope");
+            assert_eq!(get::<String>(&s, "scheme"), "https");
+            // A trusted proxy's word wins over the connection's, both ways.
+            let plain = Forwarded {
+                client: None,
+                https: Some(false),
+                host: None,
+                server: None,
+            };
+            let s = t.build(py, &p, &conn, None, Some(&plain)).expect("scope");
+            assert_eq!(get::<String>(&s, "scheme"), "http");
         })
     }
 }

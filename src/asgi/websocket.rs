@@ -496,3 +496,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod io_tests;

@@ -178,5 +178,12 @@ mod tests {
         assert_eq!(Violation::InvalidUtf8.close_code(), 1007);
         assert_eq!(Violation::TooBig.close_code(), 1009);
         assert_eq!(Violation::OutOfOrder.close_code(), 1002);
+        // The reason goes to the app (`websocket.disconnect`) and into the close frame.
+        assert_eq!(
+            Violation::InvalidUtf8.reason(),
+            "invalid UTF-8 in a text message"
+        );
+        assert_eq!(Violation::TooBig.reason(), "message too big");
+        assert_eq!(Violation::OutOfOrder.reason(), "fragments out of order");
     }
 }

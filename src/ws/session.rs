@@ -438,4 +438,65 @@ mod tests {
             "the end drops what was queued"
         );
     }
+
+    #[test]
+    fn room_comes_back_only_below_low_water_as_the_peer_takes_messages() {
+        let (s, _rx) = Session::new(4);
+        let cx = Context::from_waker(Waker::noop());
+        let chunk = || Outgoing::Message(Message::Binary(Bytes::from(vec![0; 600 * 1024])));
+        assert!(s.has_room());
+        s.send(chunk()).expect("open");
+        assert!(s.send(chunk()).expect("open").full);
+        assert!(!s.has_room());
+        assert!(s.take_outgoing(&cx).is_some());
+        assert!(
+            !s.has_room(),
+            "600 KiB still queued is over the low-water mark"
+        );
+        assert!(s.take_outgoing(&cx).is_some());
+        assert!(s.has_room());
+    }
+
+    #[test]
+    fn a_parked_app_is_woken_only_by_what_it_waits_for() {
+        let (s, _rx) = Session::new(4);
+        let cx = Context::from_waker(Waker::noop());
+        let reader = Arc::new(Count::default());
+        assert!(s.park(Want::Event, reader.clone()));
+        // Room made by the peer is no news to a reader.
+        s.send(Outgoing::Message(text("x"))).expect("open");
+        assert!(s.take_outgoing(&cx).is_some());
+        assert_eq!(reader.0.load(Ordering::SeqCst), 0);
+        s.push_inbound(text("in"));
+        assert_eq!(reader.0.load(Ordering::SeqCst), 1);
+        // A writer waiting for room is not woken by a message for the app.
+        let (s, _rx) = Session::new(4);
+        let big = || Outgoing::Message(Message::Binary(Bytes::from(vec![0; OUT_HIGH_WATER])));
+        assert!(s.send(big()).expect("open").full);
+        let writer = Arc::new(Count::default());
+        assert!(s.park(Want::Room, writer.clone()));
+        s.push_inbound(text("in"));
+        assert_eq!(writer.0.load(Ordering::SeqCst), 0);
+        assert!(s.take_outgoing(&cx).is_some());
+        assert_eq!(writer.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_refused_handshake_can_no_longer_be_accepted_and_the_end_is_known() {
+        let (s, _rx) = Session::new(4);
+        assert!(!s.is_ended());
+        s.refuse();
+        assert!(!s.is_connecting());
+        assert!(
+            !s.is_ended(),
+            "refusing is not the end: the HTTP answer still goes out"
+        );
+        let accept = Accept {
+            subprotocol: None,
+            headers: HeaderMap::new(),
+        };
+        assert_eq!(s.accept(accept).err(), Some(Refused::AfterClose));
+        s.end(1000, "");
+        assert!(s.is_ended());
+    }
 }

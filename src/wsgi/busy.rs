@@ -181,4 +181,39 @@ mod tests {
         let _g = Busy::enter("GET", "/");
         assert!(busy.longest().is_none());
     }
+
+    #[test]
+    fn the_oldest_call_wins_whichever_slot_it_is_in_and_an_ended_one_is_gone() {
+        let busy = Arc::new(Busy::default());
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let (go_tx, go) = std::sync::mpsc::channel::<()>();
+        let (end_tx, end) = std::sync::mpsc::channel::<()>();
+        let b = busy.clone();
+        // The first slot's call starts last.
+        let first = std::thread::spawn(move || {
+            b.with_slot(|| {
+                ready_tx.send(()).expect("slot");
+                go.recv().expect("go");
+                let _g = Busy::enter("GET", "/young");
+                ready_tx.send(()).expect("entered");
+                end.recv().expect("end");
+            })
+        });
+        ready.recv().expect("first slot taken");
+        busy.with_slot(|| {
+            let g = Busy::enter("GET", "/old");
+            std::thread::sleep(Duration::from_millis(5));
+            go_tx.send(()).expect("go");
+            ready.recv().expect("entered");
+            assert_eq!(busy.longest().map(|(_, w)| w), Some("GET /old".into()));
+            drop(g);
+            assert_eq!(
+                busy.longest().map(|(_, w)| w),
+                Some("GET /young".into()),
+                "an ended call is not reported"
+            );
+        });
+        end_tx.send(()).expect("end");
+        first.join().expect("join");
+    }
 }

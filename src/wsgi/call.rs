@@ -206,3 +206,6 @@ fn send_sequence(
     }
     response.end(py)
 }
+
+#[cfg(test)]
+mod tests;

@@ -184,3 +184,6 @@ fn addresses<'a>(py: Python<'_>, conn: &'a ConnInfo) -> PyResult<&'a Addresses> 
     })?;
     made.ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("connection addresses"))
 }
+
+#[cfg(test)]
+mod tests;

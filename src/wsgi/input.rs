@@ -137,3 +137,6 @@ impl WsgiInput {
         Ok(line)
     }
 }
+
+#[cfg(test)]
+mod tests;

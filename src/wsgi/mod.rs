@@ -169,3 +169,6 @@ impl Interface for WsgiCore {
         Some(self.pool.stats())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -420,4 +420,116 @@ mod tests {
             std::thread::sleep(Duration::from_micros((i as u64 * 37) % 500));
         }
     }
+    #[test]
+    fn an_idle_thread_is_woken_for_each_new_job_and_stays() {
+        // Idle threads outlive the test: a job that waited for one to time out would fail.
+        let (tx, started) = mpsc::channel();
+        let runner = Arc::new(Blocking {
+            started: Mutex::new(tx),
+        });
+        let pool = Pool::new(1, 4, Duration::from_secs(60), runner);
+        for id in 0..3 {
+            let (j, end) = job(id);
+            assert!(pool.submit(j).is_ok());
+            assert_eq!(
+                started.recv_timeout(T).ok(),
+                Some(id),
+                "job {id} ran at once"
+            );
+            assert_eq!(pool.stats(), (1, 1, 0));
+            end.send(false).expect("end");
+            let deadline = std::time::Instant::now() + T;
+            while pool.stats() != (1, 0, 0) && std::time::Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            assert_eq!(pool.stats(), (1, 0, 0), "idle, and kept for the next job");
+        }
+        assert_eq!(pool.stop(T), 0);
+    }
+
+    fn slow_pool(threads: usize) -> (Arc<Pool<Job>>, mpsc::Receiver<usize>) {
+        let (tx, rx) = mpsc::channel();
+        let runner = Arc::new(Blocking {
+            started: Mutex::new(tx),
+        });
+        // Idle threads never time out here: only the pool's own rules change the counts.
+        (Pool::new(threads, 4, Duration::from_secs(60), runner), rx)
+    }
+
+    #[test]
+    fn a_thread_is_started_per_waiting_job_and_no_more() {
+        let (pool, started) = slow_pool(3);
+        let (a, ea) = job(1);
+        assert!(pool.submit(a).is_ok());
+        assert_eq!(started.recv_timeout(T).ok(), Some(1));
+        assert_eq!(pool.stats(), (1, 1, 0), "one job, one thread");
+        let (pool2, started2) = slow_pool(3);
+        let (b, eb) = job(2);
+        let (c, ec) = job(3);
+        assert!(pool2.submit(b).is_ok());
+        assert!(pool2.submit(c).is_ok());
+        let mut ids = [started2.recv_timeout(T).ok(), started2.recv_timeout(T).ok()];
+        ids.sort();
+        assert_eq!(ids, [Some(2), Some(3)]);
+        assert_eq!(pool2.stats(), (2, 2, 0), "two jobs, two threads");
+        for end in [ea, eb, ec] {
+            end.send(false).expect("end");
+        }
+        assert_eq!(pool.stop(T), 0);
+        assert_eq!(pool2.stop(T), 0);
+    }
+
+    #[test]
+    fn the_replacement_for_a_stream_retires_as_soon_as_the_stream_ends() {
+        let (pool, started) = slow_pool(1);
+        let (stream, es) = job(1);
+        let (plain, ep) = job(2);
+        assert!(pool.submit(stream).is_ok());
+        assert_eq!(started.recv_timeout(T).ok(), Some(1));
+        es.send(true).expect("detach");
+        assert!(pool.submit(plain).is_ok());
+        assert_eq!(
+            started.recv_timeout(T).ok(),
+            Some(2),
+            "a replacement ran it"
+        );
+        assert_eq!(pool.stats().0, 2);
+        es.send(false).expect("end stream");
+        ep.send(false).expect("end");
+        // Not the idle time-out (a minute): the thread over the limit ends after its job.
+        let deadline = std::time::Instant::now() + T;
+        while pool.stats() != (1, 0, 0) && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(pool.stats(), (1, 0, 0));
+        // And the one left takes the next job at once.
+        let (next, en) = job(3);
+        assert!(pool.submit(next).is_ok());
+        assert_eq!(started.recv_timeout(T).ok(), Some(3));
+        en.send(false).expect("end");
+        assert_eq!(pool.stop(T), 0);
+    }
+
+    #[test]
+    fn a_held_back_wake_up_is_held_for_a_millisecond_at_most() {
+        let (pool, started) = slow_pool(2);
+        std::thread::spawn(move || {
+            crate::bridge::mailbox::defer_wakeups_on_this_thread();
+            let (a, ea) = job(1);
+            assert!(pool.submit(a).is_ok());
+            assert_eq!(pool.stats(), (0, 0, 1), "held back");
+            // The bound is a time: past it, the next submit wakes a thread itself.
+            std::thread::sleep(Duration::from_millis(5));
+            let (b, eb) = job(2);
+            assert!(pool.submit(b).is_ok());
+            assert!(started.recv_timeout(T).is_ok(), "a thread was sent");
+            ea.send(false).expect("end");
+            eb.send(false).expect("end");
+            pool.flush_wakeups();
+            assert!(started.recv_timeout(T).is_ok());
+            assert_eq!(pool.stop(T), 0);
+        })
+        .join()
+        .expect("io thread");
+    }
 }

@@ -411,3 +411,6 @@ pub fn body_chunk(item: &Bound<'_, PyAny>) -> PyResult<Bytes> {
         ))
     })
 }
+
+#[cfg(test)]
+mod tests;

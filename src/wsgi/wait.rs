@@ -98,3 +98,27 @@ impl Waiter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleep_returns_at_once_for_a_wake_up_that_came_first_and_only_once() {
+        let w = Arc::new(ThreadWaker::default());
+        w.clone().wake();
+        assert!(w.sleep(None), "the earlier wake-up counts");
+        let soon = Instant::now() + Duration::from_millis(10);
+        assert!(!w.sleep(Some(soon)), "spent: this one times out");
+        assert!(Instant::now() >= soon);
+    }
+
+    #[test]
+    fn sleep_is_ended_by_a_wake_up_from_another_thread() {
+        let w = Arc::new(ThreadWaker::default());
+        let waker = w.clone();
+        let t = std::thread::spawn(move || waker.wake());
+        assert!(w.sleep(Some(Instant::now() + Duration::from_secs(10))));
+        t.join().expect("join");
+    }
+}
