@@ -75,8 +75,18 @@ fn held_core() -> (Arc<WsgiCore>, mpsc::Receiver<()>, mpsc::Sender<()>) {
         started: Mutex::new(started_tx),
         end: Mutex::new(end_rx),
     });
+    // Loggers a core needs since it logs the answers the server gives without the app.
+    let loggers = with_py(|py| {
+        let logger = py
+            .import("logging")
+            .and_then(|l| l.call_method1("getLogger", ("juggler.test",)))
+            .expect("logger")
+            .unbind();
+        Arc::new(Loggers::new(py, logger.clone_ref(py), logger, &config).expect("loggers"))
+    });
     let core = Arc::new(WsgiCore {
         host: Host::new(config).expect("host"),
+        loggers,
         pool: Pool::new(1, 1, IDLE_THREAD_TIMEOUT, runner),
         delivery: Arc::new(delivery::Delivery::new()),
         busy,
