@@ -4,7 +4,7 @@
 //! `asgi`, `wsgi` (interfaces) -> `interface` (what they plug into) -> `http` (protocol, with
 //! `ws` for WebSockets) ->
 //! `server` (transport) and `bridge` (thread crossing) -> `error`, `config`, `trusted`,
-//! `metrics`.
+//! `metrics`, `shared_cells`, `watched_io`.
 
 pub mod asgi;
 pub mod bridge;
@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod server;
 pub mod shared_cells;
 pub mod trusted;
+pub mod watched_io;
 pub mod ws;
 pub mod wsgi;
 

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::server::watched::IoWatcher;
+use crate::watched_io::IoWatcher;
 
 #[derive(Default)]
 struct State {

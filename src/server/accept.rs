@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use super::linger::Lingering;
 use super::listener::{Accepted, ConnInfo, Listener};
 use super::registry::{LogLevel, Phase, Registry, Token};
-use super::watched::Watched;
+use crate::watched_io::Watched;
 
 /// A byte stream the protocol layer can serve.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}

@@ -7,7 +7,6 @@ pub mod linger;
 pub mod listener;
 pub mod registry;
 pub mod tls;
-pub mod watched;
 
 use std::io;
 use std::os::fd::OwnedFd;
