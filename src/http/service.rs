@@ -109,12 +109,7 @@ async fn respond(
             return own(&http, &req, &conn, proxied, lagging(&http));
         }
     }
-    let forwarded = match &http.config.proxy {
-        Some(trusted) if proxied => {
-            forwarded::resolve(req.headers(), trusted, conn.secure.load(Ordering::Relaxed))
-        }
-        _ => None,
-    };
+    let forwarded = forwarded_for(&http, req.headers(), &conn, proxied);
     if upgrade::wants_websocket(&req, &http) {
         let mut response = upgrade::handle(req, conn, http.clone(), forwarded).await;
         add_default_headers(response.headers_mut(), &http);
@@ -183,6 +178,22 @@ async fn respond(
     response
 }
 
+/// What a trusted proxy said about this request's client (`--proxy-headers`), if the
+/// connection's peer is one.
+fn forwarded_for(
+    http: &Http,
+    headers: &HeaderMap,
+    conn: &ConnInfo,
+    proxied: bool,
+) -> Option<Box<forwarded::Forwarded>> {
+    match &http.config.proxy {
+        Some(trusted) if proxied => {
+            forwarded::resolve(headers, trusted, conn.secure.load(Ordering::Relaxed))
+        }
+        _ => None,
+    }
+}
+
 /// An answer given here, without the app: the interface hears of it for its access log.
 fn own(
     http: &Http,
@@ -194,12 +205,7 @@ fn own(
     if !http.config.access_log {
         return response;
     }
-    let forwarded = match &http.config.proxy {
-        Some(trusted) if proxied => {
-            forwarded::resolve(req.headers(), trusted, conn.secure.load(Ordering::Relaxed))
-        }
-        _ => None,
-    };
+    let forwarded = forwarded_for(http, req.headers(), conn, proxied);
     tell(http, Head::of(req), conn, forwarded.as_deref(), response)
 }
 
