@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYO3_PYTHON := $(abspath $(PY))
 PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 
-.PHONY: venv build serve test test-rust test-python lint fmt bench bench-protocols bench-seed bench-callgrind bench-overload mutants mutants-python clean
+.PHONY: venv build serve test test-fast test-unit test-rust test-python lint fmt bench bench-protocols bench-seed bench-callgrind bench-overload mutants mutants-python clean
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,15 @@ serve: build
 test-rust: venv
 	LD_LIBRARY_PATH=$(PYLIBDIR) cargo test --release --lib
 
+# Unit tests: no server, no network (tests/unit); end to end over real sockets: tests/e2e.
+test-unit: build
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
 test-python: build
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# The Rust units and the Python unit tests: seconds once built, for every change.
+test-fast: test-rust test-unit
 
 test: build test-rust test-python
 
@@ -74,7 +81,7 @@ bench-callgrind: build
 # MUTANTS_FILES picks the files (globs); results land in mutants.out/. See docs/testing.md.
 # MUTANTS_ARGS adds cargo-mutants flags, e.g. a sample: --shard 0/8 --sharding round-robin,
 # or --iterate to re-run only what the last run did not catch.
-MUTANTS_FILES ?= src/http/*.rs src/server/*.rs src/bridge/*.rs
+MUTANTS_FILES ?= src/http/*.rs src/transport/*.rs src/bridge/*.rs
 MUTANTS_ARGS ?=
 mutants: venv
 	command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
@@ -88,7 +95,7 @@ mutants: venv
 # 1. No bytecode is read or written: a mutant the same size as the one before, written within
 # the same second, could run from the stale .pyc.
 MUTMUT_PATHS ?= python/juggler/channel.py
-MUTMUT_TESTS ?= tests/test_channel.py
+MUTMUT_TESTS ?= tests/unit/test_channel.py
 mutants-python: build
 	$(PY) -m pip install -q "mutmut>=2.4,<3"
 	find python -name __pycache__ -type d -prune -exec rm -rf {} +

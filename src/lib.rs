@@ -14,8 +14,9 @@ pub mod http;
 pub mod interface;
 pub mod log_format;
 pub mod metrics;
-pub mod server;
+pub mod py;
 pub mod shared_cells;
+pub mod transport;
 pub mod trusted;
 pub mod watched_io;
 pub mod ws;
@@ -33,9 +34,9 @@ fn _juggler(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ProtocolError", m.py().get_type::<error::ProtocolError>())?;
     m.add_class::<config::CoreConfig>()?;
     m.add_class::<interface::server::Server>()?;
-    m.add_class::<interface::siblings::LoadSlots>()?;
-    m.add_class::<interface::metrics::Metrics>()?;
-    m.add_class::<interface::tls::TlsSettings>()?;
+    m.add_class::<py::LoadSlots>()?;
+    m.add_class::<py::Metrics>()?;
+    m.add_class::<py::TlsSettings>()?;
     asgi::register(m)?;
     wsgi::register(m)?;
     Ok(())

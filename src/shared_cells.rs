@@ -1,6 +1,6 @@
 //! Atomic cells in an anonymous shared mapping: made by the supervisor before it forks, so
 //! that the workers and the supervisor all see the same memory. Used for the workers'
-//! connection counts (`server::balance`) and their metrics (`metrics`).
+//! connection counts (`transport::balance`) and their metrics (`metrics`).
 
 use std::io;
 use std::sync::atomic::AtomicU64;

@@ -90,7 +90,7 @@ mod tests {
     use pyo3::types::PyDict;
 
     use super::*;
-    use crate::asgi::test_support::with_py;
+    use crate::interface::test_support::with_py;
 
     /// Runs `code` with `r` (a fresh `Ready(42)`) and `d` (a `Done`) bound; gives `out`'s repr.
     fn run(code: &str) -> String {

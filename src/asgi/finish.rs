@@ -16,7 +16,7 @@ use crate::error::ClientDisconnected;
 use crate::http::exchange::Finished;
 use crate::interface::access::AccessInfo;
 use crate::interface::watchdog::Watched;
-use crate::server::LogLevel;
+use crate::transport::LogLevel;
 
 /// How the app's coroutine ended.
 pub enum Ending<'a> {

@@ -10,7 +10,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
 use crate::http::forwarded::Forwarded;
-use crate::server::{ConnInfo, ServerAddr};
+use crate::transport::{ConnInfo, ServerAddr};
 
 /// The parts of every scope that never change, copied per request.
 pub struct ScopeTemplate {

@@ -4,8 +4,9 @@ use bytes::Bytes;
 use http::StatusCode;
 
 use super::*;
-use crate::asgi::test_support::{exchange, module, parts, tcp_conn, with_py, Fixture};
+use crate::asgi::test_support::Fixture;
 use crate::http::body::ResponseBody;
+use crate::interface::test_support::{exchange, module, parts, tcp_conn, with_py};
 
 const APPS: &std::ffi::CStr = cr#"
 import asyncio
@@ -103,7 +104,7 @@ fn a_request_runs_as_a_named_task_and_its_response_is_flushed_by_the_loop() {
         assert_eq!(status_of(&response), Some(StatusCode::OK));
         let body = response
             .as_mut()
-            .map(|r| crate::asgi::test_support::body_now(r.body_mut()));
+            .map(|r| crate::interface::test_support::body_now(r.body_mut()));
         assert_eq!(body, Some((b"ping".to_vec(), true)));
         assert!(fx.lines().is_empty());
     })
@@ -286,10 +287,12 @@ fn the_io_thread_delivers_what_the_outbox_holds_once_flushed() {
         )
         .expect("send")
         .into_bound(py);
-        let message =
-            crate::asgi::test_support::dict(py, "{'type': 'http.response.start', 'status': 204}");
+        let message = crate::interface::test_support::dict(
+            py,
+            "{'type': 'http.response.start', 'status': 204}",
+        );
         send.call1((message,)).expect("start");
-        let message = crate::asgi::test_support::dict(py, "{'type': 'http.response.body'}");
+        let message = crate::interface::test_support::dict(py, "{'type': 'http.response.body'}");
         send.call1((message,)).expect("body");
         fx.core.outbox.flush();
         // Bounded: without the I/O thread's task nothing ever arrives.

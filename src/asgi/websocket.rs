@@ -25,7 +25,7 @@ use crate::error::{ClientDisconnected, Error};
 use crate::http::exchange::{AppWaker, Handover};
 use crate::interface::access::AccessInfo;
 use crate::interface::{LoopEvent, LoopWake};
-use crate::server::LogLevel;
+use crate::transport::LogLevel;
 use crate::ws::close_code::{ABNORMAL, INTERNAL_ERROR, NORMAL};
 use crate::ws::session::{Refused, Want};
 use crate::ws::{Accept, Event, Message, Outgoing, Session};

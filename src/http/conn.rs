@@ -16,7 +16,7 @@ use super::head_timer::HeadClock;
 use super::sniff::{sniff, Prefixed, Sniffed};
 use super::{service, Http};
 use crate::config::HttpVersions;
-use crate::server::{ConnInfo, Io, LogLevel, Phase, ServeConnection, Token};
+use crate::transport::{ConnInfo, Io, LogLevel, Phase, ServeConnection, Token};
 use crate::watched_io::Watched;
 
 /// On a drain, how long a connection accepted but still without a request may wait for its

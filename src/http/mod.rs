@@ -65,7 +65,7 @@ use http::request::Parts;
 
 use crate::bridge::lag::LoopLag;
 use crate::config::CoreConfig;
-use crate::server::{ConnInfo, Registry};
+use crate::transport::{ConnInfo, Registry};
 pub use exchange::Exchange;
 
 /// A parsed request head with the exchange that carries its bodies.

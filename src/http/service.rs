@@ -15,7 +15,7 @@ use super::exchange::{DisconnectGuard, Exchange};
 use super::head_timer::{HeadClock, ResponseDone};
 use super::measure::Measure;
 use super::{forwarded, limits, timeout, upgrade, Head, Http, NewRequest, OwnAnswer};
-use crate::server::{ConnInfo, Phase};
+use crate::transport::{ConnInfo, Phase};
 
 pub(super) fn unavailable(http: &Http) -> Response<ResponseBody> {
     let mut r = plain_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");

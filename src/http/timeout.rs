@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use super::body::{plain_response, ResponseBody};
 use super::exchange::Exchange;
 use super::Http;
-use crate::server::LogLevel;
+use crate::transport::LogLevel;
 
 /// Waits for the app's response head, answering 504 in its place after `limit`.
 pub async fn wait(

@@ -14,7 +14,7 @@ use super::body::{plain_response, ResponseBody};
 use super::exchange::Exchange;
 use super::{service, Http, NewRequest};
 use crate::config::WsConfig;
-use crate::server::{ConnInfo, LogLevel, Phase};
+use crate::transport::{ConnInfo, LogLevel, Phase};
 use crate::ws::handshake::{self, Refusal};
 use crate::ws::{close_code, socket, Accept, Session};
 

@@ -17,7 +17,7 @@ use crate::bridge::Mailbox;
 use crate::http::forwarded::Forwarded;
 use crate::http::{Head, OwnAnswer};
 use crate::log_format::{Atom, LogFormat};
-use crate::server::ConnInfo;
+use crate::transport::ConnInfo;
 
 /// The access line of a request the server answered itself, on the I/O thread: written at
 /// once when lines go straight to stdout, else handed to the loop thread, which holds the GIL

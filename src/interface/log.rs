@@ -9,7 +9,7 @@ use pyo3::types::PyDict;
 use super::access_out::AccessOut;
 use crate::config::CoreConfig;
 use crate::log_format::LogFormat;
-use crate::server::LogLevel;
+use crate::transport::LogLevel;
 
 pub struct Loggers {
     pub error: PyObject,

@@ -6,11 +6,7 @@
 pub mod access;
 pub mod access_out;
 pub mod log;
-pub mod metrics;
 pub mod server;
-pub mod siblings;
-pub mod stack;
-pub mod tls;
 pub mod watchdog;
 
 use std::sync::atomic::AtomicUsize;
@@ -22,7 +18,7 @@ use crate::bridge::lag::LoopLag;
 use crate::bridge::Mailbox;
 use crate::config::CoreConfig;
 use crate::http::{Dispatch, NewRequest};
-use crate::server::{LogLevel, Registry, Report};
+use crate::transport::{LogLevel, Registry, Report};
 
 /// An interface: takes requests on the I/O thread ([`Dispatch`]) and, for those it posts to
 /// the loop thread, starts them there.
@@ -127,3 +123,6 @@ impl Host {
         }))
     }
 }
+
+#[cfg(test)]
+pub(crate) mod test_support;

@@ -12,9 +12,6 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::log::Loggers;
-use super::metrics::Metrics;
-use super::siblings::LoadSlots;
-use super::tls::TlsSettings;
 use super::watchdog::{Notifier, Watchdog};
 use super::{Host, Interface, LoopEvent};
 use crate::bridge::lag::{LoopLag, Tick};
@@ -23,8 +20,9 @@ use crate::error::Error;
 use crate::http::conn::HttpProtocol;
 use crate::http::Http;
 use crate::metrics::Slot;
-use crate::server::balance::Balance;
-use crate::server::{listener, Phase};
+use crate::py::{LoadSlots, Metrics, TlsSettings};
+use crate::transport::balance::Balance;
+use crate::transport::{listener, Phase};
 
 #[pyclass(frozen, module = "juggler._juggler")]
 pub struct Server {
@@ -161,7 +159,7 @@ impl Server {
             .or(metrics.as_ref().map(|_| METRICS_SAMPLE_PERIOD))
             .map(|every| (every, self.host.lag.clone(), self.host.mailbox.clone()));
         let sampled = metrics.map(|slot| (slot, self.host.lag.clone(), self.interface.clone()));
-        let handle = crate::server::spawn_io_thread(
+        let handle = crate::transport::spawn_io_thread(
             fd,
             unix,
             self.host.registry.clone(),

@@ -23,7 +23,7 @@ use crate::http::exchange::Finished;
 use crate::http::NewRequest;
 use crate::interface::access::AccessInfo;
 use crate::interface::log::Loggers;
-use crate::server::{LogLevel, Token};
+use crate::transport::{LogLevel, Token};
 
 /// A request waiting for a pool thread; its token keeps a graceful shutdown waiting for it.
 pub struct Job {

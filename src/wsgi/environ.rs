@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
 use crate::http::forwarded::Forwarded;
-use crate::server::{ConnInfo, ServerAddr};
+use crate::transport::{ConnInfo, ServerAddr};
 
 /// Bytes as a PEP 3333 "native string": each byte is the code point of the same value.
 fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {

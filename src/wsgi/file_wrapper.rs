@@ -56,7 +56,7 @@ impl FileWrapper {
         let fd: i32 = f.call_method0(intern!(py, "fileno")).ok()?.extract().ok()?;
         let offset: u64 = f.call_method0(intern!(py, "tell")).ok()?.extract().ok()?;
         // Our own descriptor: the app's may be closed by another Python thread meanwhile.
-        let fd = crate::server::listener::dup_fd(fd).ok()?;
+        let fd = crate::transport::listener::dup_fd(fd).ok()?;
         FileRange::from_fd(fd, offset).ok()
     }
 }
@@ -66,7 +66,7 @@ mod tests {
     use pyo3::types::PyDict;
 
     use super::*;
-    use crate::asgi::test_support::with_py;
+    use crate::interface::test_support::with_py;
 
     fn run(code: &str) -> String {
         with_py(|py| {

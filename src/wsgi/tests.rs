@@ -1,7 +1,7 @@
 use pyo3::types::PyDict;
 
 use super::*;
-use crate::asgi::test_support::{exchange, parts, tcp_conn, with_py};
+use crate::interface::test_support::{exchange, parts, tcp_conn, with_py};
 use std::sync::{mpsc, Mutex};
 
 use crate::wsgi::pool::{Lease, Run};

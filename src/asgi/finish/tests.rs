@@ -1,7 +1,8 @@
 use pyo3::types::PyModule;
 
 use super::*;
-use crate::asgi::test_support::{exchange, module, with_py, Fixture};
+use crate::asgi::test_support::Fixture;
+use crate::interface::test_support::{exchange, module, with_py};
 
 const APPS: &std::ffi::CStr = cr#"
 import asyncio

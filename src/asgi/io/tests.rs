@@ -1,9 +1,10 @@
 use pyo3::types::PyList;
 
 use super::*;
-use crate::asgi::test_support::{body_now, dict, exchange, with_py, Fixture};
+use crate::asgi::test_support::Fixture;
 use crate::error::ProtocolError;
 use crate::http::exchange::OUT_HIGH_WATER;
+use crate::interface::test_support::{body_now, dict, exchange, with_py};
 
 fn io(fx: &Fixture<'_>, exchange: &Arc<Exchange>) -> Arc<RequestIo> {
     Arc::new(RequestIo::new(exchange.clone(), fx.core.clone()))

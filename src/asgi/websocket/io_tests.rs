@@ -3,8 +3,9 @@ use std::task::{Context, Waker};
 use tokio::sync::oneshot;
 
 use super::*;
-use crate::asgi::test_support::{dict, exchange, with_py, Fixture};
+use crate::asgi::test_support::Fixture;
 use crate::error::ProtocolError;
+use crate::interface::test_support::{dict, exchange, with_py};
 use crate::ws::session::OUT_HIGH_WATER;
 
 struct Ws<'py> {

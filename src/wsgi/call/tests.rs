@@ -1,7 +1,9 @@
 use super::*;
-use crate::asgi::test_support::{body_now, exchange, helpers, module, parts, tcp_conn, with_py};
 use crate::config::CoreConfig;
 use crate::http::body::ResponseBody;
+use crate::interface::test_support::{
+    body_now, exchange, helpers, module, parts, tcp_conn, with_py,
+};
 use crate::interface::Host;
 use crate::wsgi::pool::Pool;
 

@@ -1,7 +1,7 @@
 use std::sync::atomic::Ordering;
 
 use super::*;
-use crate::asgi::test_support::{parts, tcp_conn, with_py};
+use crate::interface::test_support::{parts, tcp_conn, with_py};
 
 fn environ(
     parts: &Parts,

@@ -4,9 +4,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::*;
-use crate::asgi::test_support::{exchange, with_py};
 use crate::error::ClientDisconnected;
 use crate::http::exchange::Exchange;
+use crate::interface::test_support::{exchange, with_py};
 use crate::wsgi::delivery::Delivery;
 use crate::wsgi::wait::ThreadWaker;
 

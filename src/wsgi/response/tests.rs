@@ -5,10 +5,10 @@ use pyo3::types::PyDict;
 use tokio::sync::oneshot;
 
 use super::*;
-use crate::asgi::test_support::{body_now, exchange, with_py};
 use crate::error::ProtocolError;
 use crate::http::body::ResponseBody;
 use crate::http::exchange::{Exchange, OUT_HIGH_WATER};
+use crate::interface::test_support::{body_now, exchange, with_py};
 use crate::wsgi::delivery::Delivery;
 use crate::wsgi::wait::ThreadWaker;
 

@@ -1,5 +1,5 @@
 """WSGI (PEP 3333) end to end: environ, wsgi.input, start_response, iterables, files, errors,
-the thread pool and its limits, shutdown and logs; tests/apps/wsgi_app.py is the app.
+the thread pool and its limits, shutdown and logs; tests/e2e/apps/wsgi_app.py is the app.
 
 ``JUGGLER_TEST_REFERENCE=gunicorn`` runs these against Gunicorn (see wsgi_servers.py).
 """

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use rustls::ServerConfig;
 
-use crate::server::tls::{server_config, Alpn};
+use crate::transport::tls::{server_config, Alpn};
 
 #[pyclass(frozen, module = "juggler._juggler")]
 pub struct TlsSettings {

@@ -1,5 +1,5 @@
 //! `LoadSlots`: the supervisor's shared memory where sibling workers publish their open
-//! connection counts (see `server::balance`). Made before forking; each worker is given one
+//! connection counts (see `transport::balance`). Made before forking; each worker is given one
 //! slot with `Server.share_load()`.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
 
 use crate::error::Error;
-use crate::server::balance::SharedSlots;
+use crate::transport::balance::SharedSlots;
 
 #[pyclass(frozen, module = "juggler._juggler")]
 pub struct LoadSlots(pub Arc<SharedSlots>);

@@ -5,7 +5,7 @@
 //!
 //! Who notices: the I/O thread's probing timer ([`crate::bridge::lag`]) sees a probe that the
 //! loop has not answered for the threshold and hands its id to the watchdog thread, which
-//! takes the stack without the GIL ([`super::stack`]) and then takes the GIL to name the
+//! takes the stack without the GIL ([`stack`]) and then takes the GIL to name the
 //! request and log. Which request: the loop thread publishes the label of the request whose
 //! coroutine it is stepping in [`CurrentRequest`] (two stores per step, nothing when the
 //! watchdog is off).
@@ -14,6 +14,8 @@
 //! [`BURST`] that refills by one every [`REFILL`] (a few distinct stalls in a row are each
 //! reported; a loop that stalls all the time logs a report every ten seconds); stalls beyond
 //! the budget are counted and the count goes with the next report.
+
+mod stack;
 
 use std::fmt;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
@@ -27,10 +29,10 @@ use http::{Method, Uri};
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 
-use super::log::Loggers;
-use super::stack::{format_dump, ThreadStack};
 use crate::bridge::lag::{Answer, LoopLag, Tick};
-use crate::server::LogLevel;
+use crate::interface::log::Loggers;
+use crate::transport::LogLevel;
+use stack::{format_dump, ThreadStack};
 
 /// Reports that may go out in a row ...
 pub const BURST: u32 = 5;

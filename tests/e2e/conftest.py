@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-APPS = ROOT / "tests" / "apps"
+ROOT = Path(__file__).resolve().parent.parent.parent
+APPS = ROOT / "tests" / "e2e" / "apps"
 READY = re.compile(r"juggler running on (https?://[^ ]+|unix socket [^ ]+)")
 
 

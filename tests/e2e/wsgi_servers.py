@@ -1,7 +1,7 @@
 """Starting apps under juggler, or under a reference server: Gunicorn to check the WSGI tests'
-expectations, and Gunicorn or Uvicorn for the differential tests in tests/compat/.
+expectations, and Gunicorn or Uvicorn for the differential tests in tests/e2e/compat/.
 
-``JUGGLER_TEST_REFERENCE=gunicorn pytest tests/test_wsgi.py`` runs the WSGI, Django and Flask
+``JUGGLER_TEST_REFERENCE=gunicorn pytest tests/e2e/test_wsgi.py`` runs the WSGI, Django and Flask
 tests against ``gunicorn -k gthread`` instead of juggler (``pip install gunicorn``); tests of
 juggler's own behaviour are skipped there (``juggler_only``).
 """

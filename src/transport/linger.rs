@@ -165,7 +165,7 @@ mod tests {
         let (server, _) = listener.accept().await.expect("accept");
         let info = Arc::new(ConnInfo {
             client: None,
-            server: crate::server::ServerAddr::Tcp("127.0.0.1".into(), addr.port()),
+            server: crate::transport::ServerAddr::Tcp("127.0.0.1".into(), addr.port()),
             derived: std::sync::OnceLock::new(),
             refused: std::sync::atomic::AtomicBool::new(refused),
             secure: Default::default(),

@@ -18,7 +18,7 @@ PROJECT = ROOT / "examples" / "django_app"
 
 def sqlite(path) -> dict[str, str]:
     """The project on the SQLite file ``path``, even in a shell that exported DATABASE_URL
-    (which would switch it to PostgreSQL: tests/test_examples_postgres.py covers that)."""
+    (which would switch it to PostgreSQL: tests/e2e/test_examples_postgres.py covers that)."""
     return {"NOTES_DB": str(path), "DATABASE_URL": ""}
 
 

@@ -204,7 +204,7 @@ mod tests {
 
     #[test]
     fn open_connections_are_published_for_siblings_while_running() {
-        use crate::server::balance::{Balance, SharedSlots};
+        use crate::transport::balance::{Balance, SharedSlots};
         let slots = Arc::new(SharedSlots::new(2).expect("mmap"));
         let reg = Registry::new(Arc::new(Seen::default()), None);
         reg.set_balance(Balance {

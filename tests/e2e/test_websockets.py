@@ -19,7 +19,7 @@ from wsclient import RawWebSocket
 
 @pytest.fixture(scope="module")
 def ws_server() -> Iterator[Juggler]:
-    """One server for the apps in tests/apps/ws_app.py (pings off, so that raw clients
+    """One server for the apps in tests/e2e/apps/ws_app.py (pings off, so that raw clients
     need not answer them)."""
     j = start("ws_app:app", "--ws-ping-interval", "0")
     yield j
