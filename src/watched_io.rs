@@ -1,7 +1,7 @@
 //! A stream that tells a watcher what crossed it: the metrics count bytes both ways
 //! (`--metrics-bind`, below TLS, so the counts are what crossed the wire), and the head
 //! clock notes reads (`--timeout-request-head`, `http::head_timer`). At the ground of the
-//! layers, so that the transport (`server`) and the protocol (`http`) both use it.
+//! layers, so that the transport (`transport`) and the protocol (`http`) both use it.
 
 use std::io;
 use std::pin::Pin;

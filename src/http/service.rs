@@ -69,6 +69,12 @@ pub async fn handle(
     }))
 }
 
+/// The answers the server gives itself come first, in this order, each behind an `Option`
+/// that is `None` when its option is off: the health path (so a probe is answered even when
+/// the worker is full), `--limit-concurrency`, the head limits (413/414/431), static files,
+/// and the loop's lag (`--max-loop-lag`); only then the proxy headers are read and the
+/// request goes to a WebSocket upgrade or to the interface. This comment is the one place
+/// the order is written down.
 async fn respond(
     req: Request<Incoming>,
     conn: Arc<ConnInfo>,
