@@ -29,6 +29,7 @@ from .importer import ImportFromStringError, load_app
 from .interfaces import resolve_interface
 from .logging import error_logger
 from .metrics_endpoint import MetricsBindError, MetricsEndpoint
+from .rlimits import raise_open_files_limit
 from .sockets import BindError, bind, describe, reserve_reuse_port
 
 #: Workers that can share their connection counts, at least (workers beyond the slots, added
@@ -72,6 +73,7 @@ def run(config: Config) -> int:
             return EXIT_BAD_OPTION
     jlogging.configure(config.log_level)
     install_fatal_formatter()
+    raise_open_files_limit()
     problem = _check_environment(config)
     if problem:
         message, code = problem

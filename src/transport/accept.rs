@@ -10,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::accept_errors::AcceptErrors;
 use super::linger::Lingering;
 use super::listener::{Accepted, ConnInfo, Listener};
 use super::registry::{LogLevel, Phase, Registry, Token};
@@ -31,6 +32,17 @@ pub trait ServeConnection: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send + 'static;
 }
 
+/// After a failed accept, the loop waits this long before it tries again: the listener stays
+/// readable while descriptors are out, and trying at once would spin.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(50);
+
+async fn accept_failed(registry: &Registry, errors: &mut AcceptErrors, error: &std::io::Error) {
+    if let Some(line) = errors.failed(error, std::time::Instant::now()) {
+        registry.report().log(LogLevel::Warning, line);
+    }
+    tokio::time::sleep(RETRY_AFTER_FAILURE).await;
+}
+
 /// How long a worker leaves a pending connection for the less loaded sibling it nudged,
 /// before it takes the connection itself if it is still there.
 const DEFER: Duration = Duration::from_millis(2);
@@ -48,6 +60,7 @@ pub async fn accept_loop<S: ServeConnection>(
         .balance()
         .and_then(|b| Nudges::watch(b.nudged_fd()).ok());
     let mut deferred = false;
+    let mut errors = AcceptErrors::default();
     loop {
         if *phase.borrow_and_update() != Phase::Running {
             break;
@@ -56,8 +69,7 @@ pub async fn accept_loop<S: ServeConnection>(
             ready = listener.ready() => match ready {
                 Ok(()) => false,
                 Err(e) => {
-                    registry.report().log(LogLevel::Warning, format!("accept failed: {e}"));
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    accept_failed(&registry, &mut errors, &e).await;
                     continue;
                 }
             },
@@ -86,13 +98,8 @@ pub async fn accept_loop<S: ServeConnection>(
             }
             // Another worker took it.
             Ok(None) => {}
-            Err(e) => {
-                // Out of descriptors or a connection reset before accept: not fatal.
-                registry
-                    .report()
-                    .log(LogLevel::Warning, format!("accept failed: {e}"));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            // Out of descriptors or a connection reset before accept: not fatal.
+            Err(e) => accept_failed(&registry, &mut errors, &e).await,
         }
     }
     if *phase.borrow() == Phase::Draining && registry.balance().is_none() {

@@ -2,6 +2,7 @@
 //! shutdown phase, and the Tokio thread they run on. Generic over the protocol it serves.
 
 pub mod accept;
+pub mod accept_errors;
 pub mod balance;
 pub mod linger;
 pub mod listener;
