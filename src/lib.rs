@@ -37,6 +37,7 @@ fn _juggler(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<py::LoadSlots>()?;
     m.add_class::<py::Metrics>()?;
     m.add_class::<py::TlsSettings>()?;
+    m.add_function(wrap_pyfunction!(py::close_gate, m)?)?;
     asgi::register(m)?;
     wsgi::register(m)?;
     Ok(())

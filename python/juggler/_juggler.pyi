@@ -18,6 +18,7 @@ __all__ = [
     "TlsSettings",
     "WsgiInterface",
     "__version__",
+    "close_gate",
 ]
 __version__: str
 
@@ -199,3 +200,7 @@ class RunApp:
     def close(self) -> None: ...
     def __await__(self) -> RunApp: ...
     def __iter__(self) -> RunApp: ...
+
+def close_gate(fd: int) -> None:
+    """Closes the gate of the listening socket ``fd``: the kernel completes no new handshake on
+    it, and the workers sharing it serve what is queued before they stop."""

@@ -570,6 +570,7 @@ class Supervisor:
             return
         self.stopping = how
         sig = signal.SIGTERM if how == "graceful" else signal.SIGQUIT
+        self._close_gate()
         if self.workers and not quiet:
             error_logger.info(
                 "Waiting for %d worker(s) to %s",
@@ -584,6 +585,18 @@ class Supervisor:
             self._stop_worker(w, sig if w.ready or sig == signal.SIGTERM else signal.SIGKILL)
         if self.reloader_pid is not None:
             _kill_quietly(self.reloader_pid, signal.SIGTERM)
+
+    def _close_gate(self) -> None:
+        """From now on the kernel completes no new connection on the shared socket, and the
+        workers serve the ones already queued before they stop (``src/transport/gate.rs``):
+        otherwise closing the socket would reset them, requests and all."""
+        sock = self.spec.sock
+        if sock is None or sock.family == socket.AF_UNIX:
+            return
+        try:
+            _juggler.close_gate(sock.fileno())
+        except OSError as exc:
+            error_logger.debug("Cannot close the listening socket's gate: %s", exc)
 
     def _enforce_stop_deadlines(self) -> None:
         now = time.monotonic()

@@ -4,10 +4,12 @@
 //! handed to a `Server`; none is part of an interface.
 
 mod config;
+mod gate;
 mod metrics;
 mod siblings;
 mod tls;
 
+pub use gate::close_gate;
 pub use metrics::Metrics;
 pub use siblings::LoadSlots;
 pub use tls::TlsSettings;

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::accept_errors::AcceptErrors;
+use super::gate;
 use super::linger::Lingering;
 use super::listener::{Accepted, ConnInfo, Listener};
 use super::registry::{LogLevel, Phase, Registry, Token};
@@ -102,26 +103,55 @@ pub async fn accept_loop<S: ServeConnection>(
             Err(e) => accept_failed(&registry, &mut errors, &e).await,
         }
     }
-    if *phase.borrow() == Phase::Draining && registry.balance().is_none() {
-        // A socket of this worker's own (--reuse-port; a shared one has siblings to balance
-        // with): connections already queued on it would be reset when it closes, so they are
-        // served. Bounded, since the kernel keeps filling the queue until the close.
-        for _ in 0..MAX_DRAIN_ACCEPTS {
-            let Ok(Some((io, info))) = listener.try_accept(true) else {
-                break;
-            };
-            spawn_connection(&registry, &protocol, tls.as_ref(), io, info);
+    // Connections the kernel queued on a socket that is closing for good would be reset with
+    // it, requests and all, so they are served: on a socket of this worker's own
+    // (--reuse-port), whose gate it closes itself, and on the shared one once the supervisor
+    // closed its gate for a stop. A worker that retires alone from a shared socket leaves the
+    // queue to the siblings that go on (the gate is open).
+    let draining = *phase.borrow() == Phase::Draining;
+    let own = registry.balance().is_none();
+    if draining && own {
+        if let Err(e) = gate::close(listener.raw_fd()) {
+            registry.report().log(
+                LogLevel::Debug,
+                format!("cannot close the listener's gate: {e}"),
+            );
         }
     }
-    drop(listener);
+    let serve_queue = draining && (own || gate::is_closed(listener.raw_fd()));
+    if serve_queue {
+        take_queue(&listener, &registry, &protocol, tls.as_ref());
+    }
+    // The shared socket stays open in the supervisor until the workers are gone: a handshake
+    // completed as the gate closed may still land in its queue, and is taken. Any other
+    // listener closes now: a socket of this worker's own, so that the kernel sends new
+    // connections to the other workers' sockets.
+    let gated = if serve_queue && !own {
+        Some(listener)
+    } else {
+        drop(listener);
+        None
+    };
     if let Some(b) = registry.balance() {
         b.leave();
     }
     registry.check_drained();
     // Keep the runtime alive until every connection is closed.
     while registry.connections() > 0 {
-        if phase.changed().await.is_err() {
-            break;
+        tokio::select! {
+            changed = phase.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            Some(Ok(())) = ready(gated.as_ref()) => {
+                if let Some(listener) = &gated {
+                    take_queue(listener, &registry, &protocol, tls.as_ref());
+                }
+                // Readiness is level-triggered: what a sibling takes first is not ours to wait on.
+                tokio::time::sleep(RETRY_AFTER_FAILURE).await;
+                continue;
+            }
         }
         if *phase.borrow() == Phase::Abort {
             // Connection tasks drop themselves on Abort; give them a turn to do so.
@@ -129,6 +159,30 @@ pub async fn accept_loop<S: ServeConnection>(
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
+    }
+}
+
+/// Readiness of the listener still served, or never.
+async fn ready(listener: Option<&Listener>) -> Option<std::io::Result<()>> {
+    match listener {
+        Some(l) => Some(l.ready().await),
+        None => std::future::pending().await,
+    }
+}
+
+/// Takes in every connection queued on the listener now, without balancing. Bounded, since
+/// an open gate lets the kernel go on filling the queue.
+fn take_queue<S: ServeConnection>(
+    listener: &Listener,
+    registry: &Arc<Registry>,
+    protocol: &Arc<S>,
+    tls: Option<&TlsAcceptor>,
+) {
+    for _ in 0..MAX_DRAIN_ACCEPTS {
+        let Ok(Some((io, info))) = listener.try_accept(true) else {
+            break;
+        };
+        spawn_connection(registry, protocol, tls, io, info);
     }
 }
 

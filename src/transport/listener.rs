@@ -135,6 +135,15 @@ impl Listener {
         }
     }
 
+    /// The listening socket's descriptor (for its gate, `transport::gate`).
+    pub fn raw_fd(&self) -> RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            Listener::Tcp(l) => l.get_ref().as_raw_fd(),
+            Listener::Unix(l, _) => l.get_ref().as_raw_fd(),
+        }
+    }
+
     /// Waits until a connection may be pending (without taking it).
     pub async fn ready(&self) -> io::Result<()> {
         match self {

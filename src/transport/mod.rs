@@ -4,6 +4,7 @@
 pub mod accept;
 pub mod accept_errors;
 pub mod balance;
+pub mod gate;
 pub mod linger;
 pub mod listener;
 pub mod registry;

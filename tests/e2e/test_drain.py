@@ -1,0 +1,88 @@
+"""No request lost in a graceful stop: while 16 clients keep opening a fresh connection per
+request, SIGTERM serves every connection the kernel completed for juggler; a client that comes
+too late waits or is refused, and is never accepted and then reset (``benches/drain.py``
+measures the same against the peers)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import Counter
+
+import pytest
+from conftest import Juggler
+
+CLIENTS = 16
+ROUNDS = 3
+#: Each attempt is bounded; a round ends when every client was refused, or after this long.
+ATTEMPT_TIMEOUT = 10.0
+ROUND_LIMIT = 30.0
+
+
+def _attempt(port: int, path: str) -> str:
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=ATTEMPT_TIMEOUT)
+    except ConnectionRefusedError:
+        return "refused"
+    except TimeoutError:
+        return "lost: connect timed out"
+    with sock:
+        try:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".encode())
+            head = b""
+            while b"\r\n" not in head:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return "lost: closed unanswered"
+                head += chunk
+        except ConnectionResetError:
+            return "lost: reset"
+        except TimeoutError:
+            return "lost: unanswered"
+    return "answered" if head.startswith(b"HTTP/1.1 200") else f"lost: {head[:20]!r}"
+
+
+def _stop_under_load(j: Juggler, path: str) -> Counter[str]:
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+    port = j.port
+
+    def client() -> None:
+        deadline = time.monotonic() + ROUND_LIMIT
+        while time.monotonic() < deadline:
+            outcome = _attempt(port, path)
+            with lock:
+                outcomes[outcome] += 1
+            if outcome == "refused":
+                return
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    # Requests in flight and connections queued: wait until some have been answered.
+    deadline = time.monotonic() + 10
+    while outcomes["answered"] < 2 * CLIENTS and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert j.stop() == 0
+    for t in threads:
+        t.join()
+    return outcomes
+
+
+@pytest.mark.parametrize(
+    ("app", "path", "extra"),
+    [
+        ("raw:app", "/sleep?s=0.05", ()),
+        ("wsgi_app:app", "/sleep?s=0.05", ("--threads", "32")),
+    ],
+    ids=["asgi", "wsgi"],
+)
+def test_a_graceful_stop_under_load_loses_no_request(juggler, app, path, extra):
+    for _ in range(ROUNDS):
+        j = juggler(app, "--workers", "2", "--no-access-log", *extra).ready()
+        outcomes = _stop_under_load(j, path)
+        lost = {k: v for k, v in outcomes.items() if k.startswith("lost")}
+        assert not lost, f"lost in a stop: {lost} (all: {dict(outcomes)})"
+        assert outcomes["answered"] >= 2 * CLIENTS
+        assert outcomes["refused"] == CLIENTS, "every client ends refused by a closed port"
