@@ -84,59 +84,177 @@ pub struct Sent {
     pub full: bool,
 }
 
-#[derive(Default)]
+/// The request body as the app reads it. The client leaving ends this side for good: from
+/// then on the app reads a disconnect, whatever is still buffered, and has nothing to wait
+/// for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reading {
+    /// More of the body may come.
+    Open,
+    /// The body has ended and the app has yet to read its end.
+    Ended,
+    /// The app has read the end (`more: false`).
+    EndRead,
+    /// The client is gone, or the server answered in the app's place.
+    Disconnected,
+    /// The body could not be parsed (bad chunk framing): as `Disconnected`, and answered 400
+    /// if nothing was sent.
+    Malformed,
+}
+
+impl Reading {
+    fn is_gone(self) -> bool {
+        matches!(self, Self::Disconnected | Self::Malformed)
+    }
+}
+
+/// The response, as far as the app has given it.
+enum Writing {
+    /// Nothing sent yet: the head goes to hyper through this.
+    Pending(oneshot::Sender<Response<ResponseBody>>),
+    /// The app's head went out with a stream, and more is to come. Holds hyper's task while
+    /// it waits on an empty queue.
+    Streaming(Option<Waker>),
+    /// The app gave all of its response, or the server's 500 stood in for one that never
+    /// came: the request body is no longer wanted.
+    Complete,
+    /// The app finished before the end of its stream: the queue drains, then the
+    /// connection is cut.
+    Aborted,
+    /// No response of the app's will go out: the server answered in its place, or the client
+    /// left before there was one. Only ever with the client gone.
+    Closed,
+}
+
+/// What a parked app side waits for.
+#[derive(Clone, Copy)]
+enum Wants {
+    Body,
+    Room,
+    /// An ASGI request parks itself for its receive() and for its send(), which may both be
+    /// pending at once: either news wakes it.
+    Both,
+}
+
+impl Wants {
+    /// Whether news of `what` concerns a side waiting for `self` (`Both`: news for anyone).
+    fn meets(self, what: Wants) -> bool {
+        !matches!(
+            (self, what),
+            (Wants::Body, Wants::Room) | (Wants::Room, Wants::Body)
+        )
+    }
+
+    fn and(self, want: Want) -> Wants {
+        match (self, want) {
+            (Wants::Body, Want::Body) => Wants::Body,
+            (Wants::Room, Want::Room) => Wants::Room,
+            _ => Wants::Both,
+        }
+    }
+}
+
+impl From<Want> for Wants {
+    fn from(want: Want) -> Self {
+        match want {
+            Want::Body => Wants::Body,
+            Want::Room => Wants::Room,
+        }
+    }
+}
+
+/// An app side waiting for news, and what news.
+struct Parked {
+    waker: Arc<dyn AppWaker>,
+    wants: Wants,
+}
+
+/// Who must hear that the client is gone, woken after the lock is released.
+struct Cut {
+    app: Option<Arc<dyn AppWaker>>,
+    stream: Option<Waker>,
+}
+
 struct Inner {
     // request body, filled by the connection task
     chunks: VecDeque<Bytes>,
     buffered: usize,
-    body_complete: bool,
-    last_body_delivered: bool,
-    // lifecycle
-    disconnected: bool,
-    /// The request body was malformed (bad chunk framing): answer 400 if nothing was sent.
-    body_error: bool,
-    waker: Option<Arc<dyn AppWaker>>,
+    reading: Reading,
+    parked: Option<Parked>,
     /// Stops the app's call when the server answers in its place (`--timeout-request`):
     /// cancels an ASGI task. Taken when the app is done, so it never outlives the call.
     canceller: Option<Arc<dyn AppWaker>>,
-    want_body: bool,
-    want_room: bool,
     // response
-    responder: Option<oneshot::Sender<Response<ResponseBody>>>,
+    writing: Writing,
     status: Option<StatusCode>,
     /// Response body bytes the app gave, for the access log.
     body_bytes: u64,
-    response_complete: bool,
     out: VecDeque<Bytes>,
     out_buffered: usize,
-    out_aborted: bool,
-    body_waker: Option<Waker>,
     /// Released when the app is done, not when the last reference goes: Python code may keep
     /// a request's objects alive (in reference cycles) long after.
     inflight: Option<InflightToken>,
 }
 
 impl Inner {
-    /// Takes the parked waker if the change at hand is one it waits for.
-    fn waker_for(&mut self, body: bool, room: bool) -> Option<Arc<dyn AppWaker>> {
-        if (body && self.want_body) || (room && self.want_room) {
-            self.want_body = false;
-            self.want_room = false;
-            self.waker.take()
-        } else {
-            None
+    /// Takes the parked waker if `news` is what it waits for.
+    fn waker_for(&mut self, news: Wants) -> Option<Arc<dyn AppWaker>> {
+        match &self.parked {
+            Some(p) if p.wants.meets(news) => self.parked.take().map(|p| p.waker),
+            _ => None,
         }
     }
 
+    /// Nobody will read more of the request body.
+    fn done_with_body(&self) -> bool {
+        self.reading.is_gone() || matches!(self.writing, Writing::Complete)
+    }
+
     fn has_room(&self) -> bool {
-        self.disconnected || self.out_aborted || self.out_buffered <= OUT_LOW_WATER
+        self.reading.is_gone()
+            || matches!(self.writing, Writing::Aborted)
+            || self.out_buffered <= OUT_LOW_WATER
     }
 
     fn body_ready(&self) -> bool {
-        self.disconnected
+        self.reading.is_gone()
             || !self.chunks.is_empty()
-            || (self.body_complete && !self.last_body_delivered)
-            || self.response_complete
+            || self.reading == Reading::Ended
+            || matches!(self.writing, Writing::Complete)
+    }
+
+    /// The responder, if nothing was sent yet; the response is `Closed` until the caller
+    /// says what it became.
+    fn take_responder(&mut self) -> Option<oneshot::Sender<Response<ResponseBody>>> {
+        match std::mem::replace(&mut self.writing, Writing::Closed) {
+            Writing::Pending(responder) => Some(responder),
+            other => {
+                self.writing = other;
+                None
+            }
+        }
+    }
+
+    /// The client is gone (`how`: `Disconnected` or `Malformed`). Returns who must hear of
+    /// it, or None if it was gone already.
+    fn cut(&mut self, how: Reading) -> Option<Cut> {
+        if self.reading.is_gone() {
+            // A body found malformed after the client left still earns its 400 (if nothing
+            // was sent), as it would have the other way round.
+            if how == Reading::Malformed {
+                self.reading = how;
+            }
+            return None;
+        }
+        self.reading = how;
+        let stream = match &mut self.writing {
+            Writing::Streaming(waiting) => waiting.take(),
+            _ => None,
+        };
+        Some(Cut {
+            app: self.waker_for(Wants::Both),
+            stream,
+        })
     }
 }
 
@@ -213,9 +331,17 @@ impl Exchange {
     ) -> Arc<Self> {
         inflight.fetch_add(1, Ordering::Relaxed);
         let inner = Inner {
-            responder: Some(responder),
+            chunks: VecDeque::new(),
+            buffered: 0,
+            reading: Reading::Open,
+            parked: None,
+            canceller: None,
+            writing: Writing::Pending(responder),
+            status: None,
+            body_bytes: 0,
+            out: VecDeque::new(),
+            out_buffered: 0,
             inflight: Some(InflightToken(inflight.clone())),
-            ..Default::default()
         };
         Arc::new(Self {
             inner: Mutex::new(inner),
@@ -225,7 +351,7 @@ impl Exchange {
     }
 
     pub fn is_disconnected(&self) -> bool {
-        self.inner.lock().disconnected
+        self.inner.lock().reading.is_gone()
     }
 
     // ---- Tokio side: request body ----
@@ -234,14 +360,14 @@ impl Exchange {
     pub fn push_body(&self, data: Bytes) -> bool {
         let waker = {
             let mut g = self.inner.lock();
-            if g.disconnected || g.response_complete {
+            if g.done_with_body() {
                 return false;
             }
             if !data.is_empty() {
                 g.buffered += data.len();
                 g.chunks.push_back(data);
             }
-            g.waker_for(true, false)
+            g.waker_for(Wants::Body)
         };
         wake(waker);
         true
@@ -250,8 +376,10 @@ impl Exchange {
     pub fn finish_body(&self) {
         let waker = {
             let mut g = self.inner.lock();
-            g.body_complete = true;
-            g.waker_for(true, false)
+            if g.reading == Reading::Open {
+                g.reading = Reading::Ended;
+            }
+            g.waker_for(Wants::Body)
         };
         wake(waker);
     }
@@ -259,7 +387,7 @@ impl Exchange {
     /// None once nobody will read more; otherwise whether the pump should wait first.
     pub fn body_paused(&self) -> Option<bool> {
         let g = self.inner.lock();
-        if g.disconnected || g.response_complete {
+        if g.done_with_body() {
             None
         } else {
             Some(g.buffered >= HIGH_WATER)
@@ -268,23 +396,23 @@ impl Exchange {
 
     /// The request body could not be parsed; the app sees a disconnect.
     pub fn body_failed(&self) {
-        self.inner.lock().body_error = true;
-        self.disconnect();
+        let cut = self.inner.lock().cut(Reading::Malformed);
+        self.tell_cut(cut);
     }
 
     /// The client went away (or the connection was aborted).
     pub fn disconnect(&self) {
-        let (waker, body_waker) = {
-            let mut g = self.inner.lock();
-            if g.disconnected {
-                return;
-            }
-            g.disconnected = true;
-            (g.waker_for(true, true), g.body_waker.take())
+        let cut = self.inner.lock().cut(Reading::Disconnected);
+        self.tell_cut(cut);
+    }
+
+    fn tell_cut(&self, cut: Option<Cut>) {
+        let Some(cut) = cut else {
+            return;
         };
         self.demand.notify_one();
-        wake(waker);
-        if let Some(w) = body_waker {
+        wake(cut.app);
+        if let Some(w) = cut.stream {
             w.wake();
         }
     }
@@ -293,22 +421,28 @@ impl Exchange {
 
     pub fn poll_out(&self, cx_waker: &Waker) -> OutPoll {
         let (poll, waker) = {
-            let mut g = self.inner.lock();
+            let mut guard = self.inner.lock();
+            let g = &mut *guard;
             if let Some(chunk) = g.out.pop_front() {
                 g.out_buffered -= chunk.len();
                 let waker = if g.out_buffered <= OUT_LOW_WATER {
-                    g.waker_for(false, true)
+                    g.waker_for(Wants::Room)
                 } else {
                     None
                 };
                 (OutPoll::Data(chunk), waker)
-            } else if g.out_aborted {
-                (OutPoll::Aborted, None)
-            } else if g.response_complete {
-                (OutPoll::End, None)
             } else {
-                g.body_waker = Some(cx_waker.clone());
-                (OutPoll::Pending, None)
+                let poll = match &mut g.writing {
+                    Writing::Streaming(waiting) => {
+                        *waiting = Some(cx_waker.clone());
+                        OutPoll::Pending
+                    }
+                    Writing::Complete => OutPoll::End,
+                    // No stream exists before the app's head, nor after the server answered
+                    // in its place; Aborted is the one way to fail a body.
+                    Writing::Aborted | Writing::Pending(_) | Writing::Closed => OutPoll::Aborted,
+                };
+                (poll, None)
             }
         };
         wake(waker);
@@ -317,14 +451,14 @@ impl Exchange {
 
     pub fn out_is_end(&self) -> bool {
         let g = self.inner.lock();
-        g.out.is_empty() && g.response_complete && !g.out_aborted
+        g.out.is_empty() && matches!(g.writing, Writing::Complete)
     }
 
     /// The streaming body was dropped by hyper: finished, or the client went away mid-stream.
     pub fn out_dropped(&self) {
         let complete = {
             let g = self.inner.lock();
-            g.response_complete && g.out.is_empty()
+            matches!(g.writing, Writing::Complete) && g.out.is_empty()
         };
         if !complete {
             self.disconnect();
@@ -345,7 +479,7 @@ impl Exchange {
     }
 
     fn next_locked(g: &mut Inner) -> Option<Received> {
-        if g.disconnected {
+        if g.reading.is_gone() {
             return Some(Received::Disconnect);
         }
         if !g.chunks.is_empty() {
@@ -359,18 +493,20 @@ impl Exchange {
                 Bytes::from(joined)
             };
             g.buffered = 0;
-            let more = !g.body_complete;
-            g.last_body_delivered = !more;
+            let more = g.reading == Reading::Open;
+            if !more {
+                g.reading = Reading::EndRead;
+            }
             return Some(Received::Body { data, more });
         }
-        if g.body_complete && !g.last_body_delivered {
-            g.last_body_delivered = true;
+        if g.reading == Reading::Ended {
+            g.reading = Reading::EndRead;
             return Some(Received::Body {
                 data: Bytes::new(),
                 more: false,
             });
         }
-        if g.response_complete {
+        if matches!(g.writing, Writing::Complete) {
             return Some(Received::Disconnect);
         }
         None
@@ -387,11 +523,11 @@ impl Exchange {
         if ready {
             return false;
         }
-        match want {
-            Want::Body => g.want_body = true,
-            Want::Room => g.want_room = true,
-        }
-        g.waker = Some(waker);
+        let wants = match g.parked.take() {
+            Some(earlier) => earlier.wants.and(want),
+            None => want.into(),
+        };
+        g.parked = Some(Parked { waker, wants });
         drop(g);
         if want == Want::Body {
             // The pump may be paused waiting for the app to ask.
@@ -421,15 +557,16 @@ impl Exchange {
         }
         let (responder, body, full, waker) = {
             let mut g = self.inner.lock();
-            if g.disconnected {
+            if g.reading.is_gone() {
                 return Err(Error::Disconnected);
             }
-            let Some(responder) = g.responder.take() else {
+            let Some(responder) = g.take_responder() else {
                 return Err(Error::Disconnected);
             };
             g.status = Some(status);
             g.body_bytes = first.len() as u64;
             if more {
+                g.writing = Writing::Streaming(None);
                 if !first.is_empty() {
                     g.out_buffered += first.len();
                     g.out.push_back(first);
@@ -442,8 +579,8 @@ impl Exchange {
                     None,
                 )
             } else {
-                g.response_complete = true;
-                let waker = g.waker_for(true, false);
+                g.writing = Writing::Complete;
+                let waker = g.waker_for(Wants::Body);
                 (responder, ResponseBody::full(first), false, waker)
             }
         };
@@ -469,16 +606,16 @@ impl Exchange {
         }
         let (responder, waker) = {
             let mut g = self.inner.lock();
-            if g.disconnected {
+            if g.reading.is_gone() {
                 return Err(Error::Disconnected);
             }
-            let Some(responder) = g.responder.take() else {
+            let Some(responder) = g.take_responder() else {
                 return Err(Error::Disconnected);
             };
             g.status = Some(status);
             g.body_bytes = file.len;
-            g.response_complete = true;
-            (responder, g.waker_for(true, false))
+            g.writing = Writing::Complete;
+            (responder, g.waker_for(Wants::Body))
         };
         self.response_done(waker);
         let body = ResponseBody::File(Box::new(FileBody::new(file)));
@@ -487,11 +624,22 @@ impl Exchange {
 
     /// Queues a chunk on a response that is already streaming.
     pub fn send_chunk(&self, data: Bytes, more: bool) -> Result<Sent> {
-        let (body_waker, full, waker) = {
-            let mut g = self.inner.lock();
-            if g.disconnected || g.out_aborted {
+        let (stream_waker, full, waker) = {
+            let mut guard = self.inner.lock();
+            let g = &mut *guard;
+            if g.reading.is_gone() {
                 return Err(Error::Disconnected);
             }
+            let stream_waker = match &mut g.writing {
+                Writing::Streaming(waiting) => waiting.take(),
+                Writing::Aborted | Writing::Closed => return Err(Error::Disconnected),
+                Writing::Pending(_) => {
+                    return Err(Error::protocol("a response body chunk before its head"))
+                }
+                Writing::Complete => {
+                    return Err(Error::protocol("a response body chunk after its end"))
+                }
+            };
             if !data.is_empty() {
                 g.body_bytes += data.len() as u64;
                 g.out_buffered += data.len();
@@ -500,20 +648,16 @@ impl Exchange {
             let waker = if more {
                 None
             } else {
-                g.response_complete = true;
-                g.waker_for(true, false)
+                g.writing = Writing::Complete;
+                g.waker_for(Wants::Body)
             };
-            (
-                g.body_waker.take(),
-                more && g.out_buffered > OUT_HIGH_WATER,
-                waker,
-            )
+            (stream_waker, more && g.out_buffered > OUT_HIGH_WATER, waker)
         };
         if !more {
             self.response_done(waker);
         }
         Ok(Sent {
-            handover: body_waker.map(Handover::Wake),
+            handover: stream_waker.map(Handover::Wake),
             full,
         })
     }
@@ -541,19 +685,21 @@ impl Exchange {
         &self,
         response: Response<ResponseBody>,
     ) -> std::result::Result<Option<Arc<dyn AppWaker>>, TooLate> {
-        let (responder, canceller) = {
+        let (responder, canceller, cut) = {
             let mut g = self.inner.lock();
-            if g.disconnected {
+            if g.reading.is_gone() {
                 return Err(TooLate);
             }
-            let Some(r) = g.responder.take() else {
+            let Some(r) = g.take_responder() else {
                 return Err(TooLate);
             };
             g.status = Some(response.status());
-            (r, g.canceller.take())
+            // Cut in the same step, so that no send of the app's slips in between.
+            let cut = g.cut(Reading::Disconnected);
+            (r, g.canceller.take(), cut)
         };
         let _ = responder.send(response);
-        self.disconnect();
+        self.tell_cut(cut);
         Ok(canceller)
     }
 
@@ -564,39 +710,42 @@ impl Exchange {
         // left parked by an app that gave up waiting is dropped, not called.
         let (parked, inflight, canceller) = {
             let mut g = self.inner.lock();
-            (g.waker.take(), g.inflight.take(), g.canceller.take())
+            (g.parked.take(), g.inflight.take(), g.canceller.take())
         };
         drop((parked, inflight, canceller));
-        let (responder, body_waker, outcome) = {
-            let mut g = self.inner.lock();
-            if g.response_complete {
-                return Finished::Complete;
-            }
-            if g.disconnected {
-                // Dropping the responder ends the service future that waits for a head.
-                if let Some(r) = g.responder.take() {
-                    if g.body_error {
-                        g.status = Some(StatusCode::BAD_REQUEST);
-                        let mut resp = plain_response(StatusCode::BAD_REQUEST, "Bad Request");
-                        resp.headers_mut().insert(
-                            http::header::CONNECTION,
-                            http::HeaderValue::from_static("close"),
-                        );
-                        let _ = r.send(resp);
+        let (responder, stream_waker, outcome) = {
+            let mut guard = self.inner.lock();
+            let g = &mut *guard;
+            match (&mut g.writing, g.reading.is_gone()) {
+                (Writing::Complete, _) => return Finished::Complete,
+                (Writing::Pending(_), true) => {
+                    // Dropping the responder ends the service future that waits for a head.
+                    if let Some(r) = g.take_responder() {
+                        if g.reading == Reading::Malformed {
+                            g.status = Some(StatusCode::BAD_REQUEST);
+                            let mut resp = plain_response(StatusCode::BAD_REQUEST, "Bad Request");
+                            resp.headers_mut().insert(
+                                http::header::CONNECTION,
+                                http::HeaderValue::from_static("close"),
+                            );
+                            let _ = r.send(resp);
+                        }
                     }
+                    return Finished::Disconnected;
                 }
-                return Finished::Disconnected;
-            }
-            match g.responder.take() {
-                Some(r) => {
+                (_, true) | (Writing::Closed, false) => return Finished::Disconnected,
+                (Writing::Pending(_), false) => {
                     g.status = Some(StatusCode::INTERNAL_SERVER_ERROR);
-                    g.response_complete = true;
-                    (Some(r), None, Finished::NoResponse)
+                    let responder = g.take_responder();
+                    g.writing = Writing::Complete;
+                    (responder, None, Finished::NoResponse)
                 }
-                None => {
-                    g.out_aborted = true;
-                    (None, g.body_waker.take(), Finished::Incomplete)
+                (Writing::Streaming(waiting), false) => {
+                    let waiting = waiting.take();
+                    g.writing = Writing::Aborted;
+                    (None, waiting, Finished::Incomplete)
                 }
+                (Writing::Aborted, false) => (None, None, Finished::Incomplete),
             }
         };
         if let Some(r) = responder {
@@ -605,7 +754,7 @@ impl Exchange {
                 "Internal Server Error",
             ));
         }
-        if let Some(w) = body_waker {
+        if let Some(w) = stream_waker {
             w.wake();
         }
         self.demand.notify_one();

@@ -544,3 +544,217 @@ fn a_dropped_service_future_disconnects_the_exchange() {
     drop(DisconnectGuard(Some(ex.clone())));
     assert!(ex.is_disconnected());
 }
+
+// ---- the transitions between states ----
+
+/// hyper's task, parked on an empty stream.
+fn waiting_stream(ex: &Exchange) -> Arc<TaskWake> {
+    let task = Arc::new(TaskWake(AtomicUsize::new(0)));
+    assert!(matches!(
+        ex.poll_out(&task.clone().into()),
+        OutPoll::Pending
+    ));
+    task
+}
+
+fn status_of(rx: &mut oneshot::Receiver<Response<ResponseBody>>) -> StatusCode {
+    rx.try_recv().expect("a response").status()
+}
+
+#[test]
+fn a_malformed_body_never_ends_normally() {
+    let (ex, mut rx, _) = exchange();
+    assert!(ex.push_body(Bytes::from_static(b"ab")));
+    ex.body_failed();
+    // hyper would not end a body it failed to parse, but should anything call it the end
+    // must not revive what was read before the failure.
+    ex.finish_body();
+    assert_eq!(ex.next_received(), Some(Received::Disconnect));
+    assert!(!ex.push_body(Bytes::from_static(b"cd")));
+    assert_eq!(ex.body_paused(), None);
+    assert_eq!(ex.finish(), Finished::Disconnected);
+    assert_eq!(status_of(&mut rx), StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn a_malformed_body_earns_its_400_whichever_comes_first_failure_or_disconnect() {
+    for failure_first in [true, false] {
+        let (ex, mut rx, _) = exchange();
+        if failure_first {
+            ex.body_failed();
+            ex.disconnect();
+        } else {
+            ex.disconnect();
+            ex.body_failed();
+        }
+        assert_eq!(ex.finish(), Finished::Disconnected);
+        assert_eq!(
+            ex.status(),
+            Some(StatusCode::BAD_REQUEST),
+            "{failure_first}"
+        );
+        assert_eq!(status_of(&mut rx), StatusCode::BAD_REQUEST);
+    }
+}
+
+#[test]
+fn a_complete_response_is_never_turned_into_a_500_or_a_cut() {
+    let (ex, _rx, _) = exchange();
+    let _response = respond(
+        ex.start_response(
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::from_static(b"hi"),
+            false,
+        )
+        .expect("whole response"),
+    );
+    // hyper lets go of the connection once it has written the response.
+    ex.disconnect();
+    assert_eq!(ex.finish(), Finished::Complete);
+    assert!(ex
+        .answer_instead(plain_response(StatusCode::GATEWAY_TIMEOUT, ""))
+        .is_err());
+    assert_eq!(ex.finish(), Finished::Complete, "and it stays complete");
+    assert_eq!(ex.status(), Some(StatusCode::OK));
+}
+
+#[test]
+fn answer_instead_after_the_head_leaves_the_stream_alone() {
+    let (ex, _rx, _) = exchange();
+    let _body = stream(&ex, 4);
+    assert!(ex
+        .answer_instead(plain_response(StatusCode::GATEWAY_TIMEOUT, ""))
+        .is_err());
+    assert!(!ex.is_disconnected(), "the app's response goes on");
+    assert_eq!(ex.status(), Some(StatusCode::OK));
+    ex.send_chunk(Bytes::from_static(b"rest"), false)
+        .expect("the stream goes on");
+    assert_eq!(ex.finish(), Finished::Complete);
+    assert_eq!(ex.outcome(), (Some(StatusCode::OK), 8));
+}
+
+#[test]
+fn after_the_server_answered_instead_the_app_is_cut_off_at_once() {
+    let (ex, mut rx, _) = exchange();
+    ex.answer_instead(plain_response(StatusCode::GATEWAY_TIMEOUT, "late"))
+        .expect("nothing was sent yet");
+    assert!(ex.is_disconnected());
+    assert!(ex.has_room(), "a send must not wait");
+    assert!(!ex.park(Want::Body, Arc::new(Counter::default())));
+    assert!(!ex.push_body(Bytes::from_static(b"x")));
+    assert!(matches!(
+        ex.start_response(StatusCode::OK, HeaderMap::new(), Bytes::new(), false),
+        Err(Error::Disconnected)
+    ));
+    assert!(matches!(
+        ex.send_chunk(Bytes::new(), false),
+        Err(Error::Disconnected)
+    ));
+    assert_eq!(ex.finish(), Finished::Disconnected, "no 500 over the 504");
+    assert_eq!(status_of(&mut rx), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(ex.status(), Some(StatusCode::GATEWAY_TIMEOUT));
+}
+
+#[test]
+fn the_servers_500_is_the_response_and_ends_the_request_body() {
+    let (ex, mut rx, _) = exchange();
+    assert_eq!(ex.finish(), Finished::NoResponse);
+    assert_eq!(status_of(&mut rx), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!ex.push_body(Bytes::from_static(b"x")), "nobody reads it");
+    assert_eq!(ex.body_paused(), None, "the pump stops");
+    assert_eq!(ex.next_received(), Some(Received::Disconnect));
+    assert_eq!(ex.finish(), Finished::Complete, "the 500 was the response");
+}
+
+#[test]
+fn the_end_of_the_body_is_read_once_when_it_comes_with_the_last_chunk() {
+    let (ex, _rx, _) = exchange();
+    ex.push_body(Bytes::from_static(b"a"));
+    ex.finish_body();
+    assert_eq!(ex.next_received(), body(b"a", false));
+    assert_eq!(ex.next_received(), None, "no second end");
+    let w = Arc::new(Counter::default());
+    assert!(ex.park(Want::Body, w), "nothing more will come: it waits");
+}
+
+#[test]
+fn one_waker_waiting_for_body_and_room_is_woken_by_either() {
+    // An ASGI request's receive() and send() may wait at once; the first to ask must not be
+    // forgotten when the second parks the same waker.
+    let w = Arc::new(Counter::default());
+    let (ex, _rx, _) = exchange();
+    let _body = stream(&ex, OUT_HIGH_WATER + 1);
+    assert!(ex.park(Want::Room, w.clone()));
+    assert!(ex.park(Want::Body, w.clone()));
+    let task = Arc::new(TaskWake(AtomicUsize::new(0))).into();
+    while !ex.has_room() {
+        assert!(matches!(ex.poll_out(&task), OutPoll::Data(_)));
+    }
+    assert_eq!(w.count(), 1, "woken by room");
+    ex.push_body(Bytes::from_static(b"x"));
+    assert_eq!(w.count(), 1, "woken once: it parks again if it still waits");
+
+    let (ex, _rx, _) = exchange();
+    let _body = stream(&ex, OUT_HIGH_WATER + 1);
+    assert!(ex.park(Want::Body, w.clone()));
+    assert!(ex.park(Want::Room, w.clone()));
+    ex.push_body(Bytes::from_static(b"x"));
+    assert_eq!(w.count(), 2, "woken by body");
+}
+
+#[test]
+fn finishing_mid_stream_wakes_the_waiting_stream_to_its_abort() {
+    let (ex, _rx, _) = exchange();
+    let _body = stream(&ex, 0);
+    let task = waiting_stream(&ex);
+    assert_eq!(ex.finish(), Finished::Incomplete);
+    assert_eq!(
+        task.0.load(Ordering::SeqCst),
+        1,
+        "hyper's task learns of it"
+    );
+    assert!(matches!(
+        ex.poll_out(&task.clone().into()),
+        OutPoll::Aborted
+    ));
+    assert!(ex.has_room(), "nobody drains a cut stream for a sender");
+    assert_eq!(ex.finish(), Finished::Incomplete, "and it stays cut");
+}
+
+#[test]
+fn a_disconnect_wakes_the_waiting_stream() {
+    let (ex, _rx, _) = exchange();
+    let _body = stream(&ex, 0);
+    let task = waiting_stream(&ex);
+    ex.disconnect();
+    assert_eq!(task.0.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        ex.finish(),
+        Finished::Disconnected,
+        "not reported as the app's incomplete response"
+    );
+}
+
+#[test]
+fn a_chunk_outside_a_stream_is_refused() {
+    let (ex, _rx, _) = exchange();
+    assert!(matches!(
+        ex.send_chunk(Bytes::from_static(b"early"), true),
+        Err(Error::Protocol(_))
+    ));
+    let _response = respond(
+        ex.start_response(
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::from_static(b"hi"),
+            false,
+        )
+        .expect("whole response"),
+    );
+    assert!(matches!(
+        ex.send_chunk(Bytes::from_static(b"late"), false),
+        Err(Error::Protocol(_))
+    ));
+    assert_eq!(ex.outcome(), (Some(StatusCode::OK), 2));
+}
