@@ -84,59 +84,177 @@ pub struct Sent {
     pub full: bool,
 }
 
-#[derive(Default)]
+/// The request body as the app reads it. The client leaving ends this side for good: from
+/// then on the app reads a disconnect, whatever is still buffered, and has nothing to wait
+/// for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reading {
+    /// More of the body may come.
+    Open,
+    /// The body has ended and the app has yet to read its end.
+    Ended,
+    /// The app has read the end (`more: false`).
+    EndRead,
+    /// The client is gone, or the server answered in the app's place.
+    Disconnected,
+    /// The body could not be parsed (bad chunk framing): as `Disconnected`, and answered 400
+    /// if nothing was sent.
+    Malformed,
+}
+
+impl Reading {
+    fn is_gone(self) -> bool {
+        matches!(self, Self::Disconnected | Self::Malformed)
+    }
+}
+
+/// The response, as far as the app has given it.
+enum Writing {
+    /// Nothing sent yet: the head goes to hyper through this.
+    Pending(oneshot::Sender<Response<ResponseBody>>),
+    /// The app's head went out with a stream, and more is to come. Holds hyper's task while
+    /// it waits on an empty queue.
+    Streaming(Option<Waker>),
+    /// The app gave all of its response, or the server's 500 stood in for one that never
+    /// came: the request body is no longer wanted.
+    Complete,
+    /// The app finished before the end of its stream: the queue drains, then the
+    /// connection is cut.
+    Aborted,
+    /// No response of the app's will go out: the server answered in its place, or the client
+    /// left before there was one. Only ever with the client gone.
+    Closed,
+}
+
+/// What a parked app side waits for.
+#[derive(Clone, Copy)]
+enum Wants {
+    Body,
+    Room,
+    /// An ASGI request parks itself for its receive() and for its send(), which may both be
+    /// pending at once: either news wakes it.
+    Both,
+}
+
+impl Wants {
+    /// Whether news of `what` concerns a side waiting for `self` (`Both`: news for anyone).
+    fn meets(self, what: Wants) -> bool {
+        !matches!(
+            (self, what),
+            (Wants::Body, Wants::Room) | (Wants::Room, Wants::Body)
+        )
+    }
+
+    fn and(self, want: Want) -> Wants {
+        match (self, want) {
+            (Wants::Body, Want::Body) => Wants::Body,
+            (Wants::Room, Want::Room) => Wants::Room,
+            _ => Wants::Both,
+        }
+    }
+}
+
+impl From<Want> for Wants {
+    fn from(want: Want) -> Self {
+        match want {
+            Want::Body => Wants::Body,
+            Want::Room => Wants::Room,
+        }
+    }
+}
+
+/// An app side waiting for news, and what news.
+struct Parked {
+    waker: Arc<dyn AppWaker>,
+    wants: Wants,
+}
+
+/// Who must hear that the client is gone, woken after the lock is released.
+struct Cut {
+    app: Option<Arc<dyn AppWaker>>,
+    stream: Option<Waker>,
+}
+
 struct Inner {
     // request body, filled by the connection task
     chunks: VecDeque<Bytes>,
     buffered: usize,
-    body_complete: bool,
-    last_body_delivered: bool,
-    // lifecycle
-    disconnected: bool,
-    /// The request body was malformed (bad chunk framing): answer 400 if nothing was sent.
-    body_error: bool,
-    waker: Option<Arc<dyn AppWaker>>,
+    reading: Reading,
+    parked: Option<Parked>,
     /// Stops the app's call when the server answers in its place (`--timeout-request`):
     /// cancels an ASGI task. Taken when the app is done, so it never outlives the call.
     canceller: Option<Arc<dyn AppWaker>>,
-    want_body: bool,
-    want_room: bool,
     // response
-    responder: Option<oneshot::Sender<Response<ResponseBody>>>,
+    writing: Writing,
     status: Option<StatusCode>,
     /// Response body bytes the app gave, for the access log.
     body_bytes: u64,
-    response_complete: bool,
     out: VecDeque<Bytes>,
     out_buffered: usize,
-    out_aborted: bool,
-    body_waker: Option<Waker>,
     /// Released when the app is done, not when the last reference goes: Python code may keep
     /// a request's objects alive (in reference cycles) long after.
     inflight: Option<InflightToken>,
 }
 
 impl Inner {
-    /// Takes the parked waker if the change at hand is one it waits for.
-    fn waker_for(&mut self, body: bool, room: bool) -> Option<Arc<dyn AppWaker>> {
-        if (body && self.want_body) || (room && self.want_room) {
-            self.want_body = false;
-            self.want_room = false;
-            self.waker.take()
-        } else {
-            None
+    /// Takes the parked waker if `news` is what it waits for.
+    fn waker_for(&mut self, news: Wants) -> Option<Arc<dyn AppWaker>> {
+        match &self.parked {
+            Some(p) if p.wants.meets(news) => self.parked.take().map(|p| p.waker),
+            _ => None,
         }
     }
 
+    /// Nobody will read more of the request body.
+    fn done_with_body(&self) -> bool {
+        self.reading.is_gone() || matches!(self.writing, Writing::Complete)
+    }
+
     fn has_room(&self) -> bool {
-        self.disconnected || self.out_aborted || self.out_buffered <= OUT_LOW_WATER
+        self.reading.is_gone()
+            || matches!(self.writing, Writing::Aborted)
+            || self.out_buffered <= OUT_LOW_WATER
     }
 
     fn body_ready(&self) -> bool {
-        self.disconnected
+        self.reading.is_gone()
             || !self.chunks.is_empty()
-            || (self.body_complete && !self.last_body_delivered)
-            || self.response_complete
+            || self.reading == Reading::Ended
+            || matches!(self.writing, Writing::Complete)
+    }
+
+    /// The responder, if nothing was sent yet; the response is `Closed` until the caller
+    /// says what it became.
+    fn take_responder(&mut self) -> Option<oneshot::Sender<Response<ResponseBody>>> {
+        match std::mem::replace(&mut self.writing, Writing::Closed) {
+            Writing::Pending(responder) => Some(responder),
+            other => {
+                self.writing = other;
+                None
+            }
+        }
+    }
+
+    /// The client is gone (`how`: `Disconnected` or `Malformed`). Returns who must hear of
+    /// it, or None if it was gone already.
+    fn cut(&mut self, how: Reading) -> Option<Cut> {
+        if self.reading.is_gone() {
+            // A body found malformed after the client left still earns its 400 (if nothing
+            // was sent), as it would have the other way round.
+            if how == Reading::Malformed {
+                self.reading = how;
+            }
+            return None;
+        }
+        self.reading = how;
+        let stream = match &mut self.writing {
+            Writing::Streaming(waiting) => waiting.take(),
+            _ => None,
+        };
+        Some(Cut {
+            app: self.waker_for(Wants::Both),
+            stream,
+        })
     }
 }
 
@@ -213,9 +331,17 @@ impl Exchange {
     ) -> Arc<Self> {
         inflight.fetch_add(1, Ordering::Relaxed);
         let inner = Inner {
-            responder: Some(responder),
+            chunks: VecDeque::new(),
+            buffered: 0,
+            reading: Reading::Open,
+            parked: None,
+            canceller: None,
+            writing: Writing::Pending(responder),
+            status: None,
+            body_bytes: 0,
+            out: VecDeque::new(),
+            out_buffered: 0,
             inflight: Some(InflightToken(inflight.clone())),
-            ..Default::default()
         };
         Arc::new(Self {
             inner: Mutex::new(inner),
@@ -225,7 +351,7 @@ impl Exchange {
     }
 
     pub fn is_disconnected(&self) -> bool {
-        self.inner.lock().disconnected
+        self.inner.lock().reading.is_gone()
     }
 
     // ---- Tokio side: request body ----
@@ -234,14 +360,14 @@ impl Exchange {
     pub fn push_body(&self, data: Bytes) -> bool {
         let waker = {
             let mut g = self.inner.lock();
-            if g.disconnected || g.response_complete {
+            if g.done_with_body() {
                 return false;
             }
             if !data.is_empty() {
                 g.buffered += data.len();
                 g.chunks.push_back(data);
             }
-            g.waker_for(true, false)
+            g.waker_for(Wants::Body)
         };
         wake(waker);
         true
@@ -250,8 +376,10 @@ impl Exchange {
     pub fn finish_body(&self) {
         let waker = {
             let mut g = self.inner.lock();
-            g.body_complete = true;
-            g.waker_for(true, false)
+            if g.reading == Reading::Open {
+                g.reading = Reading::Ended;
+            }
+            g.waker_for(Wants::Body)
         };
         wake(waker);
     }
@@ -259,7 +387,7 @@ impl Exchange {
     /// None once nobody will read more; otherwise whether the pump should wait first.
     pub fn body_paused(&self) -> Option<bool> {
         let g = self.inner.lock();
-        if g.disconnected || g.response_complete {
+        if g.done_with_body() {
             None
         } else {
             Some(g.buffered >= HIGH_WATER)
@@ -268,23 +396,23 @@ impl Exchange {
 
     /// The request body could not be parsed; the app sees a disconnect.
     pub fn body_failed(&self) {
-        self.inner.lock().body_error = true;
-        self.disconnect();
+        let cut = self.inner.lock().cut(Reading::Malformed);
+        self.tell_cut(cut);
     }
 
     /// The client went away (or the connection was aborted).
     pub fn disconnect(&self) {
-        let (waker, body_waker) = {
-            let mut g = self.inner.lock();
-            if g.disconnected {
-                return;
-            }
-            g.disconnected = true;
-            (g.waker_for(true, true), g.body_waker.take())
+        let cut = self.inner.lock().cut(Reading::Disconnected);
+        self.tell_cut(cut);
+    }
+
+    fn tell_cut(&self, cut: Option<Cut>) {
+        let Some(cut) = cut else {
+            return;
         };
         self.demand.notify_one();
-        wake(waker);
-        if let Some(w) = body_waker {
+        wake(cut.app);
+        if let Some(w) = cut.stream {
             w.wake();
         }
     }
@@ -293,22 +421,28 @@ impl Exchange {
 
     pub fn poll_out(&self, cx_waker: &Waker) -> OutPoll {
         let (poll, waker) = {
-            let mut g = self.inner.lock();
+            let mut guard = self.inner.lock();
+            let g = &mut *guard;
             if let Some(chunk) = g.out.pop_front() {
                 g.out_buffered -= chunk.len();
                 let waker = if g.out_buffered <= OUT_LOW_WATER {
-                    g.waker_for(false, true)
+                    g.waker_for(Wants::Room)
                 } else {
                     None
                 };
                 (OutPoll::Data(chunk), waker)
-            } else if g.out_aborted {
-                (OutPoll::Aborted, None)
-            } else if g.response_complete {
-                (OutPoll::End, None)
             } else {
-                g.body_waker = Some(cx_waker.clone());
-                (OutPoll::Pending, None)
+                let poll = match &mut g.writing {
+                    Writing::Streaming(waiting) => {
+                        *waiting = Some(cx_waker.clone());
+                        OutPoll::Pending
+                    }
+                    Writing::Complete => OutPoll::End,
+                    // No stream exists before the app's head, nor after the server answered
+                    // in its place; Aborted is the one way to fail a body.
+                    Writing::Aborted | Writing::Pending(_) | Writing::Closed => OutPoll::Aborted,
+                };
+                (poll, None)
             }
         };
         wake(waker);
@@ -317,14 +451,14 @@ impl Exchange {
 
     pub fn out_is_end(&self) -> bool {
         let g = self.inner.lock();
-        g.out.is_empty() && g.response_complete && !g.out_aborted
+        g.out.is_empty() && matches!(g.writing, Writing::Complete)
     }
 
     /// The streaming body was dropped by hyper: finished, or the client went away mid-stream.
     pub fn out_dropped(&self) {
         let complete = {
             let g = self.inner.lock();
-            g.response_complete && g.out.is_empty()
+            matches!(g.writing, Writing::Complete) && g.out.is_empty()
         };
         if !complete {
             self.disconnect();
@@ -345,7 +479,7 @@ impl Exchange {
     }
 
     fn next_locked(g: &mut Inner) -> Option<Received> {
-        if g.disconnected {
+        if g.reading.is_gone() {
             return Some(Received::Disconnect);
         }
         if !g.chunks.is_empty() {
@@ -359,18 +493,20 @@ impl Exchange {
                 Bytes::from(joined)
             };
             g.buffered = 0;
-            let more = !g.body_complete;
-            g.last_body_delivered = !more;
+            let more = g.reading == Reading::Open;
+            if !more {
+                g.reading = Reading::EndRead;
+            }
             return Some(Received::Body { data, more });
         }
-        if g.body_complete && !g.last_body_delivered {
-            g.last_body_delivered = true;
+        if g.reading == Reading::Ended {
+            g.reading = Reading::EndRead;
             return Some(Received::Body {
                 data: Bytes::new(),
                 more: false,
             });
         }
-        if g.response_complete {
+        if matches!(g.writing, Writing::Complete) {
             return Some(Received::Disconnect);
         }
         None
@@ -387,11 +523,11 @@ impl Exchange {
         if ready {
             return false;
         }
-        match want {
-            Want::Body => g.want_body = true,
-            Want::Room => g.want_room = true,
-        }
-        g.waker = Some(waker);
+        let wants = match g.parked.take() {
+            Some(earlier) => earlier.wants.and(want),
+            None => want.into(),
+        };
+        g.parked = Some(Parked { waker, wants });
         drop(g);
         if want == Want::Body {
             // The pump may be paused waiting for the app to ask.
@@ -421,15 +557,16 @@ impl Exchange {
         }
         let (responder, body, full, waker) = {
             let mut g = self.inner.lock();
-            if g.disconnected {
+            if g.reading.is_gone() {
                 return Err(Error::Disconnected);
             }
-            let Some(responder) = g.responder.take() else {
+            let Some(responder) = g.take_responder() else {
                 return Err(Error::Disconnected);
             };
             g.status = Some(status);
             g.body_bytes = first.len() as u64;
             if more {
+                g.writing = Writing::Streaming(None);
                 if !first.is_empty() {
                     g.out_buffered += first.len();
                     g.out.push_back(first);
@@ -442,8 +579,8 @@ impl Exchange {
                     None,
                 )
             } else {
-                g.response_complete = true;
-                let waker = g.waker_for(true, false);
+                g.writing = Writing::Complete;
+                let waker = g.waker_for(Wants::Body);
                 (responder, ResponseBody::full(first), false, waker)
             }
         };
@@ -469,16 +606,16 @@ impl Exchange {
         }
         let (responder, waker) = {
             let mut g = self.inner.lock();
-            if g.disconnected {
+            if g.reading.is_gone() {
                 return Err(Error::Disconnected);
             }
-            let Some(responder) = g.responder.take() else {
+            let Some(responder) = g.take_responder() else {
                 return Err(Error::Disconnected);
             };
             g.status = Some(status);
             g.body_bytes = file.len;
-            g.response_complete = true;
-            (responder, g.waker_for(true, false))
+            g.writing = Writing::Complete;
+            (responder, g.waker_for(Wants::Body))
         };
         self.response_done(waker);
         let body = ResponseBody::File(Box::new(FileBody::new(file)));
@@ -487,11 +624,22 @@ impl Exchange {
 
     /// Queues a chunk on a response that is already streaming.
     pub fn send_chunk(&self, data: Bytes, more: bool) -> Result<Sent> {
-        let (body_waker, full, waker) = {
-            let mut g = self.inner.lock();
-            if g.disconnected || g.out_aborted {
+        let (stream_waker, full, waker) = {
+            let mut guard = self.inner.lock();
+            let g = &mut *guard;
+            if g.reading.is_gone() {
                 return Err(Error::Disconnected);
             }
+            let stream_waker = match &mut g.writing {
+                Writing::Streaming(waiting) => waiting.take(),
+                Writing::Aborted | Writing::Closed => return Err(Error::Disconnected),
+                Writing::Pending(_) => {
+                    return Err(Error::protocol("a response body chunk before its head"))
+                }
+                Writing::Complete => {
+                    return Err(Error::protocol("a response body chunk after its end"))
+                }
+            };
             if !data.is_empty() {
                 g.body_bytes += data.len() as u64;
                 g.out_buffered += data.len();
@@ -500,20 +648,16 @@ impl Exchange {
             let waker = if more {
                 None
             } else {
-                g.response_complete = true;
-                g.waker_for(true, false)
+                g.writing = Writing::Complete;
+                g.waker_for(Wants::Body)
             };
-            (
-                g.body_waker.take(),
-                more && g.out_buffered > OUT_HIGH_WATER,
-                waker,
-            )
+            (stream_waker, more && g.out_buffered > OUT_HIGH_WATER, waker)
         };
         if !more {
             self.response_done(waker);
         }
         Ok(Sent {
-            handover: body_waker.map(Handover::Wake),
+            handover: stream_waker.map(Handover::Wake),
             full,
         })
     }
@@ -541,19 +685,21 @@ impl Exchange {
         &self,
         response: Response<ResponseBody>,
     ) -> std::result::Result<Option<Arc<dyn AppWaker>>, TooLate> {
-        let (responder, canceller) = {
+        let (responder, canceller, cut) = {
             let mut g = self.inner.lock();
-            if g.disconnected {
+            if g.reading.is_gone() {
                 return Err(TooLate);
             }
-            let Some(r) = g.responder.take() else {
+            let Some(r) = g.take_responder() else {
                 return Err(TooLate);
             };
             g.status = Some(response.status());
-            (r, g.canceller.take())
+            // Cut in the same step, so that no send of the app's slips in between.
+            let cut = g.cut(Reading::Disconnected);
+            (r, g.canceller.take(), cut)
         };
         let _ = responder.send(response);
-        self.disconnect();
+        self.tell_cut(cut);
         Ok(canceller)
     }
 
@@ -564,39 +710,42 @@ impl Exchange {
         // left parked by an app that gave up waiting is dropped, not called.
         let (parked, inflight, canceller) = {
             let mut g = self.inner.lock();
-            (g.waker.take(), g.inflight.take(), g.canceller.take())
+            (g.parked.take(), g.inflight.take(), g.canceller.take())
         };
         drop((parked, inflight, canceller));
-        let (responder, body_waker, outcome) = {
-            let mut g = self.inner.lock();
-            if g.response_complete {
-                return Finished::Complete;
-            }
-            if g.disconnected {
-                // Dropping the responder ends the service future that waits for a head.
-                if let Some(r) = g.responder.take() {
-                    if g.body_error {
-                        g.status = Some(StatusCode::BAD_REQUEST);
-                        let mut resp = plain_response(StatusCode::BAD_REQUEST, "Bad Request");
-                        resp.headers_mut().insert(
-                            http::header::CONNECTION,
-                            http::HeaderValue::from_static("close"),
-                        );
-                        let _ = r.send(resp);
+        let (responder, stream_waker, outcome) = {
+            let mut guard = self.inner.lock();
+            let g = &mut *guard;
+            match (&mut g.writing, g.reading.is_gone()) {
+                (Writing::Complete, _) => return Finished::Complete,
+                (Writing::Pending(_), true) => {
+                    // Dropping the responder ends the service future that waits for a head.
+                    if let Some(r) = g.take_responder() {
+                        if g.reading == Reading::Malformed {
+                            g.status = Some(StatusCode::BAD_REQUEST);
+                            let mut resp = plain_response(StatusCode::BAD_REQUEST, "Bad Request");
+                            resp.headers_mut().insert(
+                                http::header::CONNECTION,
+                                http::HeaderValue::from_static("close"),
+                            );
+                            let _ = r.send(resp);
+                        }
                     }
+                    return Finished::Disconnected;
                 }
-                return Finished::Disconnected;
-            }
-            match g.responder.take() {
-                Some(r) => {
+                (_, true) | (Writing::Closed, false) => return Finished::Disconnected,
+                (Writing::Pending(_), false) => {
                     g.status = Some(StatusCode::INTERNAL_SERVER_ERROR);
-                    g.response_complete = true;
-                    (Some(r), None, Finished::NoResponse)
+                    let responder = g.take_responder();
+                    g.writing = Writing::Complete;
+                    (responder, None, Finished::NoResponse)
                 }
-                None => {
-                    g.out_aborted = true;
-                    (None, g.body_waker.take(), Finished::Incomplete)
+                (Writing::Streaming(waiting), false) => {
+                    let waiting = waiting.take();
+                    g.writing = Writing::Aborted;
+                    (None, waiting, Finished::Incomplete)
                 }
+                (Writing::Aborted, false) => (None, None, Finished::Incomplete),
             }
         };
         if let Some(r) = responder {
@@ -605,7 +754,7 @@ impl Exchange {
                 "Internal Server Error",
             ));
         }
-        if let Some(w) = body_waker {
+        if let Some(w) = stream_waker {
             w.wake();
         }
         self.demand.notify_one();
@@ -667,551 +816,4 @@ impl Drop for DisconnectGuard {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicUsize;
-    use std::task::Wake;
-
-    /// Counts wake-ups: stands in for an event loop or a WSGI thread.
-    #[derive(Default)]
-    struct Counter(AtomicUsize);
-
-    impl AppWaker for Counter {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    impl Counter {
-        fn count(&self) -> usize {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
-
-    struct TaskWake(AtomicUsize);
-
-    impl Wake for TaskWake {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn exchange() -> (
-        Arc<Exchange>,
-        oneshot::Receiver<Response<ResponseBody>>,
-        Arc<AtomicUsize>,
-    ) {
-        let inflight = Arc::new(AtomicUsize::new(0));
-        let (tx, rx) = oneshot::channel();
-        (Exchange::new(&inflight, tx, false), rx, inflight)
-    }
-
-    fn body(data: &'static [u8], more: bool) -> Option<Received> {
-        Some(Received::Body {
-            data: Bytes::from_static(data),
-            more,
-        })
-    }
-
-    fn respond(sent: Sent) -> Response<ResponseBody> {
-        match sent.handover {
-            Some(Handover::Respond(_, r)) => r,
-            _ => panic!("expected a response head"),
-        }
-    }
-
-    #[test]
-    fn counts_inflight_until_the_app_is_done_or_the_exchange_gone() {
-        let (ex, _rx, inflight) = exchange();
-        assert_eq!(inflight.load(Ordering::SeqCst), 1);
-        drop(ex);
-        assert_eq!(inflight.load(Ordering::SeqCst), 0);
-        let (ex, _rx, inflight) = exchange();
-        ex.finish();
-        assert_eq!(
-            inflight.load(Ordering::SeqCst),
-            0,
-            "not held by a lingering reference"
-        );
-        drop(ex);
-        assert_eq!(inflight.load(Ordering::SeqCst), 0);
-    }
-
-    #[test]
-    fn body_chunks_are_joined_and_end_is_reported_once() {
-        let (ex, _rx, _) = exchange();
-        assert_eq!(ex.next_received(), None);
-        assert!(ex.push_body(Bytes::from_static(b"ab")));
-        assert!(ex.push_body(Bytes::from_static(b"cd")));
-        assert_eq!(ex.next_received(), body(b"abcd", true));
-        ex.finish_body();
-        assert_eq!(ex.next_received(), body(b"", false));
-        assert_eq!(
-            ex.next_received(),
-            None,
-            "nothing more until the response completes"
-        );
-    }
-
-    #[test]
-    fn parked_reader_is_woken_once_by_data_and_not_by_room() {
-        let (ex, _rx, _) = exchange();
-        let w = Arc::new(Counter::default());
-        assert!(ex.park(Want::Body, w.clone()));
-        ex.finish(); // takes nothing: the reader still waits
-        let (ex, _rx, _) = exchange();
-        assert!(ex.park(Want::Body, w.clone()));
-        let _ = ex.poll_out(&Arc::new(TaskWake(AtomicUsize::new(0))).into());
-        assert_eq!(
-            w.count(),
-            0,
-            "room in the response is not what it waits for"
-        );
-        ex.push_body(Bytes::from_static(b"x"));
-        ex.push_body(Bytes::from_static(b"y"));
-        assert_eq!(w.count(), 1, "woken once, not per chunk");
-        assert!(
-            !ex.park(Want::Body, w.clone()),
-            "data is there: no need to wait"
-        );
-        assert_eq!(ex.next_received(), body(b"xy", true));
-    }
-
-    #[test]
-    fn disconnect_wakes_any_waiter_and_reads_as_disconnect() {
-        let (ex, _rx, _) = exchange();
-        let w = Arc::new(Counter::default());
-        assert!(ex.park(Want::Room, w.clone()) || ex.has_room());
-        assert!(ex.park(Want::Body, w.clone()));
-        ex.disconnect();
-        ex.disconnect();
-        assert_eq!(w.count(), 1);
-        assert_eq!(ex.next_received(), Some(Received::Disconnect));
-        assert!(ex.has_room(), "a sender must not wait for a gone client");
-        assert!(ex.push_body(Bytes::from_static(b"late")).eq(&false));
-        assert!(matches!(
-            ex.send_chunk(Bytes::new(), false),
-            Err(Error::Disconnected)
-        ));
-    }
-
-    #[test]
-    fn whole_response_completes_and_ends_the_request_body() {
-        let (ex, _rx, _) = exchange();
-        let w = Arc::new(Counter::default());
-        assert!(ex.park(Want::Body, w.clone()));
-        let sent = ex
-            .start_response(
-                StatusCode::OK,
-                HeaderMap::new(),
-                Bytes::from_static(b"hi"),
-                false,
-            )
-            .expect("started");
-        assert!(!sent.full);
-        assert_eq!(
-            w.count(),
-            1,
-            "a reader waiting for the body learns it is over"
-        );
-        assert_eq!(ex.next_received(), Some(Received::Disconnect));
-        assert_eq!(ex.body_paused(), None, "the pump stops");
-        let r = respond(sent);
-        assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(ex.finish(), Finished::Complete);
-        assert_eq!(ex.status(), Some(StatusCode::OK));
-    }
-
-    #[test]
-    fn streaming_applies_backpressure_and_wakes_the_sender_at_low_water() {
-        let (ex, _rx, _) = exchange();
-        let chunk = Bytes::from(vec![0u8; 256 * 1024]);
-        let sent = ex
-            .start_response(StatusCode::OK, HeaderMap::new(), chunk.clone(), true)
-            .expect("started");
-        assert!(!sent.full);
-        let _response = respond(sent);
-        let mut full = false;
-        for _ in 0..4 {
-            full = ex.send_chunk(chunk.clone(), true).expect("sent").full;
-        }
-        assert!(full, "1.25 MiB queued is over the high-water mark");
-        let w = Arc::new(Counter::default());
-        assert!(ex.park(Want::Room, w.clone()));
-        let task = Arc::new(TaskWake(AtomicUsize::new(0))).into();
-        let mut taken = 0;
-        while w.count() == 0 {
-            match ex.poll_out(&task) {
-                OutPoll::Data(d) => taken += d.len(),
-                _ => panic!("data expected"),
-            }
-        }
-        assert_eq!(taken, 3 * 256 * 1024, "woken once at or below 512 KiB");
-        assert!(ex.has_room());
-    }
-
-    #[test]
-    fn send_chunk_wakes_a_waiting_stream_through_a_handover() {
-        let (ex, _rx, _) = exchange();
-        // hyper holds the response (and its stream) until the end; dropping it would mean
-        // the client went away.
-        let _response = respond(
-            ex.start_response(StatusCode::OK, HeaderMap::new(), Bytes::new(), true)
-                .expect("started"),
-        );
-        let task = Arc::new(TaskWake(AtomicUsize::new(0)));
-        assert!(matches!(
-            ex.poll_out(&task.clone().into()),
-            OutPoll::Pending
-        ));
-        let sent = ex.send_chunk(Bytes::from_static(b"x"), true).expect("sent");
-        match sent.handover {
-            Some(h @ Handover::Wake(_)) => h.deliver(),
-            _ => panic!("expected a stream wake-up"),
-        }
-        assert_eq!(task.0.load(Ordering::SeqCst), 1);
-        let sent = ex.send_chunk(Bytes::new(), false).expect("sent");
-        assert!(sent.handover.is_none(), "nobody is waiting yet");
-        assert!(matches!(
-            ex.poll_out(&task.clone().into()),
-            OutPoll::Data(_)
-        ));
-        assert!(matches!(ex.poll_out(&task.into()), OutPoll::End));
-        assert!(ex.out_is_end());
-    }
-
-    #[test]
-    fn a_whole_body_must_match_its_content_length() {
-        let length = |v: &'static str| {
-            let mut h = HeaderMap::new();
-            h.append(
-                http::header::CONTENT_LENGTH,
-                http::HeaderValue::from_static(v),
-            );
-            h
-        };
-        let start = |h: HeaderMap, body: &'static [u8]| {
-            let (ex, _rx, _) = exchange();
-            ex.start_response(StatusCode::OK, h, Bytes::from_static(body), false)
-                .map(|_| ())
-        };
-        assert!(start(length("5"), b"hello").is_ok());
-        assert!(start(HeaderMap::new(), b"hello").is_ok());
-        for (declared, body) in [
-            ("20", &b"hello"[..]),
-            ("3", b"hello"),
-            ("abc", b"abc"),
-            ("+5", b"hello"),
-        ] {
-            assert!(
-                matches!(start(length(declared), body), Err(Error::Protocol(_))),
-                "Content-Length {declared} with {} bytes",
-                body.len()
-            );
-        }
-        let mut twice = length("5");
-        twice.append(
-            http::header::CONTENT_LENGTH,
-            http::HeaderValue::from_static("6"),
-        );
-        assert!(start(twice, b"hello").is_err());
-        // A HEAD response declares the length of the body it leaves out.
-        let inflight = Arc::new(AtomicUsize::new(0));
-        let (tx, _rx) = oneshot::channel();
-        let head = Exchange::new(&inflight, tx, true);
-        assert!(head
-            .start_response(StatusCode::OK, length("20"), Bytes::new(), false)
-            .is_ok());
-    }
-
-    #[test]
-    fn a_file_response_completes_at_once_with_the_files_length() {
-        let dir = std::env::temp_dir().join(format!("juggler-ex-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let path = dir.join("f");
-        std::fs::write(&path, b"hello").expect("write");
-        let open = || FileRange::open(&path).expect("open");
-        let (ex, _rx, _) = exchange();
-        let sent = ex
-            .start_file(StatusCode::OK, HeaderMap::new(), open())
-            .expect("started");
-        assert!(!sent.full);
-        let r = respond(sent);
-        assert_eq!(r.headers()[http::header::CONTENT_LENGTH], "5");
-        assert_eq!(ex.finish(), Finished::Complete, "the app is done with it");
-        let mut declared = HeaderMap::new();
-        declared.insert(
-            http::header::CONTENT_LENGTH,
-            http::HeaderValue::from_static("6"),
-        );
-        let (ex, _rx, _) = exchange();
-        assert!(matches!(
-            ex.start_file(StatusCode::OK, declared, open()),
-            Err(Error::Protocol(_))
-        ));
-        assert_eq!(
-            ex.finish(),
-            Finished::NoResponse,
-            "refused before anything left: a 500"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn finish_without_response_answers_500() {
-        let (ex, mut rx, _) = exchange();
-        assert_eq!(ex.finish(), Finished::NoResponse);
-        let r = rx.try_recv().expect("a response");
-        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(ex.status(), Some(StatusCode::INTERNAL_SERVER_ERROR));
-    }
-
-    #[test]
-    fn finish_mid_stream_delivers_queued_data_then_aborts() {
-        let (ex, _rx, _) = exchange();
-        let _response = respond(
-            ex.start_response(
-                StatusCode::OK,
-                HeaderMap::new(),
-                Bytes::from_static(b"part"),
-                true,
-            )
-            .expect("started"),
-        );
-        assert_eq!(ex.finish(), Finished::Incomplete);
-        let task = Arc::new(TaskWake(AtomicUsize::new(0))).into();
-        assert!(matches!(ex.poll_out(&task), OutPoll::Data(d) if d == "part"));
-        assert!(matches!(ex.poll_out(&task), OutPoll::Aborted));
-        assert!(!ex.out_is_end());
-        assert!(ex.send_chunk(Bytes::new(), false).is_err());
-    }
-
-    #[test]
-    fn malformed_body_answers_400_if_nothing_was_sent() {
-        let (ex, mut rx, _) = exchange();
-        ex.body_failed();
-        assert_eq!(ex.next_received(), Some(Received::Disconnect));
-        assert_eq!(ex.finish(), Finished::Disconnected);
-        let r = rx.try_recv().expect("a response");
-        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    }
-
-    #[test]
-    fn the_server_answers_instead_only_before_the_app_did() {
-        let (ex, mut rx, inflight) = exchange();
-        let canceller = Arc::new(Counter::default());
-        ex.set_canceller(canceller.clone());
-        let reader = Arc::new(Counter::default());
-        assert!(ex.park(Want::Body, reader.clone()));
-        let r = plain_response(StatusCode::GATEWAY_TIMEOUT, "late");
-        let got = ex.answer_instead(r).expect("nothing was sent yet");
-        got.expect("the canceller").wake();
-        assert_eq!(canceller.count(), 1);
-        assert_eq!(reader.count(), 1, "a waiting app learns of it");
-        assert_eq!(ex.next_received(), Some(Received::Disconnect));
-        assert_eq!(
-            rx.try_recv().expect("answered").status(),
-            StatusCode::GATEWAY_TIMEOUT
-        );
-        assert_eq!(ex.status(), Some(StatusCode::GATEWAY_TIMEOUT));
-        assert!(ex
-            .answer_instead(plain_response(StatusCode::OK, ""))
-            .is_err());
-        assert_eq!(ex.finish(), Finished::Disconnected);
-        assert_eq!(inflight.load(Ordering::SeqCst), 0);
-
-        // Once the app's head has gone, it is too late; the canceller goes with the call.
-        let (ex, _rx, _) = exchange();
-        let canceller = Arc::new(Counter::default());
-        ex.set_canceller(canceller.clone());
-        let _ = ex
-            .start_response(StatusCode::OK, HeaderMap::new(), Bytes::new(), true)
-            .expect("head");
-        assert!(ex
-            .answer_instead(plain_response(StatusCode::OK, ""))
-            .is_err());
-        ex.finish();
-        assert_eq!(
-            Arc::strong_count(&canceller),
-            1,
-            "finish drops the canceller"
-        );
-    }
-
-    #[test]
-    fn pump_pauses_at_high_water() {
-        let (ex, _rx, _) = exchange();
-        assert_eq!(ex.body_paused(), Some(false));
-        ex.push_body(Bytes::from(vec![0u8; HIGH_WATER]));
-        assert_eq!(ex.body_paused(), Some(true));
-        let _ = ex.next_received();
-        assert_eq!(ex.body_paused(), Some(false));
-    }
-
-    /// Starts a streaming response; the body must be kept, or dropping it reads as the
-    /// client going away. Returns it and whether the app must wait.
-    fn stream(ex: &Arc<Exchange>, first: usize) -> (Response<ResponseBody>, bool) {
-        let sent = ex
-            .start_response(
-                StatusCode::OK,
-                HeaderMap::new(),
-                Bytes::from(vec![b's'; first]),
-                true,
-            )
-            .expect("streaming response");
-        let full = sent.full;
-        (respond(sent), full)
-    }
-
-    #[test]
-    fn a_writer_waiting_for_room_is_not_woken_by_request_body() {
-        let (ex, _rx, _) = exchange();
-        let _body = stream(&ex, OUT_HIGH_WATER + 1);
-        let w = Arc::new(Counter::default());
-        assert!(
-            ex.park(Want::Room, w.clone()),
-            "over the high-water mark: it waits"
-        );
-        ex.push_body(Bytes::from_static(b"x"));
-        ex.finish_body();
-        assert_eq!(w.count(), 0, "request body is not what it waits for");
-        assert!(!ex.has_room());
-    }
-
-    #[test]
-    fn the_high_water_mark_is_exclusive_and_only_for_streams() {
-        let (ex, _rx, _) = exchange();
-        assert!(
-            !stream(&ex, OUT_HIGH_WATER).1,
-            "exactly at the mark: not full"
-        );
-        let (ex, _rx, _) = exchange();
-        assert!(stream(&ex, OUT_HIGH_WATER + 1).1);
-        let (ex, _rx, _) = exchange();
-        let _body = stream(&ex, 0);
-        assert!(
-            !ex.send_chunk(Bytes::from(vec![b'c'; OUT_HIGH_WATER]), true)
-                .expect("chunk")
-                .full
-        );
-        assert!(
-            ex.send_chunk(Bytes::from_static(b"c"), true)
-                .expect("chunk")
-                .full
-        );
-        let (ex, _rx, _) = exchange();
-        let _body2 = stream(&ex, 0);
-        let last = ex
-            .send_chunk(Bytes::from(vec![b'c'; OUT_HIGH_WATER + 1]), false)
-            .expect("last chunk");
-        assert!(!last.full, "the last chunk never makes the app wait");
-    }
-
-    #[test]
-    fn a_gone_client_always_has_room_and_reads_as_disconnected() {
-        let (ex, _rx, _) = exchange();
-        assert!(!ex.is_disconnected());
-        let _body = stream(&ex, OUT_HIGH_WATER + 1);
-        assert!(!ex.has_room());
-        ex.disconnect();
-        assert!(ex.is_disconnected());
-        assert!(ex.has_room(), "waiting for room would be pointless");
-    }
-
-    #[test]
-    fn a_stream_dropped_before_its_end_is_a_disconnect_and_after_it_is_not() {
-        let (ex, _rx, _) = exchange();
-        let _body = stream(&ex, 10);
-        assert!(!ex.out_is_end(), "more is to come");
-        ex.out_dropped();
-        assert!(
-            ex.is_disconnected(),
-            "hyper let go mid-stream: the client is gone"
-        );
-
-        let (ex, _rx, _) = exchange();
-        let _body2 = stream(&ex, 0);
-        ex.send_chunk(Bytes::from_static(b"end"), false)
-            .expect("last chunk");
-        assert!(!ex.out_is_end(), "complete, but a chunk is still queued");
-        let waker = Arc::new(TaskWake(AtomicUsize::new(0))).into();
-        let _ = ex.poll_out(&waker);
-        assert!(ex.out_is_end());
-        ex.out_dropped();
-        assert!(
-            !ex.is_disconnected(),
-            "dropped after the end: a normal finish"
-        );
-    }
-
-    #[test]
-    fn a_completed_response_wakes_a_reader_with_disconnect() {
-        let (ex, _rx, _) = exchange();
-        ex.finish_body();
-        assert_eq!(ex.next_received(), body(b"", false));
-        let w = Arc::new(Counter::default());
-        assert!(
-            ex.park(Want::Body, w.clone()),
-            "the last body was delivered: it waits"
-        );
-        let _body = stream(&ex, 0);
-        ex.send_chunk(Bytes::new(), false).expect("end");
-        assert_eq!(
-            w.count(),
-            1,
-            "the response is complete: receive() must return"
-        );
-        assert_eq!(ex.next_received(), Some(Received::Disconnect));
-        assert!(
-            !ex.park(Want::Body, w.clone()),
-            "after the response, receive() never waits"
-        );
-    }
-
-    #[test]
-    fn a_stream_dropped_with_its_last_chunks_unsent_is_a_disconnect() {
-        let (ex, _rx, _) = exchange();
-        let _body = stream(&ex, 0);
-        ex.send_chunk(Bytes::from_static(b"tail"), false)
-            .expect("last chunk");
-        // Complete from the app's side, but hyper let go before writing it all.
-        ex.out_dropped();
-        assert!(ex.is_disconnected());
-    }
-
-    #[tokio::test]
-    async fn waiting_for_body_asks_the_pump_for_more_and_waiting_for_room_does_not() {
-        let wait = std::time::Duration::from_millis(20);
-        let (ex, _rx, _) = exchange();
-        assert!(ex.park(Want::Body, Arc::new(Counter::default())));
-        assert!(tokio::time::timeout(wait, ex.demand.notified())
-            .await
-            .is_ok());
-        let (ex, _rx, _) = exchange();
-        let _body = stream(&ex, OUT_HIGH_WATER + 1);
-        assert!(ex.park(Want::Room, Arc::new(Counter::default())));
-        assert!(tokio::time::timeout(wait, ex.demand.notified())
-            .await
-            .is_err());
-    }
-
-    #[test]
-    fn informational_and_no_content_skip_the_length_check() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_LENGTH,
-            http::HeaderValue::from_static("5"),
-        );
-        assert!(check_length(StatusCode::NO_CONTENT, &headers, 0).is_ok());
-        assert!(check_length(StatusCode::CONTINUE, &headers, 0).is_ok());
-        assert!(check_length(StatusCode::OK, &headers, 0).is_err());
-        assert!(check_length(StatusCode::OK, &headers, 5).is_ok());
-    }
-
-    #[test]
-    fn a_dropped_service_future_disconnects_the_exchange() {
-        let (ex, _rx, _) = exchange();
-        drop(DisconnectGuard(Some(ex.clone())));
-        assert!(ex.is_disconnected());
-    }
-}
+mod tests;
