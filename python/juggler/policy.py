@@ -262,9 +262,9 @@ class Policy:
                 if worker.ready_at is None:
                     # Retired by a reload while still starting, and failed to.
                     return self._failed_to_start(worker, code, how, now)
-                if not self.stopping:
-                    # Also one that was to be replaced: it was not stopped, so not counted yet.
-                    self.restarts["died"] += 1
+                # Also one that was to be replaced: it was not stopped, so not counted yet.
+                # (Once stopping, every worker is stopping or killed.)
+                self.restarts["died"] += 1
                 if now - worker.ready_at < CRASH_WINDOW and not killed_from_outside(code):
                     # It died right after it started: its app cannot keep running.
                     return self._failed_to_start(worker, code, how, now)

@@ -13,10 +13,6 @@ import signal
 import pytest
 from juggler.exit_codes import EXIT_BIND_FAILED, EXIT_OK
 from juggler.policy import (
-    CRASH_WINDOW,
-    FAST_STOP_TIMEOUT,
-    MAX_START_FAILURES,
-    STOP_MARGIN,
     Action,
     Announce,
     KillHung,
@@ -32,6 +28,16 @@ from juggler.policy import (
     back_off_delay,
     killed_from_outside,
 )
+
+# The rules' numbers, as docs/architecture.md gives them (not imported: a change must show).
+#: A worker dying this soon after it got ready failed to start.
+CRASH_WINDOW = 2.0
+#: Failed start rounds in a row after which the supervisor gives up.
+MAX_START_FAILURES = 5
+#: A draining worker has --timeout-graceful-shutdown plus this...
+STOP_MARGIN = 10.0
+#: ...and one asked to stop at once (SIGQUIT) this.
+FAST_STOP_TIMEOUT = 5.0
 
 SIGKILL = int(signal.SIGKILL)
 SIGTERM = int(signal.SIGTERM)
@@ -854,3 +860,95 @@ def test_once_stopping_only_stopping_signals_count(sig: int):
     assert s.signal(sig) == []
     assert s.policy.target == 2
     assert s.policy.reload("Detected changes in app.py") == []
+
+
+# -- a reload while a worker is still starting --------------------------------------------------
+
+
+def reload_while_starting(s: Supervisor) -> tuple[WorkerRecord, WorkerRecord]:
+    """Two workers, one serving and one starting (its predecessor died), then a reload: the
+    serving one and the starting one both retire."""
+    a, b = s.serving()
+    s.exit(b, 1)
+    (starting,) = s.tick_and_fork()
+    s.policy.reload("Received SIGHUP")
+    assert phases([a, starting]) == [Phase.RETIRING, Phase.RETIRING]
+    assert starting.ready_at is None
+    return a, starting
+
+
+def test_a_new_worker_failing_kills_one_retired_while_it_was_starting():
+    s = Supervisor(workers=2)
+    a, starting = reload_while_starting(s)
+    broken, other = s.tick_and_fork()
+    actions = s.exit(broken, 1)
+    # Not ready: it may have loaded the same broken code.
+    assert signals(actions) == [(starting.pid, SIGKILL), (other.pid, SIGKILL)]
+    assert a.phase is Phase.READY
+
+
+def test_a_worker_retired_while_starting_that_fails_cancels_the_reload():
+    s = Supervisor(workers=2)
+    a, starting = reload_while_starting(s)
+    new = s.tick_and_fork()
+    actions = s.exit(starting, 3)
+    assert "the running workers keep serving" in messages(actions)[0]
+    assert s.policy.restarts["died"] == 1  # its predecessor
+    assert a.phase is Phase.READY
+    assert phases(new) == [Phase.KILLED, Phase.KILLED]
+
+
+def test_a_worker_retired_while_starting_is_not_checked_for_silence():
+    s = Supervisor(workers=2, timeout_worker=1.0)
+    a, starting = reload_while_starting(s)
+    s.policy.on_beat(a, None, s.now + 60)
+    assert not [x for x in ticks(s, 30) if isinstance(x, KillHung)]
+    assert starting.phase is Phase.RETIRING
+
+
+def test_a_cancelled_reload_leaves_a_worker_being_stopped_alone():
+    s = Supervisor(workers=2)
+    a, b = s.serving()
+    s.exit(b, 1)
+    (starting,) = s.tick_and_fork()
+    s.signal(signal.SIGTTOU)
+    assert signals(s.tick()) == [(starting.pid, SIGTERM)]
+    s.policy.reload("Received SIGHUP")
+    (new,) = s.tick_and_fork()
+    actions = s.exit(new, 1)
+    assert signals(actions) == []
+    assert starting.phase is Phase.STOPPING and a.phase is Phase.READY
+
+
+def test_the_first_worker_failing_stops_the_others_quietly():
+    s = Supervisor()
+    first = s.fork()
+    s.policy.reload("Received SIGHUP")
+    (new,) = s.tick_and_fork()
+    actions = s.exit(first, 3)
+    assert messages(actions) == []
+    assert signals(actions) == [(new.pid, SIGKILL)]
+    assert s.policy.stopping == "fast" and s.policy.exit_code == 3
+
+
+def test_a_fork_failing_beside_a_worker_still_starting_does_not_stop():
+    s = Supervisor()
+    s.fork()
+    s.policy.reload("Received SIGHUP")
+    s.policy.spawn_failed("no memory", s.now)
+    assert s.policy.stopping is None
+
+
+def test_a_worker_keeps_its_first_reason_to_retire():
+    # A recycling cancelled by a failed replacement, then a reload: counted as recycled.
+    s = Supervisor(workers=2)
+    a, _ = s.serving()
+    s.policy.on_recycle(a, 1000, s.now)
+    (broken,) = s.tick_and_fork()
+    s.exit(broken, 1)
+    assert a.phase is Phase.READY and a.retire_reason == "recycled"
+    s.policy.reload("Received SIGHUP")
+    for w in s.tick_and_fork():
+        s.ready(w)
+    s.tick()
+    assert s.policy.restarts["recycled"] == 1 and s.policy.restarts["reload"] == 1
