@@ -25,6 +25,7 @@ from .forking import fork
 from .importer import ImportFromStringError, load_app
 from .interfaces import describe_interface, resolve_interface
 from .logging import error_logger
+from .policy import WorkerRecord
 from .sockets import BindError, bind_reuse_port
 from .worker import Worker
 
@@ -33,36 +34,16 @@ from .worker import Worker
 DUMP_SIGNAL = signal.SIGUSR2
 
 
-@dataclasses.dataclass
-class WorkerProcess:
-    """The supervisor's record of one worker."""
+@dataclasses.dataclass(kw_only=True)
+class WorkerProcess(WorkerRecord):
+    """The supervisor's record of one worker (its phase and times: ``WorkerRecord``) and the
+    process's ends: its pipes."""
 
-    pid: int
     #: Its place in the shared connection counts and metrics (None: beyond them).
     slot: int | None
     channel: SupervisorChannel
     #: Where the worker's faulthandler writes its stacks.
     dump_fd: int
-    started: float
-    ready: bool = False
-    ready_at: float = 0.0
-    last_beat: float = 0.0
-    #: The oldest WSGI call without progress at the last beat: (seconds, "METHOD path").
-    stalled_call: tuple[float, str] | None = None
-    #: To be replaced: stopped once enough new workers are ready (reload, recycling).
-    retiring: bool = False
-    #: Why it is replaced, for the metrics: "reload", "recycled" or "timeout".
-    retire_reason: str = ""
-    #: Asked to stop (SIGTERM or SIGQUIT) or killed, at this time.
-    stop_sent: float | None = None
-    killed: bool = False
-    #: Stopped because the supervisor stops (its exit code then counts).
-    shut_down: bool = False
-
-    @property
-    def active(self) -> bool:
-        """Counts towards the number of workers asked for."""
-        return not self.retiring and self.stop_sent is None
 
     def signal(self, sig: int) -> None:
         try:
