@@ -8,7 +8,7 @@ use super::FIRST_REQUEST_GRACE;
 use crate::config::HttpVersions;
 use crate::http::sniff::PREFACE;
 use crate::http::test_harness::{answer, Harness, Reply};
-use crate::transport::Phase;
+use crate::transport::{LogLevel, Phase};
 
 const OK: Reply = Reply::Answer(StatusCode::OK, "hello");
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -76,13 +76,19 @@ async fn http1_only_refuses_h2c() {
     let mut client = h.connect();
     client.send(PREFACE).await;
     client.send(&EMPTY_SETTINGS).await;
-    let reply = client.until_closed().await;
-    assert!(
-        reply.is_empty() || reply.starts_with(b"HTTP/1.1 "),
-        "no HTTP/2: {:?}",
-        String::from_utf8_lossy(&reply)
-    );
+    // hyper's HTTP/1.1 recognises the preface and closes without an answer.
+    assert!(client.until_closed().await.is_empty());
+    client.served.await.expect("the connection task ends");
     assert!(h.stub.seen().is_empty());
+    assert!(
+        client.info.refused.load(Ordering::Relaxed),
+        "the close lingers"
+    );
+    let closed = h.log.lines(LogLevel::Debug);
+    assert!(
+        closed.iter().any(|l| l.contains("HTTP2 preface")),
+        "{closed:?}"
+    );
     // And hyper's HTTP/2 client gets nothing served either.
     let mut h2 = h.connect().http2().await;
     assert!(h2.get("/", &[]).await.is_err());
