@@ -285,3 +285,6 @@ impl FirstRequest {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

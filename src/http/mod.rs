@@ -55,6 +55,8 @@ pub mod measure;
 pub mod service;
 pub mod sniff;
 pub mod static_files;
+#[cfg(test)]
+pub(crate) mod test_harness;
 pub mod timeout;
 pub mod upgrade;
 

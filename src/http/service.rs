@@ -364,24 +364,4 @@ fn http_body_util_frame(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn small_bodies_are_read_inline_unless_continue_is_expected() {
-        let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_LENGTH, "10".parse().expect("value"));
-        assert!(is_small(&h));
-        h.insert(header::EXPECT, "100-Continue".parse().expect("value"));
-        assert!(!is_small(&h));
-        let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_LENGTH, "65536".parse().expect("value"));
-        assert!(is_small(&h), "64 KiB is still read inline");
-        h.insert(header::CONTENT_LENGTH, "65537".parse().expect("value"));
-        assert!(!is_small(&h));
-        h.insert(header::CONTENT_LENGTH, "10000000".parse().expect("value"));
-        assert!(!is_small(&h));
-        h.insert(header::CONTENT_LENGTH, "junk".parse().expect("value"));
-        assert!(!is_small(&h));
-    }
-}
+mod tests;

@@ -47,3 +47,6 @@ pub async fn wait(
     }
     head.await
 }
+
+#[cfg(test)]
+mod tests;

@@ -200,3 +200,6 @@ impl Drop for Abandon {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

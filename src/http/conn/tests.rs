@@ -1,0 +1,158 @@
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use http::{Method, StatusCode, Version};
+use tokio::time::Instant;
+
+use super::FIRST_REQUEST_GRACE;
+use crate::config::HttpVersions;
+use crate::http::sniff::PREFACE;
+use crate::http::test_harness::{answer, Harness, Reply};
+use crate::transport::{LogLevel, Phase};
+
+const OK: Reply = Reply::Answer(StatusCode::OK, "hello");
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+/// An HTTP/2 SETTINGS frame with no settings: what a client sends after the preface.
+const EMPTY_SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+
+fn versions(v: HttpVersions) -> Harness {
+    Harness::new(OK, move |c| c.http = v)
+}
+
+#[tokio::test(start_paused = true)]
+async fn auto_serves_http2_to_a_client_that_starts_with_the_preface() {
+    let h = versions(HttpVersions::Auto);
+    let mut h2 = h.connect().http2().await;
+    for path in ["/one", "/two"] {
+        let (status, version, body) = h2.get(path, &[]).await.expect("served");
+        assert_eq!(
+            (status, version, &body[..]),
+            (StatusCode::OK, Version::HTTP_2, &b"hello"[..])
+        );
+    }
+    let seen = h.stub.seen();
+    assert_eq!(seen.len(), 2, "two streams of one connection");
+    assert!(seen.iter().all(|s| s.version == Version::HTTP_2));
+    assert_eq!(seen[1].uri.path(), "/two");
+}
+
+#[tokio::test(start_paused = true)]
+async fn auto_serves_http1_to_anything_else() {
+    let h = versions(HttpVersions::Auto);
+    let mut client = h.connect();
+    let r = client.request(GET).await;
+    assert_eq!((r.version.as_str(), r.status), ("HTTP/1.1", 200));
+    assert_eq!(h.stub.seen()[0].version, Version::HTTP_11);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_starts_like_the_preface_is_http1_and_loses_no_byte() {
+    let h = versions(HttpVersions::Auto);
+    let mut client = h.connect();
+    // "PRI " is the preface's start: the server reads it, waits for more, then decides.
+    client.send(b"PRI ").await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    client.send(b"/x HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    let r = client.response().await;
+    assert_eq!((r.version.as_str(), r.status), ("HTTP/1.1", 200));
+    let seen = h.stub.seen();
+    assert_eq!(seen[0].method, Method::from_bytes(b"PRI").expect("a token"));
+    assert_eq!(seen[0].uri, "/x");
+}
+
+#[tokio::test(start_paused = true)]
+async fn auto_answers_the_preface_with_http2_settings() {
+    let h = versions(HttpVersions::Auto);
+    let mut client = h.connect();
+    client.send(PREFACE).await;
+    client.send(&EMPTY_SETTINGS).await;
+    let frame = client.read_exact(9).await;
+    assert_eq!(frame[3], 4, "a SETTINGS frame: {frame:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn http1_only_refuses_h2c() {
+    let h = versions(HttpVersions::Http1);
+    let mut client = h.connect();
+    client.send(PREFACE).await;
+    client.send(&EMPTY_SETTINGS).await;
+    // hyper's HTTP/1.1 recognises the preface and closes without an answer.
+    assert!(client.until_closed().await.is_empty());
+    client.served.await.expect("the connection task ends");
+    assert!(h.stub.seen().is_empty());
+    assert!(
+        client.info.refused.load(Ordering::Relaxed),
+        "the close lingers"
+    );
+    let closed = h.log.lines(LogLevel::Debug);
+    assert!(
+        closed.iter().any(|l| l.contains("HTTP2 preface")),
+        "{closed:?}"
+    );
+    // And hyper's HTTP/2 client gets nothing served either.
+    let mut h2 = h.connect().http2().await;
+    assert!(h2.get("/", &[]).await.is_err());
+    assert!(h.stub.seen().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn http2_only_serves_h2c() {
+    let h = versions(HttpVersions::Http2);
+    let mut h2 = h.connect().http2().await;
+    let (status, version, _) = h2.get("/", &[]).await.expect("served");
+    assert_eq!((status, version), (StatusCode::OK, Version::HTTP_2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_closes_idle_connections_and_lets_a_busy_one_finish() {
+    let h = Harness::new(OK, |_| {});
+    let mut idle = h.connect();
+    assert_eq!(idle.request(GET).await.status, 200);
+    h.stub.set_reply(Reply::Hold);
+    let mut busy = h.connect();
+    busy.send(GET).await;
+    h.stub.wait_for(2).await;
+    assert_eq!(h.registry().connections(), 2);
+
+    h.drain();
+    assert!(idle.until_closed().await.is_empty());
+    answer(&h.stub.take(), StatusCode::OK, "finished");
+    let r = busy.response().await;
+    assert_eq!((r.status, r.text()), (200, "finished"));
+    assert!(busy.until_closed().await.is_empty());
+    for c in [idle, busy] {
+        c.served.await.expect("the connection task ends");
+    }
+    assert_eq!(h.registry().connections(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fresh_connection_gets_a_grace_for_its_first_request_on_a_drain() {
+    let h = Harness::new(OK, |_| {});
+    h.drain();
+    let mut silent = h.connect();
+    let start = Instant::now();
+    assert!(silent.until_closed().await.is_empty());
+    let waited = start.elapsed();
+    assert!(
+        waited >= FIRST_REQUEST_GRACE && waited < FIRST_REQUEST_GRACE * 2,
+        "{waited:?}"
+    );
+    let mut prompt = h.connect();
+    let r = prompt.request(GET).await;
+    assert_eq!(r.status, 200, "a request that comes is served");
+    assert!(prompt.until_closed().await.is_empty(), "and then it closes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abort_drops_connections_and_the_app_sees_a_disconnect() {
+    let h = Harness::new(Reply::Hold, |_| {});
+    let mut client = h.connect();
+    client.send(GET).await;
+    h.stub.wait_for(1).await;
+    h.registry().set_phase(Phase::Abort);
+    assert!(client.until_closed().await.is_empty(), "no answer");
+    client.served.await.expect("the connection task ends");
+    assert!(h.stub.take().exchange.is_disconnected());
+    assert!(!client.info.refused.load(Ordering::Relaxed));
+}
