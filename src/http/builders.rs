@@ -7,6 +7,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::{CoreConfig, DEFAULT_MAX_FIELDS};
 
+/// How often a quiet HTTP/2 connection is pinged, and how long its peer has to answer: the
+/// defaults of `--ws-ping-interval` and `--ws-ping-timeout`, for the same job.
+pub const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+pub const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 pub struct Builders {
     pub h1: http1::Builder,
     pub h2: http2::Builder<TokioExecutor>,
@@ -45,7 +50,12 @@ impl Builders {
             .max_concurrent_streams(cfg.h2.max_concurrent_streams)
             .max_header_list_size(u32::try_from(cfg.max_header_size).unwrap_or(u32::MAX))
             .max_pending_accept_reset_streams(cfg.h2.max_reset_streams)
-            .max_local_error_reset_streams(cfg.h2.max_reset_streams.saturating_mul(50));
+            .max_local_error_reset_streams(cfg.h2.max_reset_streams.saturating_mul(50))
+            // A peer gone without a word (a dropped NAT entry, a crashed client) is found by
+            // a PING unanswered: a connection with a long stream open would otherwise be held
+            // forever. One small frame per interval on a quiet connection.
+            .keep_alive_interval(Some(H2_PING_INTERVAL))
+            .keep_alive_timeout(H2_PING_TIMEOUT);
         Self { h1, h2 }
     }
 }

@@ -25,6 +25,11 @@ use crate::watched_io::Watched;
 /// connection opened ahead of time (a browser's preconnect) delays the drain.
 const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
+/// How long an HTTP/2 connection may idle without a stream when keep-alive is off
+/// (`--timeout-keep-alive 0`): HTTP/2 has no one-request connections, so it gets the
+/// default keep-alive.
+const IDLE_WITHOUT_KEEP_ALIVE: Duration = Duration::from_secs(5);
+
 /// HTTP for the transport's accept loop.
 pub struct HttpProtocol {
     http: Arc<Http>,
@@ -72,18 +77,33 @@ impl HttpProtocol {
         let _token = token;
         let http = self.http.clone();
         let first = Arc::new(FirstRequest::default());
-        let seen = first.clone();
         let conn_info = info.clone();
         // Whether this peer may speak for its clients: decided once per connection.
         let proxied = http.config.proxy.as_ref().is_some_and(|trusted| {
             trusted.trusts_peer(info.client.as_ref().map(|(host, _)| host.as_str()))
         });
-        let clock = head.as_ref().map(|(c, _)| c.clone());
-        let svc = service_fn(move |req| {
-            seen.mark();
-            service::handle(req, info.clone(), http.clone(), proxied, clock.clone())
-        });
-        // HTTP/2 has no slow head to time: its frames interleave, and h2 bounds them.
+        // The service of this connection; `clock` counts its requests in progress (the head
+        // clock of HTTP/1.1, the idle clock of HTTP/2), when it has one.
+        let service = |clock: Option<Arc<HeadClock>>| {
+            let seen = first.clone();
+            let info = info.clone();
+            let http = http.clone();
+            service_fn(move |req| {
+                seen.mark();
+                service::handle(req, info.clone(), http.clone(), proxied, clock.clone())
+            })
+        };
+        let h1_clock = head.as_ref().map(|(c, _)| c.clone());
+        // HTTP/2 has no slow head to time (its frames interleave, and h2 bounds them), but a
+        // connection without an open stream is idle, and idles only so long.
+        let h2_idle = || {
+            let idle = self
+                .http
+                .config
+                .keep_alive_timeout
+                .unwrap_or(IDLE_WITHOUT_KEEP_ALIVE);
+            (Arc::new(HeadClock::default()), idle)
+        };
         let h1_head = head;
         let b = &self.builders;
         let h2 = match self.http.config.http {
@@ -101,22 +121,25 @@ impl HttpProtocol {
                 return match sniffed {
                     Sniffed::Closed => {}
                     Sniffed::Http1 => {
-                        let conn = b.h1.serve_connection(io, svc).with_upgrades();
+                        let conn = b.h1.serve_connection(io, service(h1_clock)).with_upgrades();
                         let d = Drive {
                             first,
                             conn_info,
                             phase,
                             head: h1_head,
+                            idle: None,
                         };
                         self.drive(conn, |c| c.graceful_shutdown(), d).await
                     }
                     Sniffed::Http2 => {
-                        let conn = b.h2.serve_connection(io, svc);
+                        let (clock, limit) = h2_idle();
+                        let conn = b.h2.serve_connection(io, service(Some(clock.clone())));
                         let d = Drive {
                             first,
                             conn_info,
                             phase,
                             head: None,
+                            idle: Some((clock, limit)),
                         };
                         self.drive(conn, |c| c.graceful_shutdown(), d).await
                     }
@@ -124,17 +147,26 @@ impl HttpProtocol {
             }
         };
         let io = TokioIo::new(io);
-        let d = Drive {
-            first,
-            conn_info,
-            phase,
-            head: if h2 { None } else { h1_head },
-        };
         if h2 {
-            let conn = b.h2.serve_connection(io, svc);
+            let (clock, limit) = h2_idle();
+            let conn = b.h2.serve_connection(io, service(Some(clock.clone())));
+            let d = Drive {
+                first,
+                conn_info,
+                phase,
+                head: None,
+                idle: Some((clock, limit)),
+            };
             self.drive(conn, |c| c.graceful_shutdown(), d).await
         } else {
-            let conn = b.h1.serve_connection(io, svc).with_upgrades();
+            let conn = b.h1.serve_connection(io, service(h1_clock)).with_upgrades();
+            let d = Drive {
+                first,
+                conn_info,
+                phase,
+                head: h1_head,
+                idle: None,
+            };
             self.drive(conn, |c| c.graceful_shutdown(), d).await
         }
     }
@@ -189,6 +221,7 @@ impl HttpProtocol {
             conn_info,
             mut phase,
             head,
+            idle,
         } = d;
         tokio::pin!(conn);
         let mut draining = false;
@@ -242,6 +275,18 @@ impl HttpProtocol {
                     awaiting_first = false;
                     shutdown(conn.as_mut());
                 }
+                // An HTTP/2 connection without an open stream for the keep-alive time (one
+                // that never sent a request too): GOAWAY, and hyper closes it.
+                _ = async {
+                    match &idle {
+                        Some((clock, limit)) => clock.idle_for(*limit).await,
+                        None => std::future::pending().await,
+                    }
+                }, if idle.is_some() && !draining => {
+                    draining = true;
+                    awaiting_first = false;
+                    shutdown(conn.as_mut());
+                }
                 // A head trickling in for longer than --timeout-request-head (slowloris):
                 // dropped without an answer, as hyper does with its own header timeout.
                 _ = async {
@@ -268,6 +313,8 @@ struct Drive {
     phase: watch::Receiver<Phase>,
     /// The head clock and its limit (`--timeout-request-head`, HTTP/1.1 only).
     head: Option<(Arc<HeadClock>, Duration)>,
+    /// HTTP/2: its requests in progress, and how long it may go without one.
+    idle: Option<(Arc<HeadClock>, Duration)>,
 }
 
 /// Whether a connection has begun serving a request yet.

@@ -8,6 +8,10 @@
 //! progress begin a head and start the clock; hyper calling the service ends the head.
 //! A request is in progress from then until hyper drops its response body, so request body
 //! bytes, and bytes pipelined behind a long response, never count as a slow head.
+//!
+//! The same count of requests in progress tells when an HTTP/2 connection has no open
+//! stream, and since when ([`HeadClock::idle_for`]): such a connection is closed with GOAWAY
+//! after `--timeout-keep-alive`, as an idle HTTP/1.1 connection is by hyper's own timer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,19 +22,35 @@ use tokio::time::Instant;
 
 use crate::watched_io::IoWatcher;
 
-#[derive(Default)]
 struct State {
     /// Requests whose response body hyper still holds.
     active: usize,
     /// When the bytes of a head began to arrive, while one is arriving.
     started: Option<Instant>,
+    /// Since when no request has been in progress (the connection's start at first).
+    idle_since: Instant,
 }
 
 /// One connection's head clock.
-#[derive(Default)]
 pub struct HeadClock {
     state: Mutex<State>,
     started: Notify,
+    /// Told when the last request in progress ends.
+    idle: Notify,
+}
+
+impl Default for HeadClock {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(State {
+                active: 0,
+                started: None,
+                idle_since: Instant::now(),
+            }),
+            started: Notify::new(),
+            idle: Notify::new(),
+        }
+    }
 }
 
 impl HeadClock {
@@ -54,6 +74,38 @@ impl HeadClock {
     pub fn response_done(&self) {
         let mut s = self.state.lock();
         s.active = s.active.saturating_sub(1);
+        if s.active == 0 {
+            s.idle_since = Instant::now();
+            drop(s);
+            self.idle.notify_one();
+        }
+    }
+
+    /// Resolves once no request has been in progress for `limit`.
+    pub async fn idle_for(&self, limit: Duration) {
+        loop {
+            let ended = self.idle.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            let idle_since = {
+                let s = self.state.lock();
+                (s.active == 0).then_some(s.idle_since)
+            };
+            match idle_since {
+                None => ended.await,
+                Some(t) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(t + limit) => {
+                            let s = self.state.lock();
+                            if s.active == 0 && s.idle_since == t {
+                                return;
+                            }
+                        }
+                        _ = ended => {}
+                    }
+                }
+            }
+        }
     }
 
     /// Resolves once a head has been arriving for longer than `limit`.
@@ -112,6 +164,37 @@ mod tests {
         let t0 = Instant::now();
         clock.expired(limit).await;
         assert_eq!(Instant::now() - t0, limit);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_time_counts_from_the_start_and_from_the_last_request_ending() {
+        let clock = Arc::new(HeadClock::default());
+        let limit = Duration::from_secs(5);
+        let t0 = Instant::now();
+        clock.idle_for(limit).await;
+        assert_eq!(
+            Instant::now() - t0,
+            limit,
+            "a connection that never sent a request"
+        );
+
+        clock.request_began();
+        clock.request_began();
+        let busy = tokio::time::timeout(limit * 4, clock.idle_for(limit)).await;
+        assert!(busy.is_err(), "never idle while a request is in progress");
+        drop(ResponseDone(clock.clone()));
+        let one_open = tokio::time::timeout(limit * 4, clock.idle_for(limit)).await;
+        assert!(one_open.is_err(), "nor while another stream is open");
+
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(ResponseDone(clock.clone()));
+        let t1 = Instant::now();
+        clock.idle_for(limit).await;
+        assert_eq!(
+            Instant::now() - t1,
+            limit,
+            "idle from the last response's end"
+        );
     }
 
     #[tokio::test(start_paused = true)]

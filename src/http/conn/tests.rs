@@ -156,3 +156,99 @@ async fn an_abort_drops_connections_and_the_app_sees_a_disconnect() {
     assert!(h.stub.take().exchange.is_disconnected());
     assert!(!client.info.refused.load(Ordering::Relaxed));
 }
+
+/// The harness's keep-alive time (`test_harness::config`).
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+const GOAWAY: u8 = 0x7;
+
+/// Reads the server's HTTP/2 frames until a GOAWAY: when it came.
+async fn until_goaway(client: &mut crate::http::test_harness::Client) -> Instant {
+    loop {
+        let head = client.read_exact(9).await;
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        client.read_exact(len).await;
+        if head[3] == GOAWAY {
+            return Instant::now();
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_http2_connection_that_never_sends_a_request_gets_goaway_after_the_keep_alive() {
+    use crate::http::builders::{H2_PING_INTERVAL, H2_PING_TIMEOUT};
+    let h = versions(HttpVersions::Auto);
+    let mut silent = h.connect();
+    silent.send(PREFACE).await;
+    silent.send(&EMPTY_SETTINGS).await;
+    let start = Instant::now();
+    let waited = until_goaway(&mut silent).await - start;
+    assert!(
+        waited >= KEEP_ALIVE && waited < KEEP_ALIVE + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    // A graceful GOAWAY waits for the PING that follows it to be answered: a client that
+    // answers nothing is dropped when that PING times out.
+    silent.until_closed().await;
+    assert!(start.elapsed() <= H2_PING_INTERVAL + H2_PING_TIMEOUT + Duration::from_secs(1));
+    silent.served.await.expect("the connection task ends");
+    assert_eq!(h.registry().connections(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_http2_connection_idle_after_its_requests_closes_after_the_keep_alive() {
+    let h = versions(HttpVersions::Http2);
+    let mut h2 = h.connect().http2().await;
+    h2.get("/", &[]).await.expect("served");
+    tokio::time::sleep(KEEP_ALIVE - Duration::from_millis(100)).await;
+    assert_eq!(
+        h.registry().connections(),
+        1,
+        "not before the keep-alive time"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(h.registry().connections(), 0, "closed once idle for it");
+    assert!(h2.send.is_closed() || h2.get("/", &[]).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_stream_keeps_an_http2_connection_open_past_the_keep_alive() {
+    let h = Harness::new(Reply::Hold, |c| c.http = HttpVersions::Http2);
+    let mut h2 = h.connect().http2().await;
+    let stub = h.stub.clone();
+    let held = tokio::spawn(async move {
+        stub.wait_for(1).await;
+        tokio::time::sleep(KEEP_ALIVE * 3).await;
+        answer(&stub.take(), StatusCode::OK, "late");
+    });
+    let (status, _, body) = h2.get("/slow", &[]).await.expect("served");
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"late"[..]));
+    held.await.expect("the stub's task");
+    assert_eq!(
+        h.registry().connections(),
+        1,
+        "served past the keep-alive time"
+    );
+    tokio::time::sleep(KEEP_ALIVE + Duration::from_millis(100)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(h.registry().connections(), 0, "then idle, then closed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_http2_peer_that_answers_no_ping_is_dropped_with_its_stream() {
+    use crate::http::builders::{H2_PING_INTERVAL, H2_PING_TIMEOUT};
+    let h = Harness::new(Reply::Hold, |c| c.http = HttpVersions::Http2);
+    let mut dead = h.connect();
+    dead.send(PREFACE).await;
+    dead.send(&EMPTY_SETTINGS).await;
+    // HEADERS (END_STREAM | END_HEADERS) on stream 1: GET http / from the static table.
+    dead.send(&[0, 0, 3, 1, 5, 0, 0, 0, 1, 0x82, 0x86, 0x84])
+        .await;
+    h.stub.wait_for(1).await;
+    // The client reads nothing from here on: it answers no PING.
+    tokio::time::sleep(H2_PING_INTERVAL + H2_PING_TIMEOUT + Duration::from_secs(2)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(h.registry().connections(), 0, "dropped for its silence");
+    assert!(h.stub.take().exchange.is_disconnected(), "and the app told");
+}
