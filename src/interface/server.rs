@@ -352,3 +352,6 @@ impl Server {
         self.host.registry.calls()
     }
 }
+
+#[cfg(test)]
+mod tests;
