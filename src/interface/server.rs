@@ -36,8 +36,11 @@ pub struct Server {
     interface: Arc<dyn Interface>,
     loggers: Arc<Loggers>,
     create_future: PyObject,
+    /// With `--ssl-certfile`: a handshake before each connection's HTTP.
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// With `--timeout-worker`: the worker's sign of life to the supervisor.
     heartbeat: Option<Heartbeat>,
+    /// With `--max-requests`: asks the supervisor for a replacement.
     on_request_limit: Option<PyObject>,
     /// With `--metrics-bind`: this worker's slot in the shared metrics.
     metrics: Option<Slot>,
