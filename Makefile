@@ -44,6 +44,7 @@ lint: build
 	cargo clippy --release --all-targets -- -D warnings
 	$(VENV)/bin/ruff check python tests benches examples
 	$(VENV)/bin/ruff format --check python tests benches examples
+	$(PY) -m mypy
 	$(PY) -m mypy.stubtest juggler._juggler
 
 fmt: venv

@@ -105,7 +105,9 @@ class Metrics:
 
 @final
 class Server:
-    """One worker's I/O thread serving one interface; made by an interface's ``server()``."""
+    """One worker's I/O thread serving one interface; made whole by an interface's
+    ``server()``, whose callbacks (``heartbeat``, ``on_request_limit``) it calls on the loop
+    thread with itself as the argument."""
 
     def fileno(self) -> int: ...
     def start(self) -> None: ...
@@ -114,11 +116,6 @@ class Server:
     def abort(self) -> None: ...
     def wait_drained(self) -> Any: ...
     def join(self) -> None: ...
-    def on_request_limit(self, callback: Callable[[], object]) -> None: ...
-    def on_heartbeat(self, interval: float, callback: Callable[[], object]) -> None: ...
-    def share_load(self, slots: LoadSlots, index: int) -> None: ...
-    def share_metrics(self, metrics: Metrics, index: int) -> None: ...
-    def use_tls(self, settings: TlsSettings) -> None: ...
     def longest_call(self) -> tuple[float, str] | None: ...
     @property
     def requests(self) -> int: ...
@@ -141,7 +138,18 @@ class AsgiInterface:
         error_logger: Any,
         access_logger: Any,
     ) -> AsgiInterface: ...
-    def server(self, config: CoreConfig, fd: int, unix: bool) -> Server: ...
+    def server(
+        self,
+        config: CoreConfig,
+        fd: int,
+        unix: bool,
+        *,
+        tls: TlsSettings | None = None,
+        load_slot: tuple[LoadSlots, int] | None = None,
+        metrics_slot: tuple[Metrics, int] | None = None,
+        heartbeat: tuple[float, Callable[[Server], object]] | None = None,
+        on_request_limit: Callable[[Server], object] | None = None,
+    ) -> Server: ...
 
 @final
 class WsgiInterface:
@@ -157,7 +165,18 @@ class WsgiInterface:
         queue_size: int,
         write_timeout: float,
     ) -> WsgiInterface: ...
-    def server(self, config: CoreConfig, fd: int, unix: bool) -> Server: ...
+    def server(
+        self,
+        config: CoreConfig,
+        fd: int,
+        unix: bool,
+        *,
+        tls: TlsSettings | None = None,
+        load_slot: tuple[LoadSlots, int] | None = None,
+        metrics_slot: tuple[Metrics, int] | None = None,
+        heartbeat: tuple[float, Callable[[Server], object]] | None = None,
+        on_request_limit: Callable[[Server], object] | None = None,
+    ) -> Server: ...
 
 @final
 class FileWrapper:

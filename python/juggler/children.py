@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from . import _juggler
 from .channel import SupervisorChannel, WorkerChannel
 from .config import Config
 from .exit_codes import EXIT_APP_LOAD, EXIT_BIND_FAILED
@@ -69,9 +70,9 @@ class WorkerSpec:
     app: Any
     #: Where workers sharing ``sock`` publish their connection counts (None with
     #: --reuse-port, where the kernel spreads connections itself).
-    slots: Any = None
+    slots: _juggler.LoadSlots | None = None
     #: Where workers count what --metrics-bind serves (None without it).
-    metrics: Any = None
+    metrics: _juggler.Metrics | None = None
     #: How many worker slots there are: the metrics' (when on), else the connection counts'.
     slot_count: int = 0
 
@@ -146,8 +147,11 @@ def _worker_main(
         max_requests += random.randint(0, config.max_requests_jitter)
     # The connection counts have fewer slots than the metrics: a worker beyond them runs
     # unbalanced.
-    balanced = spec.slots is not None and slot is not None and slot < len(spec.slots)
-    load_slot = (spec.slots, slot) if balanced else None
+    load_slot = (
+        (spec.slots, slot)
+        if spec.slots is not None and slot is not None and slot < len(spec.slots)
+        else None
+    )
     metrics_slot = (spec.metrics, slot) if spec.metrics is not None and slot is not None else None
     worker = Worker(
         config,

@@ -7,8 +7,6 @@ reload (SIGHUP) picks up renewed certificates.
 
 from __future__ import annotations
 
-from typing import Any
-
 from . import _juggler
 from .config import Config, ConfigError
 
@@ -16,7 +14,7 @@ from .config import Config, ConfigError
 CERT_REQS = (0, 1, 2)
 
 
-def settings(config: Config) -> Any | None:
+def settings(config: Config) -> _juggler.TlsSettings | None:
     """The worker's ``_juggler.TlsSettings``, or None when TLS is off."""
     if not config.ssl_certfile:
         for name in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs"):

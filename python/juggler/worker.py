@@ -57,8 +57,8 @@ class Worker:
         interface: str,
         channel: WorkerChannel,
         max_requests: int | None = None,
-        load_slot: tuple[Any, int] | None = None,
-        metrics_slot: tuple[Any, int] | None = None,
+        load_slot: tuple[_juggler.LoadSlots, int] | None = None,
+        metrics_slot: tuple[_juggler.Metrics, int] | None = None,
     ) -> None:
         self.config = config
         self.sock = sock
@@ -92,8 +92,11 @@ class Worker:
             os._exit(code)
         return code
 
-    def _make_server(self, loop: asyncio.AbstractEventLoop, state: dict[str, Any] | None) -> Any:
+    def _make_server(
+        self, loop: asyncio.AbstractEventLoop, state: dict[str, Any] | None
+    ) -> _juggler.Server:
         config = self.config
+        iface: _juggler.AsgiInterface | _juggler.WsgiInterface
         if self.interface == "wsgi":
             iface = _juggler.WsgiInterface(
                 self.app,
@@ -107,7 +110,7 @@ class Worker:
             )
         else:
             iface = _juggler.AsgiInterface(self.app, loop, state, error_logger, access_logger)
-        server = iface.server(
+        return iface.server(
             _juggler.CoreConfig(
                 **config.core_options(
                     self.max_requests,
@@ -118,11 +121,16 @@ class Worker:
             ),
             self.sock.fileno(),
             self.sock.family == socket.AF_UNIX,
+            tls=tls.settings(config),
+            load_slot=self.load_slot,
+            metrics_slot=self.metrics_slot,
+            heartbeat=(
+                (beat_interval(config.timeout_worker), self._beat)
+                if config.timeout_worker > 0
+                else None
+            ),
+            on_request_limit=self._request_limit_reached if self.max_requests else None,
         )
-        tls_settings = tls.settings(config)
-        if tls_settings is not None:
-            server.use_tls(tls_settings)
-        return server
 
     def _on_signal(self, signame: str) -> None:
         assert self._stop is not None
@@ -133,13 +141,13 @@ class Worker:
             error_logger.info("Received %s: cancelling in-flight requests.", signame)
         self._stop.set()
 
-    def _beat(self, server: Any) -> None:
+    def _beat(self, server: _juggler.Server) -> None:
         self.channel.beat(server.longest_call())
         if self._recycle_asked:
             # Again, in case the first one was lost: the supervisor acts on it once.
             self.channel.recycle(server.requests)
 
-    def _request_limit_reached(self, server: Any) -> None:
+    def _request_limit_reached(self, server: _juggler.Server) -> None:
         self._recycle_asked = True
         error_logger.info(
             "Worker [%d] has taken %d requests (--max-requests); asking to be replaced.",
@@ -167,16 +175,6 @@ class Worker:
         loop.add_reader(server.fileno(), server.process)
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self._on_signal, sig.name)
-        if self.max_requests:
-            server.on_request_limit(lambda: self._request_limit_reached(server))
-        if self.load_slot is not None:
-            server.share_load(*self.load_slot)
-        if self.metrics_slot is not None:
-            server.share_metrics(*self.metrics_slot)
-        if self.config.timeout_worker > 0:
-            server.on_heartbeat(
-                beat_interval(self.config.timeout_worker), lambda: self._beat(server)
-            )
         server.start()
         # The server holds its own duplicate. Closing this one now means that when the server
         # stops accepting, the worker holds the socket no more: with --reuse-port the kernel
@@ -206,7 +204,7 @@ class Worker:
             return EXIT_STARTUP_FAILED
         return EXIT_OK
 
-    async def _drain(self, server: Any) -> None:
+    async def _drain(self, server: _juggler.Server) -> None:
         """Stops accepting, then waits for open requests up to the graceful timeout."""
         server.shutdown()
         # Logged once the server drains (health checks answer 503 from here on).

@@ -18,9 +18,10 @@ use crate::http::exchange::Handover;
 use crate::http::{Dispatch, NewRequest, OwnAnswer};
 use crate::interface::access::{self, AccessInfo};
 use crate::interface::log::Loggers;
-use crate::interface::server::Server;
+use crate::interface::server::{Server, ServerOptions};
 use crate::interface::watchdog::{RequestLabel, Watched};
 use crate::interface::{Host, Interface, LoopEvent};
+use crate::py::{LoadSlots, Metrics, TlsSettings};
 use awaitable::Done;
 use finish::{RunApp, Target};
 use io::{AsgiReceive, AsgiSend, RequestIo};
@@ -66,8 +67,29 @@ impl AsgiInterface {
         }
     }
 
-    /// A server for this app on the listening socket `fd`.
-    fn server(&self, py: Python<'_>, config: CoreConfig, fd: i32, unix: bool) -> PyResult<Server> {
+    /// A server for this app on the listening socket `fd`, with everything it serves with
+    /// (see `ServerOptions`); raises before building anything if an option is bad.
+    #[pyo3(signature = (config, fd, unix, *, tls=None, load_slot=None, metrics_slot=None, heartbeat=None, on_request_limit=None))]
+    #[allow(clippy::too_many_arguments)] // Python's keywords
+    fn server(
+        &self,
+        py: Python<'_>,
+        config: CoreConfig,
+        fd: i32,
+        unix: bool,
+        tls: Option<Bound<'_, TlsSettings>>,
+        load_slot: Option<(Bound<'_, LoadSlots>, usize)>,
+        metrics_slot: Option<(Bound<'_, Metrics>, usize)>,
+        heartbeat: Option<(f64, PyObject)>,
+        on_request_limit: Option<PyObject>,
+    ) -> PyResult<Server> {
+        let options = ServerOptions::new(
+            tls.as_ref(),
+            load_slot,
+            metrics_slot,
+            heartbeat,
+            on_request_limit,
+        )?;
         let event_loop = self.event_loop.bind(py);
         let (host, loggers) =
             Host::with_loggers(py, &config, &self.error_logger, &self.access_logger)?;
@@ -88,7 +110,7 @@ impl AsgiInterface {
             scope: ScopeTemplate::new(py, &config.root_path)?,
             host: host.clone(),
         });
-        Server::new(py, host, core, loggers, event_loop, fd, unix)
+        Server::new(py, host, core, loggers, event_loop, fd, unix, options)
     }
 }
 

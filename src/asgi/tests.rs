@@ -306,3 +306,17 @@ fn the_io_thread_delivers_what_the_outbox_holds_once_flushed() {
         );
     })
 }
+
+#[test]
+fn server_is_built_from_its_keywords_or_raises_before_building_anything() {
+    use crate::interface::test_support::{server_keyword_outcomes, SERVER_KEYWORD_OUTCOMES};
+    with_py(|py| {
+        let event_loop = py
+            .import("asyncio")
+            .and_then(|a| a.call_method0("new_event_loop"))
+            .expect("loop");
+        let iface = AsgiInterface::new(py.None(), event_loop.unbind(), None, py.None(), py.None());
+        let iface = Bound::new(py, iface).expect("interface").into_any();
+        assert_eq!(server_keyword_outcomes(py, &iface), SERVER_KEYWORD_OUTCOMES);
+    })
+}

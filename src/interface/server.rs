@@ -1,28 +1,34 @@
 //! The `Server` pyclass: one worker's I/O thread serving one interface, and the loop-thread
 //! end of the mailbox (`process`, called by the loop when the mailbox fd is readable).
+//!
+//! An interface's `server()` builds it whole ([`ServerOptions`]): what it serves with never
+//! changes after that, and only what `start()`, the loop and `join()` move on is locked.
+
+pub mod options;
+pub mod timers;
 
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use pyo3::exceptions::{PyIndexError, PyRuntimeError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::log::Loggers;
-use super::watchdog::{Notifier, Watchdog};
+use super::watchdog::Watchdog;
 use super::{Host, Interface, LoopEvent};
-use crate::bridge::lag::{LoopLag, Tick};
-use crate::bridge::Mailbox;
 use crate::error::Error;
 use crate::http::conn::HttpProtocol;
 use crate::http::Http;
 use crate::metrics::Slot;
-use crate::py::{LoadSlots, Metrics, TlsSettings};
-use crate::transport::balance::Balance;
 use crate::transport::{listener, Phase};
+use options::Heartbeat;
+pub use options::ServerOptions;
+use timers::every;
 
 #[pyclass(frozen, module = "juggler._juggler")]
 pub struct Server {
@@ -30,18 +36,24 @@ pub struct Server {
     interface: Arc<dyn Interface>,
     loggers: Arc<Loggers>,
     create_future: PyObject,
+    /// With `--ssl-certfile`: a handshake before each connection's HTTP.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// With `--timeout-worker`: the worker's sign of life to the supervisor.
+    heartbeat: Option<Heartbeat>,
+    /// With `--max-requests`: asks the supervisor for a replacement.
+    on_request_limit: Option<PyObject>,
+    /// With `--metrics-bind`: this worker's slot in the shared metrics.
+    metrics: Option<Slot>,
+    /// With `--loop-watchdog`: the watchdog (its thread is `watchdog_thread`).
+    watchdog: Option<Arc<Watchdog>>,
+    /// The listening socket (and whether it is a unix one) until `start()` takes it.
     listener: Mutex<Option<(OwnedFd, bool)>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    watchdog_thread: Mutex<Option<JoinHandle<()>>>,
     batch: Mutex<Vec<LoopEvent>>,
     drained: Mutex<(bool, Option<PyObject>)>,
-    on_request_limit: Mutex<Option<PyObject>>,
-    heartbeat: Mutex<Option<(Duration, PyObject)>>,
-    tls: Mutex<Option<Arc<rustls::ServerConfig>>>,
-    /// With `--loop-watchdog`: the watchdog, and its thread until `join()`.
-    watchdog: Option<Arc<Watchdog>>,
-    watchdog_thread: Mutex<Option<JoinHandle<()>>>,
-    /// With `--metrics-bind`: this worker's slot in the shared metrics.
-    metrics: Mutex<Option<Slot>>,
+    /// The request-limit callback runs once, whatever the mailbox brings.
+    request_limit_called: AtomicBool,
 }
 
 /// With `--metrics-bind` and nothing else probing the loop: how often its lag is measured,
@@ -50,7 +62,9 @@ pub struct Server {
 const METRICS_SAMPLE_PERIOD: Duration = Duration::from_millis(100);
 
 impl Server {
-    /// Built by an interface pyclass's `server()` method.
+    /// Built by an interface pyclass's `server()` method, with `options` checked before it
+    /// built anything.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         py: Python<'_>,
         host: Arc<Host>,
@@ -59,7 +73,9 @@ impl Server {
         event_loop: &Bound<'_, PyAny>,
         fd: i32,
         unix: bool,
+        options: ServerOptions,
     ) -> PyResult<Self> {
+        let create_future = event_loop.getattr(intern!(py, "create_future"))?.unbind();
         let listener = listener::dup_fd(fd).map_err(Error::from)?;
         // Built here, on the loop thread: the stack it will take is this thread's.
         let watchdog = match host.config.loop_watchdog {
@@ -72,21 +88,35 @@ impl Server {
             )?)),
             None => None,
         };
+        let ServerOptions {
+            tls,
+            balance,
+            metrics,
+            heartbeat,
+            on_request_limit,
+        } = options;
+        if let Some(balance) = balance {
+            host.registry.set_balance(balance);
+        }
+        if let Some(slot) = &metrics {
+            host.registry.set_metrics(slot.clone());
+        }
         Ok(Self {
+            create_future,
             host,
             interface,
             loggers,
-            create_future: event_loop.getattr(intern!(py, "create_future"))?.unbind(),
+            tls,
+            heartbeat,
+            on_request_limit,
+            metrics,
+            watchdog,
             listener: Mutex::new(Some((listener, unix))),
             thread: Mutex::new(None),
+            watchdog_thread: Mutex::new(None),
             batch: Mutex::new(Vec::with_capacity(64)),
             drained: Mutex::new((false, None)),
-            on_request_limit: Mutex::new(None),
-            heartbeat: Mutex::new(None),
-            tls: Mutex::new(None),
-            watchdog,
-            watchdog_thread: Mutex::new(None),
-            metrics: Mutex::new(None),
+            request_limit_called: AtomicBool::new(false),
         })
     }
 
@@ -107,6 +137,16 @@ impl Server {
             }
         }
     }
+
+    /// Calls a callback of the worker's with this server; what it raises is logged, since
+    /// the loop's reader callback has nobody to raise it to.
+    fn call_back(server: &Bound<'_, Self>, callback: &PyObject, what: &str) {
+        let py = server.py();
+        if let Err(e) = callback.call1(py, (server,)) {
+            let message = format!("Exception in the {what} callback");
+            server.get().loggers.error(py, &message, Some(&e));
+        }
+    }
 }
 
 #[pymethods]
@@ -123,17 +163,13 @@ impl Server {
             .lock()
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("server already started"))?;
-        let metrics = self.metrics.lock().take();
-        if let Some(slot) = &metrics {
-            self.host.registry.set_metrics(slot.clone());
-        }
         let http = Arc::new(Http {
             config: self.host.config.clone(),
             registry: self.host.registry.clone(),
             dispatch: self.interface.clone(),
             inflight: self.host.inflight.clone(),
             lag: self.host.lag.clone(),
-            metrics: metrics.clone(),
+            metrics: self.metrics.clone(),
         });
         let mailbox = self.host.mailbox.clone();
         let parking = self.interface.clone();
@@ -141,9 +177,8 @@ impl Server {
         let interface = self.interface.clone();
         let beats = self
             .heartbeat
-            .lock()
             .as_ref()
-            .map(|(every, _)| (*every, self.host.mailbox.clone()));
+            .map(|h| (h.period, self.host.mailbox.clone()));
         let notifier = match &self.watchdog {
             Some(w) => {
                 let (notifier, thread) = w.spawn().map_err(Error::from)?;
@@ -156,15 +191,22 @@ impl Server {
             .host
             .config
             .loop_probe_period()
-            .or(metrics.as_ref().map(|_| METRICS_SAMPLE_PERIOD))
-            .map(|every| (every, self.host.lag.clone(), self.host.mailbox.clone()));
-        let sampled = metrics.map(|slot| (slot, self.host.lag.clone(), self.interface.clone()));
+            .or(self.metrics.as_ref().map(|_| METRICS_SAMPLE_PERIOD))
+            .map(|period| {
+                let probe =
+                    timers::probe(self.host.lag.clone(), self.host.mailbox.clone(), notifier);
+                (period, probe)
+            });
+        let gauges = self
+            .metrics
+            .clone()
+            .map(|slot| timers::sample_gauges(slot, self.host.lag.clone(), self.interface.clone()));
         let handle = crate::transport::spawn_io_thread(
             fd,
             unix,
             self.host.registry.clone(),
             Arc::new(HttpProtocol::new(http)),
-            self.tls.lock().take(),
+            self.tls.clone(),
             move || {
                 mailbox.flush();
                 parking.on_io_park();
@@ -174,21 +216,14 @@ impl Server {
             move || {
                 crate::bridge::mailbox::defer_wakeups_on_this_thread();
                 interface.on_io_start();
-                if let Some((every, mailbox)) = beats {
-                    tokio::spawn(async move {
-                        let mut ticks = tokio::time::interval(every);
-                        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                        loop {
-                            ticks.tick().await;
-                            mailbox.post(LoopEvent::Beat);
-                        }
-                    });
+                if let Some((period, mailbox)) = beats {
+                    tokio::spawn(every(period, move || mailbox.post(LoopEvent::Beat)));
                 }
-                if let Some((every, lag, mailbox)) = probes {
-                    tokio::spawn(probe_loop(every, lag, mailbox, notifier));
+                if let Some((period, probe)) = probes {
+                    tokio::spawn(every(period, probe));
                 }
-                if let Some((slot, lag, interface)) = sampled {
-                    tokio::spawn(sample_gauges(slot, lag, interface));
+                if let Some(sample) = gauges {
+                    tokio::spawn(every(METRICS_SAMPLE_PERIOD, sample));
                 }
             },
         )
@@ -198,52 +233,41 @@ impl Server {
     }
 
     /// Drains the mailbox: starts new requests and wakes whatever waits on the loop.
-    fn process(&self, py: Python<'_>) {
-        let mut batch = std::mem::take(&mut *self.batch.lock());
-        self.host.mailbox.drain_into(&mut batch);
+    fn process(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let this = slf.get();
+        let mut batch = std::mem::take(&mut *this.batch.lock());
+        this.host.mailbox.drain_into(&mut batch);
         for event in batch.drain(..) {
             match event {
-                LoopEvent::Request(req) => self.interface.clone().start(py, req),
+                LoopEvent::Request(req) => this.interface.clone().start(py, req),
                 LoopEvent::Wake(w) => w.wake_on_loop(py),
-                LoopEvent::Drained => self.set_drained(py),
+                LoopEvent::Drained => this.set_drained(py),
                 LoopEvent::Beat => {
-                    let callback = self
-                        .heartbeat
-                        .lock()
-                        .as_ref()
-                        .map(|(_, cb)| cb.clone_ref(py));
-                    if let Some(cb) = callback {
-                        if let Err(e) = cb.call0(py) {
-                            self.loggers
-                                .error(py, "Exception in the heartbeat callback", Some(&e));
-                        }
+                    if let Some(h) = &this.heartbeat {
+                        Self::call_back(slf, &h.callback, "heartbeat");
                     }
                 }
                 LoopEvent::Probe => {
-                    if let (Some(answer), Some(w)) = (self.host.lag.answer(), &self.watchdog) {
+                    if let (Some(answer), Some(w)) = (this.host.lag.answer(), &this.watchdog) {
                         w.answered(py, answer);
                     }
                 }
                 LoopEvent::RequestLimit => {
-                    let callback = self.on_request_limit.lock().take();
-                    if let Some(cb) = callback {
-                        if let Err(e) = cb.call0(py) {
-                            self.loggers.error(
-                                py,
-                                "Exception in the request-limit callback",
-                                Some(&e),
-                            );
+                    if let Some(cb) = &this.on_request_limit {
+                        if !this.request_limit_called.swap(true, Ordering::Relaxed) {
+                            Self::call_back(slf, cb, "request-limit");
                         }
                     }
                 }
-                LoopEvent::Log(level, msg) => self.loggers.log(py, level, &msg),
+                LoopEvent::Log(level, msg) => this.loggers.log(py, level, &msg),
                 LoopEvent::Access(answer) => {
                     let (info, status, bytes) = *answer;
-                    info.log(py, &self.loggers, Some(status), bytes);
+                    info.log(py, &this.loggers, Some(status), bytes);
                 }
             }
         }
-        *self.batch.lock() = batch;
+        *this.batch.lock() = batch;
     }
 
     /// Stops accepting and lets open connections finish their current request.
@@ -293,66 +317,11 @@ impl Server {
         self.loggers.access_out.flush();
     }
 
-    /// Calls `callback()` on the loop thread every `interval` seconds, from a timer on the I/O
-    /// thread: the event loop runs it only when it turns, and it costs the loop nothing in
-    /// between (a timer on the loop itself would make every turn dearer). Before `start()`.
-    fn on_heartbeat(&self, interval: f64, callback: PyObject) -> PyResult<()> {
-        if !(interval.is_finite() && interval >= 0.001) {
-            return Err(Error::Config(format!(
-                "heartbeat interval must be at least 0.001 seconds, got {interval}"
-            ))
-            .into());
-        }
-        *self.heartbeat.lock() = Some((Duration::from_secs_f64(interval), callback));
-        Ok(())
-    }
-
     /// The event loop's lag as last measured, in seconds (0 unless `--loop-watchdog` or
     /// `--max-loop-lag` has it probed).
     #[getter]
     fn loop_lag(&self) -> f64 {
         self.host.lag.lag().as_secs_f64()
-    }
-
-    /// Publishes this worker's open connections in `slots[index]` and, when a connection is
-    /// pending, leaves it briefly to a sibling holding fewer (workers sharing one socket).
-    /// Before `start()`.
-    fn share_load(&self, slots: &LoadSlots, index: usize) -> PyResult<()> {
-        if index >= slots.0.capacity() {
-            return Err(PyIndexError::new_err(format!(
-                "slot {index} of {} does not exist",
-                slots.0.capacity()
-            )));
-        }
-        self.host.registry.set_balance(Balance {
-            slots: slots.0.clone(),
-            me: index,
-        });
-        Ok(())
-    }
-
-    /// Counts this worker's requests, connections and bytes in `metrics[index]`, for the
-    /// supervisor's `--metrics-bind`. Before `start()`.
-    fn share_metrics(&self, metrics: &Metrics, index: usize) -> PyResult<()> {
-        let slot = Slot::new(metrics.0.clone(), index).ok_or_else(|| {
-            PyIndexError::new_err(format!(
-                "metrics slot {index} of {} does not exist",
-                metrics.0.slots()
-            ))
-        })?;
-        *self.metrics.lock() = Some(slot);
-        Ok(())
-    }
-
-    /// Serves TLS with these settings (a handshake before each connection's HTTP). Before
-    /// `start()`.
-    fn use_tls(&self, settings: &TlsSettings) {
-        *self.tls.lock() = Some(settings.config.clone());
-    }
-
-    /// Calls `callback()` on the loop thread once the worker has taken in `max_requests`.
-    fn on_request_limit(&self, callback: PyObject) {
-        *self.on_request_limit.lock() = Some(callback);
     }
 
     /// Requests handed to the app since the server started.
@@ -377,9 +346,7 @@ impl Server {
     /// Requests taken in whose app has not finished yet (queued WSGI requests included).
     #[getter]
     fn inflight(&self) -> usize {
-        self.host
-            .inflight
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.host.inflight.load(Ordering::Relaxed)
     }
 
     /// App calls still running on threads of their own (WSGI).
@@ -389,38 +356,5 @@ impl Server {
     }
 }
 
-/// Copies the gauges that are not counted where they change into the worker's metrics slot:
-/// the loop's lag, and the interface's threads.
-async fn sample_gauges(slot: Slot, lag: Arc<LoopLag>, interface: Arc<dyn Interface>) {
-    let mut ticks = tokio::time::interval(METRICS_SAMPLE_PERIOD);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        slot.loop_lag(lag.lag());
-        if let Some((alive, busy, queued)) = interface.threads() {
-            slot.threads(alive, busy, queued);
-        }
-    }
-}
-
-/// The I/O thread's probing of the loop: a probe into the mailbox whenever the last one was
-/// answered, and meanwhile the unanswered one's age, for admission and for the watchdog.
-async fn probe_loop(
-    every: Duration,
-    lag: Arc<LoopLag>,
-    mailbox: Arc<Mailbox<LoopEvent>>,
-    mut watchdog: Option<Notifier>,
-) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let tick = lag.tick();
-        if tick == Tick::Post {
-            mailbox.post(LoopEvent::Probe);
-        }
-        if let Some(w) = &mut watchdog {
-            w.tick(tick);
-        }
-    }
-}
+#[cfg(test)]
+mod tests;

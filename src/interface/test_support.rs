@@ -122,3 +122,65 @@ pub fn dict<'py>(py: Python<'py>, code: &str) -> Bound<'py, PyDict> {
         .and_then(|d| Ok(d.downcast_into::<PyDict>()?))
         .expect("a dict")
 }
+
+const SERVER_KEYWORDS: &std::ffi::CStr = cr#"
+def outcomes(iface, config, fd, LoadSlots, Metrics):
+    def build(**options):
+        try:
+            iface.server(config, fd, False, **options)
+        except Exception as exc:
+            return (type(exc).__name__, str(exc))
+        return "built"
+
+    def callback(server):
+        pass
+
+    untouched = LoadSlots(2)
+    return [
+        build(),
+        build(
+            load_slot=(LoadSlots(2), 1),
+            metrics_slot=(Metrics(2), 1),
+            heartbeat=(0.001, callback),
+            on_request_limit=callback,
+        ),
+        build(load_slot=(LoadSlots(2), 2)),
+        build(metrics_slot=(Metrics(1), 1)),
+        build(heartbeat=(0.0, callback)),
+        build(heartbeat=(float("nan"), callback)),
+        # Every keyword is checked before anything is built: the good slot is not joined.
+        build(load_slot=(untouched, 0), metrics_slot=(Metrics(1), 3)),
+        untouched.get(0),
+    ]
+"#;
+
+/// What an interface's `server()` makes of good and bad keywords (see `SERVER_KEYWORDS`),
+/// as the repr of the list of outcomes; ASGI and WSGI take the same keywords.
+pub fn server_keyword_outcomes(py: Python<'_>, iface: &Bound<'_, PyAny>) -> String {
+    let config =
+        crate::config::CoreConfig::build(5.0, None, 8192, true, vec![], String::new(), false)
+            .expect("config");
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    module(py, SERVER_KEYWORDS)
+        .getattr("outcomes")
+        .and_then(|f| {
+            f.call1((
+                iface,
+                config,
+                fd,
+                py.get_type::<crate::py::LoadSlots>(),
+                py.get_type::<crate::py::Metrics>(),
+            ))
+        })
+        .and_then(|o| o.repr().map(|r| r.to_string()))
+        .expect("outcomes")
+}
+
+pub const SERVER_KEYWORD_OUTCOMES: &str = "['built', 'built', \
+    ('IndexError', 'slot 2 of 2 does not exist'), \
+    ('IndexError', 'metrics slot 1 of 1 does not exist'), \
+    ('ValueError', 'invalid option: heartbeat interval must be at least 0.001 seconds, got 0'), \
+    ('ValueError', 'invalid option: heartbeat interval must be at least 0.001 seconds, got NaN'), \
+    ('IndexError', 'metrics slot 3 of 1 does not exist'), \
+    None]";

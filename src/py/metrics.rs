@@ -1,6 +1,7 @@
 //! `Metrics`: the supervisor's handle on the memory where workers count what
 //! `--metrics-bind` serves (see `crate::metrics`). Made before forking; each worker is given
-//! one slot with `Server.share_metrics()`, and the supervisor renders all of them.
+//! one slot as `server(metrics_slot=(metrics, index))` of its interface, and the supervisor
+//! renders all of them.
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! `LoadSlots`: the supervisor's shared memory where sibling workers publish their open
 //! connection counts (see `transport::balance`). Made before forking; each worker is given one
-//! slot with `Server.share_load()`.
+//! slot as `server(load_slot=(slots, index))` of its interface.
 
 use std::sync::Arc;
 

@@ -22,8 +22,9 @@ use crate::error::Error;
 use crate::http::{Dispatch, NewRequest, OwnAnswer};
 use crate::interface::access;
 use crate::interface::log::Loggers;
-use crate::interface::server::Server;
+use crate::interface::server::{Server, ServerOptions};
 use crate::interface::{Host, Interface};
+use crate::py::{LoadSlots, Metrics, TlsSettings};
 use call::{Caller, Job};
 use pool::Pool;
 
@@ -86,8 +87,29 @@ impl WsgiInterface {
         })
     }
 
-    /// A server for this app on the listening socket `fd`.
-    fn server(&self, py: Python<'_>, config: CoreConfig, fd: i32, unix: bool) -> PyResult<Server> {
+    /// A server for this app on the listening socket `fd`, with everything it serves with
+    /// (see `ServerOptions`); raises before building anything if an option is bad.
+    #[pyo3(signature = (config, fd, unix, *, tls=None, load_slot=None, metrics_slot=None, heartbeat=None, on_request_limit=None))]
+    #[allow(clippy::too_many_arguments)] // Python's keywords
+    fn server(
+        &self,
+        py: Python<'_>,
+        config: CoreConfig,
+        fd: i32,
+        unix: bool,
+        tls: Option<Bound<'_, TlsSettings>>,
+        load_slot: Option<(Bound<'_, LoadSlots>, usize)>,
+        metrics_slot: Option<(Bound<'_, Metrics>, usize)>,
+        heartbeat: Option<(f64, PyObject)>,
+        on_request_limit: Option<PyObject>,
+    ) -> PyResult<Server> {
+        let options = ServerOptions::new(
+            tls.as_ref(),
+            load_slot,
+            metrics_slot,
+            heartbeat,
+            on_request_limit,
+        )?;
         let (host, loggers) =
             Host::with_loggers(py, &config, &self.error_logger, &self.access_logger)?;
         let file_wrapper = py
@@ -117,7 +139,16 @@ impl WsgiInterface {
             delivery,
             busy,
         });
-        Server::new(py, host, core, loggers, self.event_loop.bind(py), fd, unix)
+        Server::new(
+            py,
+            host,
+            core,
+            loggers,
+            self.event_loop.bind(py),
+            fd,
+            unix,
+            options,
+        )
     }
 }
 

@@ -182,3 +182,24 @@ fn the_io_thread_delivers_what_pool_threads_hand_over() {
         .expect("delivered by the outbox task");
     });
 }
+
+#[test]
+fn server_is_built_from_its_keywords_or_raises_before_building_anything() {
+    use crate::interface::test_support::{server_keyword_outcomes, SERVER_KEYWORD_OUTCOMES};
+    with_py(|py| {
+        let event_loop = py
+            .import("asyncio")
+            .and_then(|a| a.call_method0("new_event_loop"))
+            .expect("loop");
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("threads", 1).expect("threads");
+        kwargs.set_item("queue_size", 1).expect("queue");
+        kwargs.set_item("write_timeout", 0.0).expect("timeout");
+        let args = (py.None(), event_loop, py.None(), py.None(), py.None());
+        let iface = py
+            .get_type::<WsgiInterface>()
+            .call(args, Some(&kwargs))
+            .expect("interface");
+        assert_eq!(server_keyword_outcomes(py, &iface), SERVER_KEYWORD_OUTCOMES);
+    })
+}
