@@ -101,9 +101,7 @@ class Worker:
                 error_logger,
                 access_logger,
                 ErrorStream(),
-                threads=config.threads,
-                queue_size=config.effective_queue_size,
-                write_timeout=float(config.timeout_write),
+                config.wsgi,
             )
         else:
             iface = _juggler.AsgiInterface(self.app, loop, state, error_logger, access_logger)
