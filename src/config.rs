@@ -569,7 +569,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_flag() {
-        let cases: [(&str, fn(&mut CoreOptions)); 8] = [
+        type Break = fn(&mut CoreOptions);
+        let cases: [(&str, Break); 8] = [
             ("--max-header-size", |o| o.limits.max_header_size = 100),
             ("--timeout-keep-alive", |o| {
                 o.timeouts.timeout_keep_alive = -1.0
