@@ -5,6 +5,7 @@ flag (from Python and from Rust), the groups the core reads, and the README's ge
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -234,3 +235,20 @@ def test_the_readme_check_needs_its_markers(tmp_path):
     readme.write_text("# no tables\n")
     out = _check(readme)
     assert out.returncode == 1 and "markers" in out.stderr
+
+
+def _rust_groups() -> dict[str, set[str]]:
+    """The fields of each group struct in src/options.rs, by the attribute it is read from."""
+    source = (ROOT / "src" / "options.rs").read_text()
+    structs = dict(re.findall(r"pub struct (\w+) \{(.*?)\n\}", source, re.DOTALL))
+    fields = {name: set(re.findall(r"pub (\w+):", body)) for name, body in structs.items()}
+    groups = dict(re.findall(r"pub (\w+): (\w+),", structs["CoreOptions"]))
+    found = {group: fields[struct] for group, struct in groups.items()}
+    found["wsgi"] = fields["Wsgi"]
+    return found
+
+
+def test_python_groups_and_rust_structs_list_the_same_options():
+    # An option added to a group in config.py but not read in Rust would be silently ignored.
+    python = {g: {o.name for o in OPTIONS if o.group == g} for g in GROUPS}
+    assert python == _rust_groups()
