@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYO3_PYTHON := $(abspath $(PY))
 PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 
-.PHONY: venv build serve test test-fast test-unit test-rust test-python lint fmt bench bench-protocols bench-seed bench-callgrind bench-overload mutants mutants-python clean
+.PHONY: venv build serve test test-fast test-unit test-rust test-python lint fmt docs check-docs bench bench-protocols bench-seed bench-callgrind bench-overload mutants mutants-python clean
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,17 +39,24 @@ test-fast: test-rust test-unit
 
 test: build test-rust test-python
 
-lint: build
+lint: build check-docs
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests benches examples
-	$(VENV)/bin/ruff format --check python tests benches examples
+	$(VENV)/bin/ruff check python tests benches examples scripts
+	$(VENV)/bin/ruff format --check python tests benches examples scripts
 	$(PY) -m mypy
 	$(PY) -m mypy.stubtest juggler._juggler
 
+# The README's option tables are generated from python/juggler/config.py.
+docs: build
+	$(PY) scripts/options_doc.py README.md
+
+check-docs: build
+	$(PY) scripts/options_doc.py --check README.md
+
 fmt: venv
 	cargo fmt
-	$(VENV)/bin/ruff format python tests benches examples
+	$(VENV)/bin/ruff format python tests benches examples scripts
 
 bench: build
 	$(PY) -m pip install -q -r requirements-bench.txt

@@ -7,13 +7,15 @@ use pyo3::prelude::*;
 
 use crate::error::Error;
 use crate::log_format::LogFormat;
+use crate::options::{CoreOptions, Limits};
 use crate::trusted::TrustedPeers;
 
-/// Frozen core settings; `python/juggler/config.py` is the one place that declares options.
+/// Frozen core settings, built from the options `python/juggler/config.py` declares (see
+/// `options.rs`); errors name the flag, as the command line spells it.
 #[pyclass(frozen, module = "juggler._juggler")]
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
-    pub keep_alive_timeout: Option<Duration>,
+    pub timeout_keep_alive: Option<Duration>,
     pub limit_concurrency: Option<usize>,
     pub max_header_size: usize,
     pub date_header: bool,
@@ -21,7 +23,7 @@ pub struct CoreConfig {
     pub default_headers: Vec<(HeaderName, HeaderValue)>,
     pub root_path: String,
     pub access_log: bool,
-    pub access_format: LogFormat,
+    pub access_log_format: LogFormat,
     /// Access lines may be written to stdout directly: no handler of the user's is on
     /// `juggler.access` (the worker checks).
     pub access_direct: bool,
@@ -61,14 +63,14 @@ impl StaticMount {
     pub fn new(route: &str, dir: &str) -> Result<Self, Error> {
         if !route.starts_with('/') {
             return Err(Error::Config(format!(
-                "static_path_route must start with '/', got {route:?}"
+                "--static-path-route must start with '/', got {route:?}"
             )));
         }
         let root = std::fs::canonicalize(dir)
-            .map_err(|e| Error::Config(format!("static_path_mount {dir:?}: {e}")))?;
+            .map_err(|e| Error::Config(format!("--static-path-mount {dir:?}: {e}")))?;
         if !root.is_dir() {
             return Err(Error::Config(format!(
-                "static_path_mount {dir:?} is not a directory"
+                "--static-path-mount {dir:?} is not a directory"
             )));
         }
         Ok(Self {
@@ -118,7 +120,7 @@ impl HttpVersions {
             "1" | "h11" | "httptools" => Ok(Self::Http1),
             "2" => Ok(Self::Http2),
             other => Err(Error::Config(format!(
-                "http must be auto, 1 or 2, got {other:?}"
+                "--http must be auto, 1 or 2, got {other:?}"
             ))),
         }
     }
@@ -166,35 +168,37 @@ impl WsConfig {
     ) -> Result<Self, Error> {
         if max_size == 0 || max_queue == 0 {
             return Err(Error::Config(
-                "ws_max_size and ws_max_queue must be at least 1".into(),
+                "--ws-max-size and --ws-max-queue must be at least 1".into(),
             ));
         }
-        let seconds = |name: &str, v: f64| {
-            if !v.is_finite() || v < 0.0 {
-                return Err(Error::Config(format!(
-                    "{name} must be a non-negative number of seconds, got {v}"
-                )));
-            }
-            Ok((v > 0.0).then(|| Duration::from_secs_f64(v)))
-        };
         Ok(Self {
             max_size,
             max_queue,
-            ping_interval: seconds("ws_ping_interval", ping_interval)?,
-            ping_timeout: seconds("ws_ping_timeout", ping_timeout)?,
+            ping_interval: seconds("--ws-ping-interval", ping_interval)?,
+            ping_timeout: seconds("--ws-ping-timeout", ping_timeout)?,
             per_message_deflate,
         })
     }
 }
 
+/// 0 means off; anything else must be a finite non-negative number of seconds.
+pub(crate) fn seconds(flag: &str, value: f64) -> Result<Option<Duration>, Error> {
+    if !value.is_finite() || value < 0.0 {
+        return Err(Error::Config(format!(
+            "{flag} must be a non-negative number of seconds, got {value}"
+        )));
+    }
+    Ok((value > 0.0).then(|| Duration::from_secs_f64(value)))
+}
+
 /// `None` and 0 mean off; anything else must be a finite positive number of seconds.
-pub(crate) fn positive_seconds(name: &str, value: Option<f64>) -> Result<Option<Duration>, Error> {
+pub(crate) fn positive_seconds(flag: &str, value: Option<f64>) -> Result<Option<Duration>, Error> {
     match value {
         None => Ok(None),
         Some(0.0) => Ok(None),
         Some(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(Some(Duration::from_secs_f64(v))),
         Some(v) => Err(Error::Config(format!(
-            "{name} must be a positive number of seconds, got {v}"
+            "{flag} must be a positive number of seconds, got {v}"
         ))),
     }
 }
@@ -218,15 +222,15 @@ impl CoreConfig {
 
     pub fn with_max_requests(mut self, max_requests: Option<u64>) -> Result<Self, Error> {
         if max_requests == Some(0) {
-            return Err(Error::Config("max_requests must be at least 1".into()));
+            return Err(Error::Config("--max-requests must be at least 1".into()));
         }
         self.max_requests = max_requests;
         Ok(self)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The settings with every feature off but the basics (the unit tests' starting point).
     pub fn build(
-        keep_alive_timeout: f64,
+        timeout_keep_alive: f64,
         limit_concurrency: Option<usize>,
         max_header_size: usize,
         date_header: bool,
@@ -234,34 +238,30 @@ impl CoreConfig {
         root_path: String,
         access_log: bool,
     ) -> Result<Self, Error> {
-        if !keep_alive_timeout.is_finite() || keep_alive_timeout < 0.0 {
-            return Err(Error::Config(format!(
-                "timeout_keep_alive must be a non-negative number of seconds, got {keep_alive_timeout}"
-            )));
-        }
+        let timeout_keep_alive = seconds("--timeout-keep-alive", timeout_keep_alive)?;
         if limit_concurrency == Some(0) {
-            return Err(Error::Config("limit_concurrency must be at least 1".into()));
+            return Err(Error::Config(
+                "--limit-concurrency must be at least 1".into(),
+            ));
         }
         // hyper needs room for at least the request line and a few headers.
         if max_header_size < 1024 {
             return Err(Error::Config(format!(
-                "max_header_size must be at least 1024 bytes, got {max_header_size}"
+                "--max-header-size must be at least 1024 bytes, got {max_header_size}"
             )));
         }
         let default_headers = default_headers
             .into_iter()
             .map(|(name, value)| {
                 let n = HeaderName::from_bytes(name.trim().as_bytes())
-                    .map_err(|_| Error::Config(format!("invalid header name {name:?}")))?;
+                    .map_err(|_| Error::Config(format!("--header: invalid name {name:?}")))?;
                 let v = HeaderValue::from_str(value.trim())
-                    .map_err(|_| Error::Config(format!("invalid value for header {name:?}")))?;
+                    .map_err(|_| Error::Config(format!("--header: invalid value for {name:?}")))?;
                 Ok((n, v))
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        let keep_alive_timeout =
-            (keep_alive_timeout > 0.0).then(|| Duration::from_secs_f64(keep_alive_timeout));
         Ok(Self {
-            keep_alive_timeout,
+            timeout_keep_alive,
             limit_concurrency,
             max_header_size,
             date_header,
@@ -272,7 +272,7 @@ impl CoreConfig {
             ws: None,
             http: HttpVersions::Auto,
             h2: H2Limits::default(),
-            access_format: LogFormat::Default,
+            access_log_format: LogFormat::Default,
             access_direct: false,
             static_files: None,
             loop_watchdog: None,
@@ -284,6 +284,135 @@ impl CoreConfig {
             },
             request_timeout: None,
             health_path: None,
+        })
+    }
+}
+
+/// What a worker adds to the options: its own share of `--max-requests` (with jitter), and
+/// what its interface serves (WSGI has no WebSockets, and its app runs off the event loop,
+/// so the loop's watchdog and lag bound do not concern it).
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerSide {
+    pub max_requests: Option<u64>,
+    pub websockets: bool,
+    pub event_loop: bool,
+    /// No handler of the user's is on `juggler.access` (the worker checks).
+    pub access_direct: bool,
+}
+
+impl Default for WorkerSide {
+    fn default() -> Self {
+        Self {
+            max_requests: None,
+            websockets: true,
+            event_loop: true,
+            access_direct: false,
+        }
+    }
+}
+
+impl CoreConfig {
+    /// The frozen settings from the options Python resolved, each checked for what only the
+    /// core knows; an error names the flag.
+    pub fn from_options(o: &CoreOptions, worker: WorkerSide) -> Result<Self, Error> {
+        let r = &o.responses;
+        let mut headers = Vec::with_capacity(r.header.len() + 1);
+        if r.server_header {
+            headers.push(("server".to_owned(), "juggler".to_owned()));
+        }
+        headers.extend(r.header.iter().cloned());
+        let mut config = Self::build(
+            o.timeouts.timeout_keep_alive,
+            o.limits.limit_concurrency,
+            o.limits.max_header_size,
+            r.date_header,
+            headers,
+            r.root_path.clone(),
+            o.access.access_log,
+        )?
+        .with_max_requests(worker.max_requests)?;
+        let ws = &o.websocket;
+        if worker.websockets && ws.ws != "none" {
+            config.ws = Some(WsConfig::new(
+                ws.ws_max_size,
+                ws.ws_max_queue,
+                ws.ws_ping_interval,
+                ws.ws_ping_timeout,
+                ws.ws_per_message_deflate,
+            )?);
+        }
+        config.http = HttpVersions::parse(&o.http2.http)?;
+        config.h2 = H2Limits::new(
+            o.http2.h2_max_concurrent_streams,
+            o.http2.h2_max_reset_streams,
+        )?;
+        config.access_log_format = LogFormat::new(
+            o.access.access_log_format.as_deref(),
+            o.access.access_log_json,
+        )?;
+        config.access_direct = worker.access_direct;
+        config.static_files = match (&r.static_path_route, &r.static_path_mount) {
+            (Some(route), Some(dir)) => Some(StaticMount::new(route, dir)?),
+            (None, None) => None,
+            _ => {
+                return Err(Error::Config(
+                    "--static-path-route and --static-path-mount go together".into(),
+                ))
+            }
+        };
+        if worker.event_loop {
+            config.loop_watchdog = positive_seconds("--loop-watchdog", o.timeouts.loop_watchdog)?;
+            let lag = o.limits.max_loop_lag.map(|ms| ms / 1000.0);
+            config.max_loop_lag = positive_seconds("--max-loop-lag", lag)?;
+        }
+        config.limits = RequestLimits::from_options(&o.limits, o.timeouts.timeout_request_head)?;
+        config.request_timeout = seconds("--timeout-request", o.timeouts.timeout_request)?;
+        if let Some(path) = &r.health_path {
+            if !path.starts_with('/') {
+                return Err(Error::Config(format!(
+                    "--health-path must start with '/', got {path:?}"
+                )));
+            }
+        }
+        config.health_path = r.health_path.clone();
+        if o.proxy.proxy_headers {
+            let trusted = o
+                .proxy
+                .forwarded_allow_ips
+                .as_deref()
+                .unwrap_or("127.0.0.1");
+            let peers = TrustedPeers::parse(&[trusted])?;
+            config.proxy = (!peers.is_empty()).then_some(peers);
+        }
+        Ok(config)
+    }
+}
+
+impl RequestLimits {
+    fn from_options(l: &Limits, head_timeout: f64) -> Result<Self, Error> {
+        let nonzero = |v: usize| (v > 0).then_some(v);
+        Ok(Self {
+            body: (l.limit_request_body > 0).then_some(l.limit_request_body),
+            line: nonzero(l.limit_request_line),
+            // 0: no limit of our own, as many as the head's size allows (a field takes at
+            // least four bytes, `a:\r\n`).
+            fields: Some(nonzero(l.limit_request_fields).unwrap_or(l.max_header_size / 4)),
+            field_size: nonzero(l.limit_request_field_size),
+            head_timeout: seconds("--timeout-request-head", head_timeout)?,
+        })
+    }
+}
+
+impl H2Limits {
+    fn new(max_concurrent_streams: u32, max_reset_streams: usize) -> Result<Self, Error> {
+        if max_concurrent_streams == 0 || max_reset_streams == 0 {
+            return Err(Error::Config(
+                "--h2-max-concurrent-streams and --h2-max-reset-streams must be at least 1".into(),
+            ));
+        }
+        Ok(Self {
+            max_concurrent_streams,
+            max_reset_streams,
         })
     }
 }
@@ -318,11 +447,11 @@ mod tests {
     #[test]
     fn accepts_and_normalises() {
         let c = build(0.0, Some(3), 8192, &[("X-Custom", " v ")]).expect("valid");
-        assert_eq!(c.keep_alive_timeout, None);
+        assert_eq!(c.timeout_keep_alive, None);
         assert_eq!(c.default_headers[0].0.as_str(), "x-custom");
         assert_eq!(c.default_headers[0].1, "v");
         let c = build(1.5, None, 8192, &[]).expect("valid");
-        assert_eq!(c.keep_alive_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(c.timeout_keep_alive, Some(Duration::from_millis(1500)));
     }
 
     #[test]
@@ -344,5 +473,130 @@ mod tests {
         assert_eq!(c.loop_probe_period(), Some(Duration::from_millis(10)));
         c.max_loop_lag = Some(Duration::from_micros(100));
         assert_eq!(c.loop_probe_period(), Some(MIN_PROBE_PERIOD));
+    }
+
+    fn options() -> CoreOptions {
+        use crate::options::*;
+        CoreOptions {
+            limits: Limits {
+                limit_concurrency: None,
+                max_header_size: 65536,
+                limit_request_body: 0,
+                limit_request_line: 0,
+                limit_request_fields: 100,
+                limit_request_field_size: 0,
+                max_loop_lag: None,
+            },
+            timeouts: Timeouts {
+                timeout_keep_alive: 5.0,
+                timeout_request_head: 0.0,
+                timeout_request: 0.0,
+                loop_watchdog: None,
+            },
+            http2: Http2 {
+                http: "auto".into(),
+                h2_max_concurrent_streams: 100,
+                h2_max_reset_streams: 20,
+            },
+            websocket: WebSocket {
+                ws: "auto".into(),
+                ws_max_size: 1 << 24,
+                ws_max_queue: 32,
+                ws_ping_interval: 20.0,
+                ws_ping_timeout: 20.0,
+                ws_per_message_deflate: true,
+            },
+            access: Access {
+                access_log: true,
+                access_log_format: None,
+                access_log_json: false,
+            },
+            responses: Responses {
+                root_path: String::new(),
+                header: vec![("x-a".into(), "1".into())],
+                server_header: true,
+                date_header: true,
+                health_path: None,
+                static_path_route: None,
+                static_path_mount: None,
+            },
+            proxy: Proxy {
+                proxy_headers: true,
+                forwarded_allow_ips: None,
+            },
+        }
+    }
+
+    #[test]
+    fn options_become_the_core_settings() {
+        let c = CoreConfig::from_options(&options(), WorkerSide::default()).expect("valid");
+        let names: Vec<_> = c.default_headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["server", "x-a"], "server first, then --header");
+        assert_eq!(c.limits.fields, Some(DEFAULT_MAX_FIELDS));
+        assert_eq!(c.limits.body, None, "0 is no limit");
+        assert!(c.ws.is_some() && c.proxy.is_some());
+        let mut o = options();
+        o.limits.limit_request_body = 10;
+        o.limits.limit_request_fields = 0;
+        o.limits.max_header_size = 4096;
+        o.limits.max_loop_lag = Some(40.0);
+        o.timeouts.loop_watchdog = Some(2.0);
+        o.responses.server_header = false;
+        o.proxy.proxy_headers = false;
+        o.websocket.ws = "none".into();
+        let c = CoreConfig::from_options(&o, WorkerSide::default()).expect("valid");
+        assert_eq!(c.limits.body, Some(10));
+        assert_eq!(c.limits.fields, Some(1024), "as many as the head allows");
+        assert_eq!(
+            c.max_loop_lag,
+            Some(Duration::from_millis(40)),
+            "milliseconds"
+        );
+        assert_eq!(c.loop_watchdog, Some(Duration::from_secs(2)));
+        assert_eq!(c.default_headers.len(), 1);
+        assert!(c.ws.is_none() && c.proxy.is_none());
+        // WSGI: no WebSockets, and the event loop's bounds do not concern its app.
+        let wsgi = WorkerSide {
+            websockets: false,
+            event_loop: false,
+            ..WorkerSide::default()
+        };
+        let c = CoreConfig::from_options(&options(), wsgi).expect("valid");
+        assert!(c.ws.is_none());
+        let c = CoreConfig::from_options(&o, wsgi).expect("valid");
+        assert_eq!((c.loop_watchdog, c.max_loop_lag), (None, None));
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
+        type Break = fn(&mut CoreOptions);
+        let cases: [(&str, Break); 8] = [
+            ("--max-header-size", |o| o.limits.max_header_size = 100),
+            ("--timeout-keep-alive", |o| {
+                o.timeouts.timeout_keep_alive = -1.0
+            }),
+            ("--timeout-request ", |o| {
+                o.timeouts.timeout_request = f64::NAN
+            }),
+            ("--h2-max-concurrent-streams", |o| {
+                o.http2.h2_max_concurrent_streams = 0
+            }),
+            ("--http", |o| o.http2.http = "3".into()),
+            ("--ws-max-size", |o| o.websocket.ws_max_size = 0),
+            ("--health-path", |o| {
+                o.responses.health_path = Some("x".into())
+            }),
+            ("--static-path-route", |o| {
+                o.responses.static_path_route = Some("/s".into())
+            }),
+        ];
+        for (flag, break_it) in cases {
+            let mut o = options();
+            break_it(&mut o);
+            let message = CoreConfig::from_options(&o, WorkerSide::default())
+                .expect_err(flag)
+                .to_string();
+            assert!(message.starts_with(flag), "{flag}: {message}");
+        }
     }
 }

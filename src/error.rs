@@ -19,9 +19,17 @@ pyo3::create_exception!(
      shape, a WSGI start_response called twice, a malformed status or header."
 );
 
+pyo3::create_exception!(
+    juggler,
+    ConfigError,
+    PyValueError,
+    "An option has a value juggler cannot use; the message names its flag (--limit-request-body)."
+);
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid option: {0}")]
+    /// The message names the flag, as the command line spells it.
+    #[error("{0}")]
     Config(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -40,7 +48,7 @@ impl Error {
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
         match err {
-            Error::Config(_) => PyValueError::new_err(err.to_string()),
+            Error::Config(msg) => ConfigError::new_err(msg),
             Error::Io(e) => io_to_py(e),
             Error::Protocol(msg) => ProtocolError::new_err(msg),
             Error::Disconnected => ClientDisconnected::new_err("client disconnected"),
@@ -95,6 +103,13 @@ mod tests {
             let err: PyErr = Error::protocol("bad message 'x'").into();
             assert!(err.is_instance_of::<ProtocolError>(py));
             assert!(err.is_instance_of::<PyRuntimeError>(py));
+            let err: PyErr = Error::Config("--limit-request-body must be ...".into()).into();
+            assert!(err.is_instance_of::<ConfigError>(py));
+            assert!(err.is_instance_of::<PyValueError>(py));
+            assert_eq!(
+                err.value(py).to_string(),
+                "--limit-request-body must be ..."
+            );
         });
     }
 }

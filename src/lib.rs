@@ -3,7 +3,7 @@
 //! Layers, each depending only on those below it (see docs/architecture.md):
 //! `asgi`, `wsgi` (interfaces) -> `interface` (what they plug into) -> `http` (protocol, with
 //! `ws` for WebSockets) ->
-//! `server` (transport) and `bridge` (thread crossing) -> `error`, `config`, `trusted`,
+//! `server` (transport) and `bridge` (thread crossing) -> `error`, `config`, `options`, `trusted`,
 //! `metrics`, `shared_cells`, `watched_io`.
 
 pub mod asgi;
@@ -14,6 +14,7 @@ pub mod http;
 pub mod interface;
 pub mod log_format;
 pub mod metrics;
+pub mod options;
 pub mod py;
 pub mod shared_cells;
 pub mod transport;
@@ -32,6 +33,7 @@ fn _juggler(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.py().get_type::<error::ClientDisconnected>(),
     )?;
     m.add("ProtocolError", m.py().get_type::<error::ProtocolError>())?;
+    m.add("ConfigError", m.py().get_type::<error::ConfigError>())?;
     m.add_class::<config::CoreConfig>()?;
     m.add_class::<interface::server::Server>()?;
     m.add_class::<py::LoadSlots>()?;

@@ -59,7 +59,7 @@ impl LogFormat {
     pub fn new(format: Option<&str>, json: bool) -> Result<Self, Error> {
         match (format, json) {
             (Some(_), true) => Err(Error::Config(
-                "access_log_format and access_log_json cannot be used together".into(),
+                "--access-log-format and --access-log-json cannot be used together".into(),
             )),
             (None, true) => Ok(Self::Json),
             (None, false) => Ok(Self::Default),
@@ -145,7 +145,7 @@ fn atom(name: &str) -> Option<Atom> {
 }
 
 fn bad(format: &str, why: &str) -> Error {
-    Error::Config(format!("access_log_format {format:?}: {why}"))
+    Error::Config(format!("--access-log-format {format:?}: {why}"))
 }
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ impl TrustedPeers {
 fn parse_network(item: &str) -> Result<Network, Error> {
     let bad = || {
         Error::Config(format!(
-            "forwarded_allow_ips: {item:?} is not an IP address, a network (address/bits), \
+            "--forwarded-allow-ips: {item:?} is not an IP address, a network (address/bits), \
              '*' or 'unix:'"
         ))
     };

@@ -5,10 +5,15 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ._juggler import ClientDisconnected, ProtocolError
+from ._juggler import ClientDisconnected, ConfigError, ProtocolError
 from ._juggler import __version__ as __version__
 
-__all__ = ["ClientDisconnected", "ProtocolError", "__version__", "run"]
+__all__ = ["ClientDisconnected", "ConfigError", "ProtocolError", "__version__", "run"]
+
+
+class RunOptionError(ConfigError, TypeError):
+    """A keyword of ``juggler.run()`` that is unknown or has a bad value: a ConfigError like
+    any other, and a TypeError, as a bad keyword argument is."""
 
 
 def run(app: Any, **options: Any) -> None:
@@ -18,13 +23,13 @@ def run(app: Any, **options: Any) -> None:
     (``port=8001``, ``interface="wsgi"``, ``threads=64``, ``header=[("x-a", "1")]``, ...).
     Exits the process with a non-zero status if the app cannot be loaded or started.
     """
-    from .config import Config, ConfigError
+    from .config import Config
     from .supervisor import run as supervise
 
     try:
         config = Config.resolve(app, options, source="juggler.run()")
     except ConfigError as exc:
-        raise TypeError(f"juggler.run(): {exc}") from None
+        raise RunOptionError(f"juggler.run(): {exc}") from None
     code = supervise(config)
     if code:
         sys.exit(code)

@@ -6,6 +6,7 @@ from typing import Any, final
 __all__ = [
     "AsgiInterface",
     "ClientDisconnected",
+    "ConfigError",
     "CoreConfig",
     "Done",
     "FileWrapper",
@@ -25,42 +26,28 @@ __version__: str
 class ClientDisconnected(OSError):
     """The client went away before the response was sent."""
 
+class ConfigError(ValueError):
+    """An option has a value juggler cannot use; the message names its flag
+    (--limit-request-body)."""
+
 class ProtocolError(RuntimeError):
     """The app broke its interface's protocol (an ASGI message out of order or of a wrong
     shape, start_response called twice, a malformed status or header)."""
 
 @final
 class CoreConfig:
+    """The core's frozen settings, read from ``options`` (juggler's ``Config``) group by group:
+    ``options.limits``, ``.timeouts``, ``.http2``, ``.websocket``, ``.access``, ``.responses``
+    and ``.proxy``, each an object with the options as attributes."""
+
     def __new__(
         cls,
+        options: Any,
         *,
-        keep_alive_timeout: float,
-        limit_concurrency: int | None,
-        max_header_size: int,
-        date_header: bool,
-        default_headers: list[tuple[str, str]],
-        root_path: str,
-        access_log: bool,
         max_requests: int | None = None,
-        ws: tuple[int, int, float, float, bool] | None = None,
-        http: str = "auto",
-        h2_max_concurrent_streams: int = 100,
-        h2_max_reset_streams: int = 20,
-        access_log_format: str | None = None,
-        access_log_json: bool = False,
+        websockets: bool = True,
+        event_loop: bool = True,
         access_direct: bool = False,
-        static_path_route: str | None = None,
-        static_path_mount: str | None = None,
-        loop_watchdog: float | None = None,
-        max_loop_lag: float | None = None,
-        limit_request_body: int | None = None,
-        limit_request_line: int | None = None,
-        limit_request_fields: int | None = ...,
-        limit_request_field_size: int | None = None,
-        timeout_request_head: float = 0.0,
-        timeout_request: float = 0.0,
-        health_path: str | None = None,
-        forwarded_allow_ips: list[str] = ...,
     ) -> CoreConfig: ...
 
 @final
@@ -160,10 +147,7 @@ class WsgiInterface:
         error_logger: Any,
         access_logger: Any,
         errors: Any,
-        *,
-        threads: int,
-        queue_size: int,
-        write_timeout: float,
+        pool: Any,
     ) -> WsgiInterface: ...
     def server(
         self,

@@ -1,16 +1,36 @@
 """Every option juggler has, declared once.
 
-The declarations drive the command line (``cli.py``), ``juggler.run(**options)`` and the
-``JUGGLER_*`` environment variables, so the three always agree. Precedence: explicit
-arguments, then environment variables, then defaults.
+The declarations drive the command line (``cli.py``), ``juggler.run(**options)``, the
+``JUGGLER_*`` environment variables, the TOML file, the README's tables
+(``scripts/options_doc.py``) and what the Rust core reads: the resolved ``Config`` hands
+its groups of options (``config.limits``, ``config.websocket``, ...) to ``_juggler`` by
+attribute, under the same names. Precedence: explicit arguments, then environment
+variables, then the file, then defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
+
+from ._juggler import ConfigError
+from .validators import (
+    Validator,
+    boolean,
+    header,
+    host_port,
+    integer,
+    many,
+    one_of,
+    seconds,
+    split_host_port,
+    text,
+    url_path,
+)
+
+__all__ = ["OPTIONS", "Config", "ConfigError", "Option", "split_host_port"]
 
 ENV_PREFIX = "JUGGLER_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -22,21 +42,38 @@ HTTP_CHOICES = ("auto", "1", "2", "h11", "httptools")
 WS_CHOICES = ("auto", "none", "websockets", "wsproto")
 
 
-class ConfigError(ValueError):
-    """An option has a value juggler cannot use; the message names the option."""
+#: The groups the Rust core reads (``_juggler.CoreConfig`` extracts all but "wsgi" by
+#: attribute, ``_juggler.WsgiInterface`` that one); an option in none is Python's alone.
+GROUPS = ("limits", "timeouts", "http2", "websocket", "access", "responses", "proxy", "wsgi")
+PORT = integer(0, 65535)
+POSITIVE = integer(1)
+NON_NEGATIVE = integer(0)
 
 
 @dataclasses.dataclass(frozen=True)
 class Option:
     name: str
     default: Any
+    #: The command line's --help text.
     help: str
-    type: Callable[[str], Any] = str
-    choices: tuple[str, ...] | None = None
+    #: Takes text (flag, environment, TOML string) or a typed value (run(), TOML).
+    validate: Validator | None = None
     #: "value" takes an argument, "bool" is a --x/--no-x pair, "flag" is a plain switch,
     #: "multi" may be repeated.
     kind: str = "value"
     metavar: str | None = None
+    #: Which of GROUPS hands it to the Rust core, if any.
+    group: str | None = None
+    #: README: the table ("general" or "protocols"), the meaning (help when None) and the
+    #: default as shown (derived from ``default`` when None).
+    section: str = "general"
+    doc: str | None = None
+    doc_default: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.validate is None:
+            default = {"bool": boolean, "flag": boolean, "multi": many(text)}.get(self.kind, text)
+            object.__setattr__(self, "validate", default)
 
     @property
     def flag(self) -> str:
@@ -46,67 +83,17 @@ class Option:
     def env(self) -> str:
         return ENV_PREFIX + self.name.upper()
 
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError("must be between 0 and 65535")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise ValueError("must be a non-negative number")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError("must be at least 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError("must be a non-negative integer")
-    return value
-
-
-def _cert_reqs(text: str) -> int:
-    value = int(text)
-    if value not in (0, 1, 2):
-        raise ValueError("must be 0 (none), 1 (optional) or 2 (required)")
-    return value
-
-
-def split_host_port(text: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``[IPV6]:PORT`` or ``:PORT`` (every IPv4 interface) as (host, port);
-    ValueError says what is wrong."""
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        raise ValueError("must look like HOST:PORT")
-    if not host:
-        return "0.0.0.0", _port(port)
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError("an IPv6 address must be in brackets: [ADDRESS]:PORT")
-    return host, _port(port)
-
-
-def _host_port(text: str) -> str:
-    split_host_port(text)
-    return text
-
-
-def _header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    if not sep or not name.strip():
-        raise ValueError("must look like NAME:VALUE")
-    return name.strip(), value.strip()
+    def convert(self, value: Any, source: str) -> Any:
+        """The option's typed value from ``value``, or a ConfigError naming the flag (and the
+        variable or file it came from)."""
+        if value is None:
+            return None
+        assert self.validate is not None
+        try:
+            return self.validate(value)
+        except (TypeError, ValueError) as exc:
+            where = f"{self.flag} (from {source})" if source != "command line" else self.flag
+            raise ConfigError(f"invalid value {value!r} for {where}: {exc}") from None
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -116,51 +103,105 @@ OPTIONS: tuple[Option, ...] = (
         "Read options from this TOML file (same names as the flags; flags and environment "
         "variables win).",
         metavar="FILE",
+        doc="read options from this TOML file",
     ),
-    Option("host", "127.0.0.1", "Bind socket to this host.", metavar="HOST"),
-    Option("port", 8000, "Bind socket to this port (0 picks a free one).", _port, metavar="PORT"),
-    Option("uds", None, "Bind to a UNIX domain socket at this path.", metavar="PATH"),
-    Option("fd", None, "Serve on an already bound socket with this file descriptor.", int),
-    Option("backlog", 2048, "Maximum number of connections waiting to be accepted.", _positive_int),
-    Option("root_path", "", "Set the ASGI 'root_path' for apps mounted below a URL prefix."),
+    Option(
+        "host",
+        "127.0.0.1",
+        "Bind socket to this host.",
+        metavar="HOST",
+        doc="bind address (IPv6 such as `::1` works)",
+    ),
+    Option(
+        "port",
+        8000,
+        "Bind socket to this port (0 picks a free one).",
+        PORT,
+        metavar="PORT",
+        doc="bind port; `0` picks a free one (printed on the startup line)",
+    ),
+    Option(
+        "uds",
+        None,
+        "Bind to a UNIX domain socket at this path.",
+        metavar="PATH",
+        doc="bind a UNIX domain socket instead",
+    ),
+    Option(
+        "fd",
+        None,
+        "Serve on an already bound socket with this file descriptor.",
+        integer(0),
+        metavar="N",
+        doc="serve on an already bound socket",
+    ),
+    Option(
+        "backlog",
+        2048,
+        "Maximum number of connections waiting to be accepted.",
+        POSITIVE,
+        doc="listen backlog",
+    ),
+    Option(
+        "root_path",
+        "",
+        "Set the ASGI 'root_path' for apps mounted below a URL prefix.",
+        group="responses",
+        doc="ASGI `root_path` / WSGI `SCRIPT_NAME` for apps mounted below a prefix",
+    ),
     Option(
         "interface",
         "auto",
         "Which interface the app speaks: auto, asgi or wsgi; auto tells a WSGI callable from an"
         " ASGI one.",
-        choices=INTERFACES,
+        one_of(*INTERFACES),
+        doc="`auto`, `asgi` or `wsgi`",
     ),
     Option(
         "threads",
         32,
         "WSGI: most threads running the app at once (started on demand, idle ones retire after"
         " 60 s).",
-        _positive_int,
+        POSITIVE,
         metavar="N",
+        group="wsgi",
+        doc=(
+            "WSGI: most threads running the app at once; started on demand, idle ones retire"
+            " after 60 s"
+        ),
     ),
     Option(
         "queue_size",
         None,
         "WSGI: requests that may wait for a free thread; beyond this they get 503."
         " [default: 4 x threads]",
-        _positive_int,
+        POSITIVE,
         metavar="N",
+        group="wsgi",
+        doc_default="4 \N{MULTIPLICATION SIGN} threads",
+        doc="WSGI: requests that may wait for a free thread; more get 503",
     ),
     Option(
         "timeout_write",
         60.0,
         "WSGI: how long a thread waits for a slow client to take more of the response before the"
         " connection is closed.",
-        _non_negative,
+        seconds,
         metavar="SECONDS",
+        group="wsgi",
+        doc=(
+            "WSGI: seconds a thread waits for a slow client (to send the body or take the"
+            " response) before the connection is closed"
+        ),
     ),
     Option(
         "workers",
         1,
         "Number of worker processes, each with its own event loop (also read from"
         " WEB_CONCURRENCY).",
-        _positive_int,
+        POSITIVE,
         metavar="N",
+        doc="worker processes, each with its own event loop (`WEB_CONCURRENCY` is read too)",
     ),
     Option(
         "reuse_port",
@@ -168,6 +209,7 @@ OPTIONS: tuple[Option, ...] = (
         "Each worker binds its own socket with SO_REUSEPORT, and the kernel spreads connections"
         " between them.",
         kind="flag",
+        doc="each worker binds its own socket with SO_REUSEPORT",
     ),
     Option(
         "preload",
@@ -175,50 +217,72 @@ OPTIONS: tuple[Option, ...] = (
         "Import the app in the supervisor before starting the workers (they share its memory;"
         " SIGHUP then restarts workers without new code).",
         kind="flag",
+        doc="import the app in the supervisor before forking (SIGHUP then keeps the old code)",
     ),
     Option(
         "timeout_worker",
         30.0,
         "Kill and replace a worker whose event loop has not turned, or recycle one whose WSGI"
         " call has made no progress, for this long (0 turns the check off).",
-        _non_negative,
+        seconds,
         metavar="SECONDS",
+        doc=(
+            "seconds after which a worker whose event loop has not turned is killed, or one whose"
+            " WSGI call has made no progress is replaced; `0` turns it off"
+        ),
     ),
     Option(
         "loop_watchdog",
         None,
         "ASGI: when the event loop has not turned for this long, log the request it is running,"
         " for how long, and the Python stack down to the blocking line (off by default).",
-        _non_negative,
+        seconds,
         metavar="SECONDS",
+        group="timeouts",
+        doc_default="off",
+        doc=(
+            "ASGI: when a worker's event loop has not turned for this long, log on"
+            " `juggler.error` the request it runs, for how long, and the loop thread's Python"
+            ' stack down to the blocking line (see "Blocked event loops")'
+        ),
     ),
     Option(
         "max_loop_lag",
         None,
         "ASGI: answer new requests 503 with Retry-After while the event loop lags this many"
         " milliseconds or more, instead of queueing them behind it (off by default).",
-        _non_negative,
+        seconds,
         metavar="MS",
+        group="limits",
+        doc_default="off",
+        doc=(
+            "ASGI: while a worker's event loop lags this many milliseconds or more, answer new"
+            " requests 503 with `Retry-After: 1` instead of queueing them behind it"
+        ),
     ),
     Option(
         "max_requests",
         None,
         "Replace a worker gracefully after it has taken about this many requests.",
-        _positive_int,
+        POSITIVE,
         metavar="N",
+        doc_default="none",
+        doc="replace a worker gracefully after about this many requests",
     ),
     Option(
         "max_requests_jitter",
         0,
         "Add a random 0..N to each worker's --max-requests, so workers do not restart together.",
-        _non_negative_int,
+        NON_NEGATIVE,
         metavar="N",
+        doc="add a random 0..N to each worker's `--max-requests`",
     ),
     Option(
         "reload",
         False,
         "Restart the workers when a watched file changes (for development; needs watchfiles).",
         kind="flag",
+        doc="restart the workers when a watched file changes (development; needs `watchfiles`)",
     ),
     Option(
         "reload_dir",
@@ -226,6 +290,8 @@ OPTIONS: tuple[Option, ...] = (
         "Directory to watch with --reload; repeat for more. [default: --app-dir]",
         kind="multi",
         metavar="DIR",
+        doc_default="`--app-dir`",
+        doc="directory to watch; repeatable",
     ),
     Option(
         "reload_include",
@@ -233,6 +299,8 @@ OPTIONS: tuple[Option, ...] = (
         "Glob of more files whose changes reload, besides *.py; repeat for more.",
         kind="multi",
         metavar="GLOB",
+        doc_default="`*.py`",
+        doc="more files whose changes reload (added to `*.py`); repeatable",
     ),
     Option(
         "reload_exclude",
@@ -241,22 +309,66 @@ OPTIONS: tuple[Option, ...] = (
         " repeat for more.",
         kind="multi",
         metavar="GLOB",
+        doc_default="`.*`, `*.py[cod]`, `*~`, `.*.sw?`",
+        doc=(
+            "more files whose changes never reload (added to those); matched against names and"
+            " paths below the watched directory; repeatable"
+        ),
     ),
-    Option("pid", None, "Write the supervisor's process id to this file.", metavar="FILE"),
-    Option("lifespan", "auto", "Lifespan protocol handling.", choices=LIFESPANS),
-    Option("log_level", "info", "Log level.", choices=LOG_LEVELS),
-    Option("access_log", True, "Write an access log line per request.", kind="bool"),
+    Option(
+        "pid",
+        None,
+        "Write the supervisor's process id to this file.",
+        metavar="FILE",
+        doc="write the supervisor's pid to this file (removed on exit)",
+    ),
+    Option(
+        "lifespan",
+        "auto",
+        "Lifespan protocol handling.",
+        one_of(*LIFESPANS),
+        doc="`auto`, `on` or `off` (ASGI only)",
+    ),
+    Option(
+        "log_level",
+        "info",
+        "Log level.",
+        one_of(*LOG_LEVELS),
+        doc="`critical`, `error`, `warning`, `info`, `debug`, `trace`",
+    ),
+    Option(
+        "access_log",
+        True,
+        "Write an access log line per request.",
+        kind="bool",
+        group="access",
+        doc="one line per request on `juggler.access`",
+    ),
     Option(
         "access_log_format",
         None,
         "Access log line in Gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(b)s %(D)s'.",
         metavar="FORMAT",
+        group="access",
+        doc_default="Uvicorn's line",
+        doc=(
+            "Gunicorn's atoms: `%(h)s` client, `%(l)s`/`%(u)s` `-`, `%(t)s` time (UTC), `%(r)s`"
+            " request line, `%(m)s`, `%(U)s` path, `%(q)s` query, `%(H)s` protocol, `%(s)s`"
+            " status, `%(B)s`/`%(b)s` body bytes, `%(f)s` referer, `%(a)s` user agent,"
+            " `%(T)s`/`%(M)s`/`%(D)s`/`%(L)s` duration in s/ms/µs/decimal s, `%(p)s` pid,"
+            " `%({header}i)s` a request header, `%%`"
+        ),
     ),
     Option(
         "access_log_json",
         False,
         "Write the access log as one JSON object per line.",
         kind="bool",
+        group="access",
+        doc=(
+            "one JSON object per line: time, client, method, path, query, http_version, status,"
+            " bytes, duration_ms, pid, request_id (`X-Request-ID`, or generated)"
+        ),
     ),
     Option(
         "log_config",
@@ -264,64 +376,99 @@ OPTIONS: tuple[Option, ...] = (
         "Configure logging from this file: dictConfig JSON or YAML (.json, .yaml, .yml), "
         "else logging's ini format.",
         metavar="FILE",
+        doc=(
+            "configure logging first: dictConfig `.json`, `.yaml`/`.yml` (needs PyYAML), else"
+            " `logging.config.fileConfig` ini"
+        ),
     ),
     Option(
         "timeout_keep_alive",
         5.0,
         "Close idle keep-alive connections after this many seconds (0 turns keep-alive off).",
-        _non_negative,
+        seconds,
         metavar="SECONDS",
+        group="timeouts",
+        doc=(
+            "seconds an idle connection (and the request head that follows) may take; `0` turns"
+            " keep-alive off"
+        ),
     ),
     Option(
         "timeout_graceful_shutdown",
         30.0,
         "On shutdown, wait this long for in-flight requests before cancelling them.",
-        _non_negative,
+        seconds,
         metavar="SECONDS",
+        doc="on SIGTERM/SIGINT, seconds to wait for in-flight requests before cancelling them",
     ),
     Option(
         "limit_concurrency",
         None,
         "Answer 503 once this many requests are in flight.",
-        _positive_int,
+        POSITIVE,
+        group="limits",
+        doc_default="none",
+        doc="answer 503 once this many requests are in flight",
     ),
     Option(
         "max_header_size",
         65536,
         "Largest request head (request line and headers) in bytes; larger ones get 431.",
-        _positive_int,
+        POSITIVE,
         metavar="BYTES",
+        group="limits",
+        doc="largest request head in bytes; larger ones are refused (431 or close)",
     ),
     Option(
         "limit_request_body",
         0,
         "Largest request body in bytes (0: no limit); a larger one gets 413: at once when its"
         " Content-Length says so, otherwise when the body reaches the limit.",
-        _non_negative_int,
+        NON_NEGATIVE,
         metavar="BYTES",
+        group="limits",
+        doc_default="`0` (none)",
+        doc=(
+            "largest request body; a larger Content-Length gets 413 before the app is called, a"
+            " chunked (or HTTP/2) body is cut when it passes the limit (see Behaviour)"
+        ),
     ),
     Option(
         "limit_request_line",
         0,
         "Largest request line (method, target and version) in bytes (0: only --max-header-size"
         " bounds it); a longer one gets 414.",
-        _non_negative_int,
+        NON_NEGATIVE,
         metavar="BYTES",
+        group="limits",
+        doc_default="`0` (none)",
+        doc=(
+            "largest request line (`METHOD target HTTP/1.1`); longer gets 414. Gunicorn's name;"
+            " off by default, `--max-header-size` bounds the whole head"
+        ),
     ),
     Option(
         "limit_request_fields",
         100,
         "Most header fields in a request (0: as many as --max-header-size allows); more get 431.",
-        _non_negative_int,
+        NON_NEGATIVE,
         metavar="N",
+        group="limits",
+        doc=(
+            "most header fields; more get 431 (hyper's own bound, also Gunicorn's default); `0`:"
+            " as many as `--max-header-size` allows"
+        ),
     ),
     Option(
         "limit_request_field_size",
         0,
         "Largest header field (name, value and separator) in bytes (0: only --max-header-size"
         " bounds it); a larger one gets 431.",
-        _non_negative_int,
+        NON_NEGATIVE,
         metavar="BYTES",
+        group="limits",
+        doc_default="`0` (none)",
+        doc="largest header field (`name: value`); larger gets 431",
     ),
     Option(
         "timeout_request_head",
@@ -329,8 +476,15 @@ OPTIONS: tuple[Option, ...] = (
         "Close a connection whose request head has not fully arrived this many seconds after its"
         " first byte (0: the head only has to arrive within --timeout-keep-alive of the"
         " connection going idle).",
-        _non_negative,
+        seconds,
         metavar="SECONDS",
+        group="timeouts",
+        doc_default="`0` (off)",
+        doc=(
+            "seconds a request head may take from its first byte; a slower one (slowloris) closes"
+            " the connection. Off, the head has to arrive within `--timeout-keep-alive` of the"
+            " connection going idle"
+        ),
     ),
     Option(
         "timeout_request",
@@ -338,15 +492,28 @@ OPTIONS: tuple[Option, ...] = (
         "Answer 504 when the app has not started its response after this many seconds, and cancel"
         " the ASGI task (a WSGI thread cannot be stopped: its response is dropped and logged)."
         " 0 turns it off.",
-        _non_negative,
+        seconds,
         metavar="SECONDS",
+        group="timeouts",
+        doc_default="`0` (off)",
+        doc=(
+            "seconds a handler may take to start its response; then the client gets 504, an ASGI"
+            " task is cancelled, a WSGI response is dropped (the thread runs on)"
+        ),
     ),
     Option(
         "health_path",
         None,
         "Answer GET/HEAD requests for this path in the server itself, without calling the app:"
         " 200 while serving, 503 once shutting down.",
+        url_path,
         metavar="PATH",
+        group="responses",
+        doc_default="none",
+        doc=(
+            "answered by juggler itself without calling the app: 200 while serving, 503 while"
+            " draining"
+        ),
     ),
     Option(
         "metrics_bind",
@@ -354,8 +521,13 @@ OPTIONS: tuple[Option, ...] = (
         "Serve Prometheus metrics of all workers (requests, statuses, durations, connections,"
         " bytes, loop lag, WSGI threads, worker restarts) at http://HOST:PORT/metrics, from the"
         " supervisor. Off by default.",
-        _host_port,
+        host_port,
         metavar="HOST:PORT",
+        doc_default="off",
+        doc=(
+            "Prometheus metrics of all workers at `http://HOST:PORT/metrics` (`[::1]:PORT` for"
+            ' IPv6, `:PORT` for every IPv4 interface), served by the supervisor (see "Metrics")'
+        ),
     ),
     Option(
         "proxy_headers",
@@ -363,6 +535,11 @@ OPTIONS: tuple[Option, ...] = (
         "Take the client address, scheme and host from X-Forwarded-For/Proto/Host/Port or"
         " Forwarded, when the peer is in --forwarded-allow-ips.",
         kind="bool",
+        group="proxy",
+        doc=(
+            "take the client address, scheme and host from `X-Forwarded-For/Proto/Host/Port` or"
+            " `Forwarded` (RFC 7239), from trusted peers only"
+        ),
     ),
     Option(
         "forwarded_allow_ips",
@@ -371,185 +548,259 @@ OPTIONS: tuple[Option, ...] = (
         " '*' for all, 'unix:' for peers on a UNIX socket (also read from FORWARDED_ALLOW_IPS)."
         " [default: 127.0.0.1]",
         metavar="LIST",
+        group="proxy",
+        doc_default="`127.0.0.1`",
+        doc=(
+            "comma-separated peers trusted with proxy headers: addresses, networks (`10.0.0.0/8`,"
+            " `fd00::/8`), `*` for any peer, `unix:` for peers on a UNIX socket;"
+            " `FORWARDED_ALLOW_IPS` is read too"
+        ),
     ),
-    Option("factory", False, "Treat APP as a factory: call it with no arguments.", kind="flag"),
-    Option("app_dir", ".", "Look for APP in this directory (added to sys.path).", metavar="DIR"),
-    Option("loop", "auto", "Event loop implementation.", choices=LOOPS),
+    Option(
+        "factory",
+        False,
+        "Treat APP as a factory: call it with no arguments.",
+        kind="flag",
+        doc="call APP with no arguments to get the app",
+    ),
+    Option(
+        "app_dir",
+        ".",
+        "Look for APP in this directory (added to sys.path).",
+        metavar="DIR",
+        doc="directory added to `sys.path` before importing APP",
+    ),
+    Option(
+        "loop",
+        "auto",
+        "Event loop implementation.",
+        one_of(*LOOPS),
+        doc="`auto` (uvloop when installed), `asyncio`, `uvloop`",
+    ),
     Option(
         "header",
         (),
         "Add a header to every response; repeat for more.",
-        _header,
+        many(header),
         kind="multi",
         metavar="NAME:VALUE",
+        group="responses",
+        doc="add a response header; repeatable",
     ),
     Option(
         "http",
         "auto",
         "HTTP versions: 'auto' serves HTTP/1.1 and HTTP/2 (h2c by prior knowledge, or by ALPN "
         "over TLS), '1' only HTTP/1.1, '2' only HTTP/2 ('h11' and 'httptools' mean '1').",
-        choices=HTTP_CHOICES,
+        one_of(*HTTP_CHOICES),
+        group="http2",
+        section="protocols",
+        doc=(
+            "`auto`: HTTP/1.1 and HTTP/2 on one port (h2c by prior knowledge, or chosen by ALPN"
+            " over TLS); `1`: HTTP/1.1 only (Uvicorn's `h11`/`httptools` mean this too); `2`:"
+            " HTTP/2 only"
+        ),
     ),
     Option(
         "h2_max_concurrent_streams",
         100,
         "Most HTTP/2 streams a client may have open at once on one connection.",
-        _positive_int,
+        POSITIVE,
+        group="http2",
+        section="protocols",
+        doc="most HTTP/2 streams one connection may have open at once",
     ),
     Option(
         "h2_max_reset_streams",
         20,
         "Most HTTP/2 streams a client may open and reset before they are served (rapid reset).",
-        _positive_int,
+        POSITIVE,
+        group="http2",
+        section="protocols",
+        doc=(
+            "most streams a client may open and reset before they are served; more ends the"
+            " connection with GOAWAY (rapid reset, CVE-2023-44487)"
+        ),
     ),
-    Option("ssl_certfile", None, "Serve TLS with this PEM certificate (chain).", metavar="PATH"),
+    Option(
+        "ssl_certfile",
+        None,
+        "Serve TLS with this PEM certificate (chain).",
+        metavar="PATH",
+        section="protocols",
+        doc="serve TLS (rustls) with this PEM certificate chain",
+    ),
     Option(
         "ssl_keyfile",
         None,
         "The PEM private key (default: read from --ssl-certfile).",
         metavar="PATH",
+        section="protocols",
+        doc_default="the certfile",
+        doc="PEM private key (PKCS#8, PKCS#1 or SEC1)",
     ),
-    Option("ssl_keyfile_password", None, "Password of an encrypted key file.", metavar="TEXT"),
+    Option(
+        "ssl_keyfile_password",
+        None,
+        "Password of an encrypted key file.",
+        metavar="TEXT",
+        section="protocols",
+        doc="password of an encrypted key (needs the `cryptography` package)",
+    ),
     Option(
         "ssl_ca_certs",
         None,
         "PEM CA certificates that client certificates are checked against.",
         metavar="PATH",
+        section="protocols",
+        doc="CA certificates that client certificates must chain to",
     ),
     Option(
         "ssl_cert_reqs",
         0,
         "Client certificates: 0 not asked for, 1 optional, 2 required.",
-        _cert_reqs,
+        integer(0, 2),
+        section="protocols",
+        doc="client certificates: `0` not asked for, `1` optional, `2` required",
     ),
     Option(
         "ssl_ciphers",
         "TLSv1",
         "Cipher suites, rustls names separated by ':' ('TLSv1': all that rustls offers).",
+        section="protocols",
+        doc=(
+            "rustls cipher suite names separated by `:` (e.g. `TLS13_AES_256_GCM_SHA384`);"
+            " `TLSv1` means all that rustls offers (TLS 1.2 and 1.3)"
+        ),
     ),
     Option(
         "ws",
         "auto",
         "WebSocket support for ASGI apps ('none' serves upgrade requests as plain HTTP).",
-        choices=WS_CHOICES,
+        one_of(*WS_CHOICES),
+        group="websocket",
+        section="protocols",
+        doc=(
+            "`auto` serves WebSockets to ASGI apps; `none` serves upgrade requests as plain HTTP"
+            " (`websockets` and `wsproto`, Uvicorn's names, mean `auto`)"
+        ),
     ),
     Option(
         "ws_max_size",
         16 * 1024 * 1024,
         "Largest WebSocket message accepted; a larger one closes the connection with 1009.",
-        _positive_int,
+        POSITIVE,
         metavar="BYTES",
+        group="websocket",
+        section="protocols",
+        doc="largest message, whole after reassembly and inflation; larger closes with 1009",
     ),
     Option(
         "ws_max_queue",
         32,
         "WebSocket messages held for the app before the socket stops being read.",
-        _positive_int,
+        POSITIVE,
+        group="websocket",
+        section="protocols",
+        doc="messages held for the app before the socket stops being read",
     ),
     Option(
         "ws_ping_interval",
         20.0,
         "Send a WebSocket ping this often (0 turns pings off).",
-        _non_negative,
+        seconds,
         metavar="SECONDS",
+        group="websocket",
+        section="protocols",
+        doc="seconds between pings; `0` sends none",
     ),
     Option(
         "ws_ping_timeout",
         20.0,
         "Drop a WebSocket peer that does not answer a ping within this (0: wait forever).",
-        _non_negative,
+        seconds,
         metavar="SECONDS",
+        group="websocket",
+        section="protocols",
+        doc=(
+            "a peer that answers no ping within this is dropped (the app gets"
+            " `websocket.disconnect` with 1006); while the app is behind and reading is paused,"
+            " the clock waits too"
+        ),
     ),
     Option(
         "ws_per_message_deflate",
         True,
         "Offer WebSocket permessage-deflate compression to clients that ask for it.",
         kind="bool",
+        group="websocket",
+        section="protocols",
+        doc="accept permessage-deflate compression when the client offers it",
     ),
     Option(
         "static_path_route",
         None,
         "Serve the files of --static-path-mount under this URL prefix, without the app.",
+        url_path,
         metavar="PATH",
+        group="responses",
+        doc=(
+            "serve the files of `--static-path-mount` under this URL prefix, from Rust, without"
+            " calling the app"
+        ),
     ),
     Option(
         "static_path_mount",
         None,
         "The directory --static-path-route serves.",
         metavar="DIR",
+        group="responses",
+        doc="the directory `--static-path-route` serves",
     ),
-    Option("server_header", True, "Send a 'server: juggler' header.", kind="bool"),
-    Option("date_header", True, "Send a 'date' header.", kind="bool"),
+    Option(
+        "server_header",
+        True,
+        "Send a 'server: juggler' header.",
+        kind="bool",
+        group="responses",
+        doc="send `server: juggler` on every response",
+    ),
+    Option(
+        "date_header",
+        True,
+        "Send a 'date' header.",
+        kind="bool",
+        group="responses",
+        doc="send `date` on every response",
+    ),
 )
 
 BY_NAME = {o.name: o for o in OPTIONS}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _convert(option: Option, value: Any, source: str) -> Any:
-    """Turns a value from the CLI, the environment or run() into the option's type."""
-    where = f"{option.flag} (from {source})" if source != "command line" else option.flag
-    if value is None:
-        return None
-    try:
-        if option.kind in ("bool", "flag"):
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise ValueError("must be true or false")
-        if option.kind == "multi":
-            if isinstance(value, str):
-                items = [v for v in value.split(",") if v.strip()]
-            else:
-                items = list(value)
-            return tuple(option.type(v) if isinstance(v, str) else _pair(v) for v in items)
-        if option.type is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-            # A TOML number for a text option (http = 2).
-            value = str(value)
-        if isinstance(value, str):
-            value = option.type(value)
-        elif option.type in (
-            int,
-            _port,
-            _positive_int,
-            _non_negative_int,
-            _cert_reqs,
-        ) and not isinstance(value, int):
-            raise ValueError("must be an integer")
-        elif option.type is _non_negative:
-            value = _non_negative(str(value))
-        elif option.type in (_port, _positive_int, _non_negative_int, _cert_reqs):
-            value = option.type(str(value))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid value {value!r} for {where}: {exc}") from None
-    if option.choices and value not in option.choices:
-        choices = ", ".join(option.choices)
-        raise ConfigError(f"invalid value {value!r} for {where}: choose from {choices}")
-    return value
-
-
-def _pair(value: Any) -> tuple[str, str]:
-    name, val = value
-    return str(name), str(val)
+assert not set(GROUPS) & set(BY_NAME), "a group may not share an option's name"
+#: One frozen class per group, its fields the group's options under their own names.
+_GROUP_TYPES = {
+    group: dataclasses.make_dataclass(
+        group.title(), [o.name for o in OPTIONS if o.group == group], frozen=True
+    )
+    for group in GROUPS
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """The resolved options of one juggler run."""
+    """The resolved options of one juggler run: each by its name (``config.port``), and each
+    group the Rust core reads as an object (``config.limits.limit_request_body``)."""
 
     app: Any
     values: Mapping[str, Any]
 
     def __getattr__(self, name: str) -> Any:
-        try:
+        if name in BY_NAME:
             return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+        group = _GROUP_TYPES.get(name)
+        if group is None:
+            raise AttributeError(name)
+        return group(**{f.name: self.values[f.name] for f in dataclasses.fields(group)})
 
     @classmethod
     def resolve(
@@ -572,17 +823,17 @@ class Config:
         values: dict[str, Any] = {}
         for option in OPTIONS:
             if explicit.get(option.name) is not None:
-                values[option.name] = _convert(option, explicit[option.name], source)
+                values[option.name] = option.convert(explicit[option.name], source)
             elif option.env in env:
-                values[option.name] = _convert(option, env[option.env], option.env)
+                values[option.name] = option.convert(env[option.env], option.env)
             elif option.name == "workers" and env.get("WEB_CONCURRENCY"):
                 # The variable PaaS platforms set, which Uvicorn and Gunicorn read too.
-                values[option.name] = _convert(option, env["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
+                values[option.name] = option.convert(env["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
             elif option.name == "forwarded_allow_ips" and env.get("FORWARDED_ALLOW_IPS"):
                 # Uvicorn's and Gunicorn's variable for the same setting.
                 values[option.name] = env["FORWARDED_ALLOW_IPS"]
             elif option.name in from_file:
-                values[option.name] = _convert(option, from_file[option.name], str(file_path))
+                values[option.name] = option.convert(from_file[option.name], str(file_path))
             else:
                 values[option.name] = option.default
         if app is None:
@@ -591,68 +842,6 @@ class Config:
             raise ConfigError("no application given: pass APP as 'module:attribute'")
         if values["uds"] and values["fd"] is not None:
             raise ConfigError("--uds and --fd cannot be used together")
-        if values["health_path"] is not None and not str(values["health_path"]).startswith("/"):
-            raise ConfigError(
-                f"invalid value {values['health_path']!r} for --health-path: must start with '/'"
-            )
         if values["reuse_port"] and (values["uds"] or values["fd"] is not None):
             raise ConfigError("--reuse-port needs a TCP --host/--port, not --uds or --fd")
         return cls(app=app, values=values)
-
-    @property
-    def effective_queue_size(self) -> int:
-        """How many WSGI requests may wait for a thread: ``queue_size``, or 4 x ``threads``."""
-        if self.queue_size is None:
-            return 4 * int(self.threads)
-        return int(self.queue_size)
-
-    def core_options(
-        self, max_requests: int | None = None, websockets: bool = True, event_loop: bool = True
-    ) -> dict[str, Any]:
-        """The keyword arguments of the Rust ``CoreConfig`` (``max_requests`` is per worker,
-        with its jitter; ``websockets`` is False for interfaces without them, WSGI;
-        ``event_loop`` is False for interfaces whose app does not run on the event loop, WSGI,
-        which the loop's watchdog and lag bound do not concern)."""
-        headers = list(self.header)
-        if self.server_header:
-            headers.insert(0, ("server", "juggler"))
-        return {
-            "keep_alive_timeout": float(self.timeout_keep_alive),
-            "limit_concurrency": self.limit_concurrency,
-            "max_header_size": self.max_header_size,
-            "date_header": self.date_header,
-            "default_headers": headers,
-            "root_path": self.root_path,
-            "access_log": self.access_log,
-            "max_requests": max_requests,
-            "static_path_route": self.static_path_route,
-            "static_path_mount": self.static_path_mount,
-            "access_log_format": self.access_log_format,
-            "access_log_json": self.access_log_json,
-            "http": self.http,
-            "h2_max_concurrent_streams": self.h2_max_concurrent_streams,
-            "h2_max_reset_streams": self.h2_max_reset_streams,
-            "limit_request_body": self.limit_request_body or None,
-            "limit_request_line": self.limit_request_line or None,
-            "limit_request_fields": self.limit_request_fields or None,
-            "limit_request_field_size": self.limit_request_field_size or None,
-            "timeout_request_head": float(self.timeout_request_head),
-            "timeout_request": float(self.timeout_request),
-            "health_path": self.health_path,
-            "forwarded_allow_ips": (
-                [self.forwarded_allow_ips or "127.0.0.1"] if self.proxy_headers else []
-            ),
-            "loop_watchdog": float(self.loop_watchdog or 0) if event_loop else None,
-            "max_loop_lag": float(self.max_loop_lag or 0) / 1000 if event_loop else None,
-            "ws": (
-                (
-                    self.ws_max_size,
-                    self.ws_max_queue,
-                    float(self.ws_ping_interval),
-                    float(self.ws_ping_timeout),
-                    self.ws_per_message_deflate,
-                )
-                if websockets and self.ws != "none"
-                else None
-            ),
-        }

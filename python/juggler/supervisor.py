@@ -153,9 +153,9 @@ def _check_environment(config: Config) -> tuple[str, int] | None:
         return str(exc), EXIT_BAD_OPTION
     try:
         # What the Rust core checks of the options (an access log format, say), once here.
-        _juggler.CoreConfig(**config.core_options())
-    except ValueError as exc:
-        return str(exc).removeprefix("invalid option: "), EXIT_BAD_OPTION
+        _juggler.CoreConfig(config)
+    except ConfigError as exc:
+        return str(exc), EXIT_BAD_OPTION
     return None
 
 

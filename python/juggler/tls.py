@@ -27,19 +27,17 @@ def settings(config: Config) -> _juggler.TlsSettings | None:
         key_pem = _decrypt_key(
             config.ssl_keyfile or config.ssl_certfile, config.ssl_keyfile_password
         )
-    try:
-        return _juggler.TlsSettings(
-            certfile=config.ssl_certfile,
-            keyfile=config.ssl_keyfile,
-            key_pem=key_pem,
-            ca_certs=config.ssl_ca_certs,
-            cert_reqs=config.ssl_cert_reqs,
-            ciphers=config.ssl_ciphers,
-            http1=config.http != "2",
-            http2=config.http not in ("1", "h11", "httptools"),
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc).removeprefix("invalid option: ")) from None
+    # rustls' complaints come back as ConfigError, from Rust.
+    return _juggler.TlsSettings(
+        certfile=config.ssl_certfile,
+        keyfile=config.ssl_keyfile,
+        key_pem=key_pem,
+        ca_certs=config.ssl_ca_certs,
+        cert_reqs=config.ssl_cert_reqs,
+        ciphers=config.ssl_ciphers,
+        http1=config.http != "2",
+        http2=config.http not in ("1", "h11", "httptools"),
+    )
 
 
 def _decrypt_key(path: str, password: str) -> bytes:

@@ -104,19 +104,18 @@ class Worker:
                 error_logger,
                 access_logger,
                 ErrorStream(),
-                threads=config.threads,
-                queue_size=config.effective_queue_size,
-                write_timeout=float(config.timeout_write),
+                config.wsgi,
             )
         else:
             iface = _juggler.AsgiInterface(self.app, loop, state, error_logger, access_logger)
         return iface.server(
+            # WSGI apps run on threads: no WebSockets, and the loop's watchdog and lag bound
+            # do not concern them.
             _juggler.CoreConfig(
-                **config.core_options(
-                    self.max_requests,
-                    websockets=self.interface != "wsgi",
-                    event_loop=self.interface != "wsgi",
-                ),
+                config,
+                max_requests=self.max_requests,
+                websockets=self.interface != "wsgi",
+                event_loop=self.interface != "wsgi",
                 access_direct=jlogging.access_is_direct(),
             ),
             self.sock.fileno(),

@@ -31,7 +31,7 @@ impl Builders {
         // Not `pipeline_flush`: with it hyper buffers a streaming body without bound when
         // the client reads slowly (its write buffer then always reports room), defeating
         // backpressure.
-        match cfg.keep_alive_timeout {
+        match cfg.timeout_keep_alive {
             // hyper's header-read timer starts as soon as a connection waits for a request
             // head, so it bounds idle keep-alive connections and slow headers alike;
             // `--timeout-request-head` bounds a head from its first byte (`head_timer`).

@@ -100,7 +100,7 @@ impl HttpProtocol {
             let idle = self
                 .http
                 .config
-                .keep_alive_timeout
+                .timeout_keep_alive
                 .unwrap_or(IDLE_WITHOUT_KEEP_ALIVE);
             (Arc::new(HeadClock::default()), idle)
         };
@@ -181,7 +181,7 @@ impl HttpProtocol {
         let idle = self
             .http
             .config
-            .keep_alive_timeout
+            .timeout_keep_alive
             .unwrap_or(Duration::from_secs(5));
         let give_up = async {
             let mut limit = Box::pin(tokio::time::sleep(idle));

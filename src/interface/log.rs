@@ -40,8 +40,8 @@ impl Loggers {
             error,
             access,
             access_enabled,
-            access_headers: config.access_format.headers(),
-            access_format: config.access_format.clone(),
+            access_headers: config.access_log_format.headers(),
+            access_format: config.access_log_format.clone(),
             access_direct: config.access_direct,
             access_out: AccessOut::default(),
         })

@@ -18,12 +18,12 @@ use std::time::Duration;
 use pyo3::prelude::*;
 
 use crate::config::CoreConfig;
-use crate::error::Error;
 use crate::http::{Dispatch, NewRequest, OwnAnswer};
 use crate::interface::access;
 use crate::interface::log::Loggers;
 use crate::interface::server::{Server, ServerOptions};
 use crate::interface::{Host, Interface};
+use crate::options::{self, PoolSize};
 use crate::py::{LoadSlots, Metrics, TlsSettings};
 use call::{Caller, Job};
 use pool::Pool;
@@ -37,8 +37,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// `_juggler.WsgiInterface(app, event_loop, error_logger, access_logger, errors, threads,
-/// queue_size, write_timeout)`: what a WSGI worker serves; `server()` makes the [`Server`].
+/// `_juggler.WsgiInterface(app, event_loop, error_logger, access_logger, errors, pool)`: what
+/// a WSGI worker serves (`pool` is juggler's `config.wsgi`: threads, queue_size,
+/// timeout_write); `server()` makes the [`Server`].
 #[pyclass(frozen, module = "juggler._juggler")]
 pub struct WsgiInterface {
     app: PyObject,
@@ -46,44 +47,27 @@ pub struct WsgiInterface {
     error_logger: PyObject,
     access_logger: PyObject,
     errors: PyObject,
-    threads: usize,
-    queue_size: usize,
-    write_timeout: Option<Duration>,
+    pool: PoolSize,
 }
 
 #[pymethods]
 impl WsgiInterface {
     #[new]
-    #[pyo3(signature = (app, event_loop, error_logger, access_logger, errors, *, threads, queue_size, write_timeout))]
-    #[allow(clippy::too_many_arguments)]
     fn new(
         app: PyObject,
         event_loop: PyObject,
         error_logger: PyObject,
         access_logger: PyObject,
         errors: PyObject,
-        threads: usize,
-        queue_size: usize,
-        write_timeout: f64,
+        pool: options::Wsgi,
     ) -> PyResult<Self> {
-        if threads == 0 {
-            return Err(Error::Config("threads must be at least 1".into()).into());
-        }
-        if !write_timeout.is_finite() || write_timeout < 0.0 {
-            return Err(Error::Config(format!(
-                "timeout_write must be a non-negative number of seconds, got {write_timeout}"
-            ))
-            .into());
-        }
         Ok(Self {
             app,
             event_loop,
             error_logger,
             access_logger,
             errors,
-            threads,
-            queue_size,
-            write_timeout: (write_timeout > 0.0).then(|| Duration::from_secs_f64(write_timeout)),
+            pool: pool.pool_size()?,
         })
     }
 
@@ -126,12 +110,17 @@ impl WsgiInterface {
                 self.errors.clone_ref(py),
                 file_wrapper,
             )?,
-            write_timeout: self.write_timeout,
+            write_timeout: self.pool.write_timeout,
             delivery: delivery.clone(),
             busy: Arc::new(busy::Busy::default()),
         });
         let busy = caller.busy.clone();
-        let pool = Pool::new(self.threads, self.queue_size, IDLE_THREAD_TIMEOUT, caller);
+        let pool = Pool::new(
+            self.pool.threads,
+            self.pool.queue_size,
+            IDLE_THREAD_TIMEOUT,
+            caller,
+        );
         let core = Arc::new(WsgiCore {
             host: host.clone(),
             loggers: loggers.clone(),

@@ -10,18 +10,22 @@ use crate::wsgi::pool::{Lease, Run};
 fn the_interface_refuses_no_threads_and_bad_write_timeouts() {
     with_py(|py| {
         let make = |threads: usize, timeout: f64| {
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("threads", threads).expect("threads");
-            kwargs.set_item("queue_size", 4).expect("queue");
-            kwargs.set_item("write_timeout", timeout).expect("timeout");
-            let args = (py.None(), py.None(), py.None(), py.None(), py.None());
-            py.get_type::<WsgiInterface>()
-                .call(args, Some(&kwargs))
-                .map(|i| {
-                    let i = i.downcast_into::<WsgiInterface>().expect("type");
-                    let i = i.get();
-                    (i.threads, i.queue_size, i.write_timeout)
-                })
+            // What juggler's `config.wsgi` is: an object with the options as attributes.
+            let pool = PyDict::new(py);
+            pool.set_item("threads", threads).expect("threads");
+            pool.set_item("queue_size", 4).expect("queue");
+            pool.set_item("timeout_write", timeout).expect("timeout");
+            let pool = py
+                .import("types")
+                .and_then(|types| types.getattr("SimpleNamespace"))
+                .and_then(|ns| ns.call((), Some(&pool)))
+                .expect("namespace");
+            let args = (py.None(), py.None(), py.None(), py.None(), py.None(), pool);
+            py.get_type::<WsgiInterface>().call1(args).map(|i| {
+                let i = i.downcast_into::<WsgiInterface>().expect("type");
+                let pool = i.get().pool;
+                (pool.threads, pool.queue_size, pool.write_timeout)
+            })
         };
         assert_eq!(make(2, 0.0).expect("valid"), (2, 4, None));
         assert_eq!(
@@ -30,10 +34,7 @@ fn the_interface_refuses_no_threads_and_bad_write_timeouts() {
         );
         for (threads, timeout) in [(0, 1.0), (1, -1.0), (1, f64::NAN), (1, f64::INFINITY)] {
             let err = make(threads, timeout).expect_err("refused");
-            assert!(
-                err.is_instance_of::<pyo3::exceptions::PyValueError>(py),
-                "{err}"
-            );
+            assert!(err.is_instance_of::<crate::error::ConfigError>(py), "{err}");
         }
     })
 }

@@ -213,13 +213,16 @@ def test_unix_socket_peers_are_trusted_only_when_listed(juggler, tmp_path):
 
 
 def test_forwarded_allow_ips_from_the_environment_and_typos():
+    from juggler._juggler import CoreConfig
     from juggler.config import Config
 
     c = Config.resolve("a:b", {}, env={"FORWARDED_ALLOW_IPS": "10.0.0.1"})
-    assert c.core_options()["forwarded_allow_ips"] == ["10.0.0.1"]
+    assert c.proxy.forwarded_allow_ips == "10.0.0.1"
     c = Config.resolve("a:b", {"forwarded_allow_ips": "*"}, env={"FORWARDED_ALLOW_IPS": "x"})
-    assert c.core_options()["forwarded_allow_ips"] == ["*"]
-    assert Config.resolve("a:b", {}, env={}).core_options()["forwarded_allow_ips"] == ["127.0.0.1"]
+    assert c.proxy.forwarded_allow_ips == "*"
+    # Unset, the core trusts the local host only.
+    core = repr(CoreConfig(Config.resolve("a:b", {}, env={})))
+    assert "networks: [Network { addr: 127.0.0.1, prefix: 32 }]" in core
 
 
 def test_a_bad_trusted_address_is_one_readable_error(juggler):

@@ -132,4 +132,4 @@ def test_bad_mount_is_one_error(tmp_path: Path) -> None:
         timeout=30,
     )
     assert out.returncode == 2
-    assert out.stderr.count("\n") == 1 and "static_path_mount" in out.stderr
+    assert out.stderr.count("\n") == 1 and "--static-path-mount" in out.stderr

@@ -22,9 +22,9 @@ def test_interface_option_defaults():
     assert config.threads == 32
     assert config.queue_size is None
     assert config.timeout_write == 60.0
-    assert config.effective_queue_size == 128
-    assert Config.resolve("x:app", {"threads": 5}, env={}).effective_queue_size == 20
-    assert Config.resolve("x:app", {"queue_size": 3}, env={}).effective_queue_size == 3
+    # What WsgiInterface reads; None is four per thread (src/options.rs's unit tests).
+    assert config.wsgi.queue_size is None
+    assert Config.resolve("x:app", {"queue_size": 3}, env={}).wsgi.queue_size == 3
 
 
 def test_interface_options_from_env_and_precedence():
@@ -37,7 +37,7 @@ def test_interface_options_from_env_and_precedence():
     config = Config.resolve("x:app", {}, env=env)
     assert (config.interface, config.threads, config.queue_size) == ("wsgi", 4, 7)
     assert config.timeout_write == 2.5
-    assert config.effective_queue_size == 7
+    assert (config.wsgi.threads, config.wsgi.queue_size, config.wsgi.timeout_write) == (4, 7, 2.5)
     config = Config.resolve("x:app", {"interface": "asgi", "threads": "9"}, env=env)
     assert (config.interface, config.threads) == ("asgi", 9)
 

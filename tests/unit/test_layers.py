@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bridge",),
     # The ground, itself in order: each uses only those after it.
     ("config",),
+    ("options",),
     ("watched_io", "log_format", "trusted"),
     ("metrics",),
     ("shared_cells", "error"),

@@ -1,0 +1,211 @@
+//! The options the core reads, in the groups `python/juggler/config.py` declares them in
+//! and under the same names: `CoreConfig(config)` extracts each group from the Python
+//! `Config` by attribute (`config.limits.limit_request_body`), so an option is declared once,
+//! in Python, and read here without being listed again in a constructor's signature.
+//!
+//! Python has checked each value's type and range; what only the core can check (a header
+//! name hyper accepts, a log format, a directory) is checked when `CoreConfig` is built.
+
+use std::time::Duration;
+
+use pyo3::prelude::*;
+
+use crate::error::Error;
+
+/// Everything `CoreConfig` is built from, group by group.
+#[derive(FromPyObject, Clone, Debug)]
+pub struct CoreOptions {
+    #[pyo3(attribute)]
+    pub limits: Limits,
+    #[pyo3(attribute)]
+    pub timeouts: Timeouts,
+    #[pyo3(attribute)]
+    pub http2: Http2,
+    #[pyo3(attribute)]
+    pub websocket: WebSocket,
+    #[pyo3(attribute)]
+    pub access: Access,
+    #[pyo3(attribute)]
+    pub responses: Responses,
+    #[pyo3(attribute)]
+    pub proxy: Proxy,
+}
+
+/// Bounds on requests and on the work in flight; 0 is "no limit" where the flag says so.
+#[derive(FromPyObject, Clone, Debug)]
+pub struct Limits {
+    #[pyo3(attribute)]
+    pub limit_concurrency: Option<usize>,
+    #[pyo3(attribute)]
+    pub max_header_size: usize,
+    #[pyo3(attribute)]
+    pub limit_request_body: u64,
+    #[pyo3(attribute)]
+    pub limit_request_line: usize,
+    #[pyo3(attribute)]
+    pub limit_request_fields: usize,
+    #[pyo3(attribute)]
+    pub limit_request_field_size: usize,
+    /// Milliseconds.
+    #[pyo3(attribute)]
+    pub max_loop_lag: Option<f64>,
+}
+
+/// Seconds; 0 turns each off.
+#[derive(FromPyObject, Clone, Debug)]
+pub struct Timeouts {
+    #[pyo3(attribute)]
+    pub timeout_keep_alive: f64,
+    #[pyo3(attribute)]
+    pub timeout_request_head: f64,
+    #[pyo3(attribute)]
+    pub timeout_request: f64,
+    #[pyo3(attribute)]
+    pub loop_watchdog: Option<f64>,
+}
+
+#[derive(FromPyObject, Clone, Debug)]
+pub struct Http2 {
+    /// Which versions a connection may speak (`auto`, `1`, `2`, ...).
+    #[pyo3(attribute)]
+    pub http: String,
+    #[pyo3(attribute)]
+    pub h2_max_concurrent_streams: u32,
+    #[pyo3(attribute)]
+    pub h2_max_reset_streams: usize,
+}
+
+#[derive(FromPyObject, Clone, Debug)]
+pub struct WebSocket {
+    /// `none` turns WebSockets off; every other choice means juggler's own.
+    #[pyo3(attribute)]
+    pub ws: String,
+    #[pyo3(attribute)]
+    pub ws_max_size: usize,
+    #[pyo3(attribute)]
+    pub ws_max_queue: usize,
+    #[pyo3(attribute)]
+    pub ws_ping_interval: f64,
+    #[pyo3(attribute)]
+    pub ws_ping_timeout: f64,
+    #[pyo3(attribute)]
+    pub ws_per_message_deflate: bool,
+}
+
+#[derive(FromPyObject, Clone, Debug)]
+pub struct Access {
+    #[pyo3(attribute)]
+    pub access_log: bool,
+    #[pyo3(attribute)]
+    pub access_log_format: Option<String>,
+    #[pyo3(attribute)]
+    pub access_log_json: bool,
+}
+
+/// What the server adds to or answers instead of the app.
+#[derive(FromPyObject, Clone, Debug)]
+pub struct Responses {
+    #[pyo3(attribute)]
+    pub root_path: String,
+    /// `--header`, as (name, value) pairs.
+    #[pyo3(attribute)]
+    pub header: Vec<(String, String)>,
+    #[pyo3(attribute)]
+    pub server_header: bool,
+    #[pyo3(attribute)]
+    pub date_header: bool,
+    #[pyo3(attribute)]
+    pub health_path: Option<String>,
+    #[pyo3(attribute)]
+    pub static_path_route: Option<String>,
+    #[pyo3(attribute)]
+    pub static_path_mount: Option<String>,
+}
+
+#[derive(FromPyObject, Clone, Debug)]
+pub struct Proxy {
+    #[pyo3(attribute)]
+    pub proxy_headers: bool,
+    /// Comma-separated; `None` trusts the local host only.
+    #[pyo3(attribute)]
+    pub forwarded_allow_ips: Option<String>,
+}
+
+/// The WSGI thread pool (`config.wsgi`, read by `WsgiInterface`).
+#[derive(FromPyObject, Clone, Debug)]
+pub struct Wsgi {
+    #[pyo3(attribute)]
+    pub threads: usize,
+    /// `None`: four waiting requests per thread.
+    #[pyo3(attribute)]
+    pub queue_size: Option<usize>,
+    #[pyo3(attribute)]
+    pub timeout_write: f64,
+}
+
+/// The WSGI pool's sizes, checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSize {
+    pub threads: usize,
+    pub queue_size: usize,
+    /// `None`: a thread waits for a slow client as long as it takes.
+    pub write_timeout: Option<Duration>,
+}
+
+impl Wsgi {
+    pub fn pool_size(&self) -> Result<PoolSize, Error> {
+        if self.threads == 0 {
+            return Err(Error::Config("--threads must be at least 1".into()));
+        }
+        if self.queue_size == Some(0) {
+            return Err(Error::Config("--queue-size must be at least 1".into()));
+        }
+        let wait = self.timeout_write;
+        if !wait.is_finite() || wait < 0.0 {
+            return Err(Error::Config(format!(
+                "--timeout-write must be a non-negative number of seconds, got {wait}"
+            )));
+        }
+        Ok(PoolSize {
+            threads: self.threads,
+            queue_size: self.queue_size.unwrap_or(4 * self.threads),
+            write_timeout: (wait > 0.0).then(|| Duration::from_secs_f64(wait)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wsgi(threads: usize, queue_size: Option<usize>, timeout_write: f64) -> Wsgi {
+        Wsgi {
+            threads,
+            queue_size,
+            timeout_write,
+        }
+    }
+
+    #[test]
+    fn the_queue_defaults_to_four_requests_a_thread() {
+        let size = wsgi(5, None, 0.0).pool_size().expect("valid");
+        assert_eq!(size.queue_size, 20);
+        assert_eq!(size.write_timeout, None);
+        let size = wsgi(5, Some(3), 1.5).pool_size().expect("valid");
+        assert_eq!(size.queue_size, 3);
+        assert_eq!(size.write_timeout, Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn bad_pool_sizes_name_their_flag() {
+        for (bad, flag) in [
+            (wsgi(0, None, 1.0), "--threads"),
+            (wsgi(1, Some(0), 1.0), "--queue-size"),
+            (wsgi(1, None, -1.0), "--timeout-write"),
+            (wsgi(1, None, f64::NAN), "--timeout-write"),
+        ] {
+            let message = bad.pool_size().expect_err("invalid").to_string();
+            assert!(message.starts_with(flag), "{message}");
+        }
+    }
+}
