@@ -384,13 +384,15 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "timeout_keep_alive",
         5.0,
-        "Close idle keep-alive connections after this many seconds (0 turns keep-alive off).",
+        "Close idle keep-alive connections after this many seconds, and HTTP/2 connections"
+        " without an open stream (0 turns keep-alive off).",
         seconds,
         metavar="SECONDS",
         group="timeouts",
         doc=(
-            "seconds an idle connection (and the request head that follows) may take; `0` turns"
-            " keep-alive off"
+            "seconds an idle connection (and the request head that follows) may take; an HTTP/2"
+            " connection without an open stream for this long gets GOAWAY; `0` turns keep-alive"
+            " off (HTTP/2 then idles 5 s)"
         ),
     ),
     Option(

@@ -180,7 +180,7 @@ pub fn server_keyword_outcomes(py: Python<'_>, iface: &Bound<'_, PyAny>) -> Stri
 pub const SERVER_KEYWORD_OUTCOMES: &str = "['built', 'built', \
     ('IndexError', 'slot 2 of 2 does not exist'), \
     ('IndexError', 'metrics slot 1 of 1 does not exist'), \
-    ('ValueError', 'invalid option: heartbeat interval must be at least 0.001 seconds, got 0'), \
-    ('ValueError', 'invalid option: heartbeat interval must be at least 0.001 seconds, got NaN'), \
+    ('ConfigError', 'heartbeat interval must be at least 0.001 seconds, got 0'), \
+    ('ConfigError', 'heartbeat interval must be at least 0.001 seconds, got NaN'), \
     ('IndexError', 'metrics slot 3 of 1 does not exist'), \
     None]";

@@ -48,7 +48,7 @@ pub enum ServerAddr {
 }
 
 /// Polled for readiness apart from accepting, so that a worker can leave a pending
-/// connection to a sibling (`server::balance`).
+/// connection to a sibling (`transport::balance`).
 pub enum Listener {
     Tcp(AsyncFd<std::net::TcpListener>),
     Unix(AsyncFd<std::os::unix::net::UnixListener>, String),

@@ -6,20 +6,29 @@ use std::sync::{mpsc, Mutex};
 
 use crate::wsgi::pool::{Lease, Run};
 
+/// What juggler's `config.wsgi` is: an object with the pool's options as attributes.
+fn pool_options(
+    py: Python<'_>,
+    threads: usize,
+    queue_size: usize,
+    timeout_write: f64,
+) -> Bound<'_, PyAny> {
+    let pool = PyDict::new(py);
+    pool.set_item("threads", threads).expect("threads");
+    pool.set_item("queue_size", queue_size).expect("queue");
+    pool.set_item("timeout_write", timeout_write)
+        .expect("timeout");
+    py.import("types")
+        .and_then(|types| types.getattr("SimpleNamespace"))
+        .and_then(|ns| ns.call((), Some(&pool)))
+        .expect("namespace")
+}
+
 #[test]
 fn the_interface_refuses_no_threads_and_bad_write_timeouts() {
     with_py(|py| {
         let make = |threads: usize, timeout: f64| {
-            // What juggler's `config.wsgi` is: an object with the options as attributes.
-            let pool = PyDict::new(py);
-            pool.set_item("threads", threads).expect("threads");
-            pool.set_item("queue_size", 4).expect("queue");
-            pool.set_item("timeout_write", timeout).expect("timeout");
-            let pool = py
-                .import("types")
-                .and_then(|types| types.getattr("SimpleNamespace"))
-                .and_then(|ns| ns.call((), Some(&pool)))
-                .expect("namespace");
+            let pool = pool_options(py, threads, 4, timeout);
             let args = (py.None(), py.None(), py.None(), py.None(), py.None(), pool);
             py.get_type::<WsgiInterface>().call1(args).map(|i| {
                 let i = i.downcast_into::<WsgiInterface>().expect("type");
@@ -192,14 +201,11 @@ fn server_is_built_from_its_keywords_or_raises_before_building_anything() {
             .import("asyncio")
             .and_then(|a| a.call_method0("new_event_loop"))
             .expect("loop");
-        let kwargs = PyDict::new(py);
-        kwargs.set_item("threads", 1).expect("threads");
-        kwargs.set_item("queue_size", 1).expect("queue");
-        kwargs.set_item("write_timeout", 0.0).expect("timeout");
-        let args = (py.None(), event_loop, py.None(), py.None(), py.None());
+        let pool = pool_options(py, 1, 1, 0.0);
+        let args = (py.None(), event_loop, py.None(), py.None(), py.None(), pool);
         let iface = py
             .get_type::<WsgiInterface>()
-            .call(args, Some(&kwargs))
+            .call1(args)
             .expect("interface");
         assert_eq!(server_keyword_outcomes(py, &iface), SERVER_KEYWORD_OUTCOMES);
     })

@@ -168,7 +168,7 @@ mod tests {
             assert!(err.is_instance_of::<pyo3::exceptions::PyValueError>(py));
             assert_eq!(
                 err.value(py).to_string(),
-                "invalid option: heartbeat interval must be at least 0.001 seconds, got 0"
+                "heartbeat interval must be at least 0.001 seconds, got 0"
             );
         });
     }
