@@ -136,6 +136,7 @@ class AsgiInterface:
         metrics_slot: tuple[Metrics, int] | None = None,
         heartbeat: tuple[float, Callable[[Server], object]] | None = None,
         on_request_limit: Callable[[Server], object] | None = None,
+        own_socket: bool = False,
     ) -> Server: ...
 
 @final
@@ -160,6 +161,7 @@ class WsgiInterface:
         metrics_slot: tuple[Metrics, int] | None = None,
         heartbeat: tuple[float, Callable[[Server], object]] | None = None,
         on_request_limit: Callable[[Server], object] | None = None,
+        own_socket: bool = False,
     ) -> Server: ...
 
 @final

@@ -300,9 +300,12 @@ class Supervisor:
     def _close_gate(self) -> None:
         """From now on the kernel completes no new connection on the shared socket, and the
         workers serve the ones already queued before they stop (``src/transport/gate.rs``):
-        otherwise closing the socket would reset them, requests and all."""
+        otherwise closing the socket would reset them, requests and all. Not on a UNIX socket,
+        which never consults the filter, nor on an inherited one (``--fd``, systemd's socket
+        activation): that socket, its queue and its filter outlive juggler, and the next server
+        takes the queue."""
         sock = self.spec.sock
-        if sock is None or sock.family == socket.AF_UNIX:
+        if sock is None or sock.family == socket.AF_UNIX or self.config.fd is not None:
             return
         try:
             _juggler.close_gate(sock.fileno())

@@ -129,6 +129,7 @@ class Worker:
                 else None
             ),
             on_request_limit=self._request_limit_reached if self.max_requests else None,
+            own_socket=bool(config.reuse_port),
         )
 
     def _on_signal(self, signame: str) -> None:

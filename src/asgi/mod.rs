@@ -69,7 +69,7 @@ impl AsgiInterface {
 
     /// A server for this app on the listening socket `fd`, with everything it serves with
     /// (see `ServerOptions`); raises before building anything if an option is bad.
-    #[pyo3(signature = (config, fd, unix, *, tls=None, load_slot=None, metrics_slot=None, heartbeat=None, on_request_limit=None))]
+    #[pyo3(signature = (config, fd, unix, *, tls=None, load_slot=None, metrics_slot=None, heartbeat=None, on_request_limit=None, own_socket=false))]
     #[allow(clippy::too_many_arguments)] // Python's keywords
     fn server(
         &self,
@@ -82,6 +82,7 @@ impl AsgiInterface {
         metrics_slot: Option<(Bound<'_, Metrics>, usize)>,
         heartbeat: Option<(f64, PyObject)>,
         on_request_limit: Option<PyObject>,
+        own_socket: bool,
     ) -> PyResult<Server> {
         let options = ServerOptions::new(
             tls.as_ref(),
@@ -89,6 +90,7 @@ impl AsgiInterface {
             metrics_slot,
             heartbeat,
             on_request_limit,
+            own_socket,
         )?;
         let event_loop = self.event_loop.bind(py);
         let (host, loggers) =

@@ -7,7 +7,6 @@
 pub mod options;
 pub mod timers;
 
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -25,7 +24,8 @@ use crate::error::Error;
 use crate::http::conn::HttpProtocol;
 use crate::http::Http;
 use crate::metrics::Slot;
-use crate::transport::{listener, Phase};
+use crate::transport::listener::{self, ListenSocket};
+use crate::transport::Phase;
 use options::Heartbeat;
 pub use options::ServerOptions;
 use timers::every;
@@ -46,8 +46,8 @@ pub struct Server {
     metrics: Option<Slot>,
     /// With `--loop-watchdog`: the watchdog (its thread is `watchdog_thread`).
     watchdog: Option<Arc<Watchdog>>,
-    /// The listening socket (and whether it is a unix one) until `start()` takes it.
-    listener: Mutex<Option<(OwnedFd, bool)>>,
+    /// The listening socket until `start()` takes it.
+    listener: Mutex<Option<ListenSocket>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     watchdog_thread: Mutex<Option<JoinHandle<()>>>,
     batch: Mutex<Vec<LoopEvent>>,
@@ -94,6 +94,7 @@ impl Server {
             metrics,
             heartbeat,
             on_request_limit,
+            own_socket,
         } = options;
         if let Some(balance) = balance {
             host.registry.set_balance(balance);
@@ -111,7 +112,11 @@ impl Server {
             on_request_limit,
             metrics,
             watchdog,
-            listener: Mutex::new(Some((listener, unix))),
+            listener: Mutex::new(Some(ListenSocket {
+                fd: listener,
+                unix,
+                own: own_socket,
+            })),
             thread: Mutex::new(None),
             watchdog_thread: Mutex::new(None),
             batch: Mutex::new(Vec::with_capacity(64)),
@@ -158,7 +163,7 @@ impl Server {
 
     /// Starts accepting on a Tokio thread of its own.
     fn start(&self) -> PyResult<()> {
-        let (fd, unix) = self
+        let socket = self
             .listener
             .lock()
             .take()
@@ -202,8 +207,7 @@ impl Server {
             .clone()
             .map(|slot| timers::sample_gauges(slot, self.host.lag.clone(), self.interface.clone()));
         let handle = crate::transport::spawn_io_thread(
-            fd,
-            unix,
+            socket,
             self.host.registry.clone(),
             Arc::new(HttpProtocol::new(http)),
             self.tls.clone(),

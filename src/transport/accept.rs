@@ -50,8 +50,10 @@ const DEFER: Duration = Duration::from_millis(2);
 /// At most this many connections queued on a private socket are taken in as it closes.
 const MAX_DRAIN_ACCEPTS: usize = 4096;
 
+/// `own`: the socket is this worker's alone (`--reuse-port`), not shared with siblings.
 pub async fn accept_loop<S: ServeConnection>(
     listener: Listener,
+    own: bool,
     registry: Arc<Registry>,
     protocol: Arc<S>,
     tls: Option<TlsAcceptor>,
@@ -109,7 +111,6 @@ pub async fn accept_loop<S: ServeConnection>(
     // closed its gate for a stop. A worker that retires alone from a shared socket leaves the
     // queue to the siblings that go on (the gate is open).
     let draining = *phase.borrow() == Phase::Draining;
-    let own = registry.balance().is_none();
     if draining && own {
         if let Err(e) = gate::close(listener.raw_fd()) {
             registry.report().log(
@@ -120,7 +121,10 @@ pub async fn accept_loop<S: ServeConnection>(
     }
     let serve_queue = draining && (own || gate::is_closed(listener.raw_fd()));
     if serve_queue {
-        take_queue(&listener, &registry, &protocol, tls.as_ref());
+        // Not through readiness: Tokio may not have seen the listener's latest event yet.
+        if let Err(e) = take_queue(&listener, true, &registry, &protocol, tls.as_ref()) {
+            accept_failed(&registry, &mut errors, &e).await;
+        }
     }
     // The shared socket stays open in the supervisor until the workers are gone: a handshake
     // completed as the gate closed may still land in its queue, and is taken. Any other
@@ -146,10 +150,10 @@ pub async fn accept_loop<S: ServeConnection>(
             }
             Some(Ok(())) = ready(gated.as_ref()) => {
                 if let Some(listener) = &gated {
-                    take_queue(listener, &registry, &protocol, tls.as_ref());
+                    if let Err(e) = take_queue(listener, false, &registry, &protocol, tls.as_ref()) {
+                        accept_failed(&registry, &mut errors, &e).await;
+                    }
                 }
-                // Readiness is level-triggered: what a sibling takes first is not ours to wait on.
-                tokio::time::sleep(RETRY_AFTER_FAILURE).await;
                 continue;
             }
         }
@@ -170,20 +174,25 @@ async fn ready(listener: Option<&Listener>) -> Option<std::io::Result<()>> {
     }
 }
 
-/// Takes in every connection queued on the listener now, without balancing. Bounded, since
-/// an open gate lets the kernel go on filling the queue.
+/// Takes in every connection queued on the listener now, without balancing, until the queue
+/// is empty or an accept fails. Bounded, since an open gate lets the kernel go on filling the
+/// queue. `direct`: accept whatever Tokio knows of the listener's readiness; otherwise an
+/// empty queue clears that readiness, so that the next wait is for a new connection.
 fn take_queue<S: ServeConnection>(
     listener: &Listener,
+    direct: bool,
     registry: &Arc<Registry>,
     protocol: &Arc<S>,
     tls: Option<&TlsAcceptor>,
-) {
+) -> std::io::Result<()> {
     for _ in 0..MAX_DRAIN_ACCEPTS {
-        let Ok(Some((io, info))) = listener.try_accept(true) else {
-            break;
-        };
-        spawn_connection(registry, protocol, tls, io, info);
+        match listener.try_accept(direct) {
+            Ok(Some((io, info))) => spawn_connection(registry, protocol, tls, io, info),
+            Ok(None) => break,
+            Err(e) => return Err(e),
+        }
     }
+    Ok(())
 }
 
 /// Serves an accepted connection on a task of its own, counted as open while it lives.

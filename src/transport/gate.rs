@@ -1,5 +1,6 @@
 //! The gate of a listening TCP socket that is about to close for good: a socket filter that
-//! drops every packet reaching it, so that new connection attempts (SYNs) go unanswered.
+//! drops the connection attempts (SYNs without ACK) reaching it, so that they go unanswered,
+//! while the last packet of a handshake already under way still completes it into the queue.
 //!
 //! Why: the kernel completes handshakes on a listening socket by itself, and closing the
 //! socket resets every connection still queued on it, requests already sent included (16 of
@@ -7,29 +8,42 @@
 //! queue stops growing; the workers serve what it holds, and a client that tried meanwhile
 //! sends its SYN again a second later, when the port is closed and refuses it, or served by
 //! the next server: it waits, and is never accepted then reset. Connections already queued
-//! are not affected: the filter sees only packets for the listener itself.
+//! are not affected: the filter sees only packets for the listener itself. A handshake the
+//! gate caught half-way (SYN answered, ACK still on its way) completes into the queue, where
+//! the draining workers take it: dropping that ACK too would leave a client that believes it
+//! is connected to be reset when the socket closes.
 //!
 //! The filter belongs to the socket, not to the descriptor, so a gate the supervisor closes on
 //! the shared socket is seen by every worker holding a copy ([`is_closed`]), which is how a
 //! worker tells a stop (serve the queue) from its own retirement (leave it to the others).
-//! UNIX sockets take no such filter: for them the gate is a no-op.
+//! A UNIX socket accepts the filter but never consults it for a connection, so the callers
+//! close no gate on one (its queue is still reset when it closes). Neither is one closed on a
+//! socket juggler inherited (`--fd`, systemd's socket activation): that socket outlives
+//! juggler, queue and all, and keeps its filter, which would leave the next server deaf.
 
 use std::io;
 use std::os::fd::RawFd;
 
-/// `BPF_RET | BPF_K` with `k = 0`: accept zero bytes of the packet, i.e. drop it.
-const DROP_ALL: libc::sock_filter = libc::sock_filter {
-    code: 0x06,
-    jt: 0,
-    jf: 0,
-    k: 0,
-};
+const fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+/// The classic BPF program, run on each packet for the listener, with the TCP header at
+/// offset 0: drop a SYN without ACK (a new connection attempt), keep anything else whole.
+const DROP_SYNS: [libc::sock_filter; 5] = [
+    // A = the TCP flags byte.
+    op(0x30, 0, 0, 13),       // BPF_LD | BPF_B | BPF_ABS
+    op(0x54, 0, 0, 0x12),     // BPF_ALU | BPF_AND | BPF_K: SYN and ACK only
+    op(0x15, 1, 0, 0x02),     // BPF_JMP | BPF_JEQ | BPF_K: SYN alone? then drop
+    op(0x06, 0, 0, u32::MAX), // BPF_RET | BPF_K: keep the whole packet
+    op(0x06, 0, 0, 0),        // BPF_RET | BPF_K: keep nothing, i.e. drop
+];
 
 /// Closes the gate of the listening socket `fd`: from now on it completes no handshake.
 pub fn close(fd: RawFd) -> io::Result<()> {
-    let mut program = [DROP_ALL];
+    let mut program = DROP_SYNS;
     let fprog = libc::sock_fprog {
-        len: 1,
+        len: program.len() as u16,
         filter: program.as_mut_ptr(),
     };
     // SAFETY: the kernel copies the program during the call; `fprog` and `program` outlive it,

@@ -47,6 +47,15 @@ pub enum ServerAddr {
     Unix(String),
 }
 
+/// A listening socket for the I/O thread to adopt.
+pub struct ListenSocket {
+    pub fd: OwnedFd,
+    pub unix: bool,
+    /// This worker alone listens on it (`--reuse-port`); otherwise it is shared with the
+    /// sibling workers and the supervisor, which decides when its gate closes.
+    pub own: bool,
+}
+
 /// Polled for readiness apart from accepting, so that a worker can leave a pending
 /// connection to a sibling (`transport::balance`).
 pub enum Listener {

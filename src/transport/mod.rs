@@ -11,7 +11,6 @@ pub mod registry;
 pub mod tls;
 
 use std::io;
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -24,8 +23,7 @@ pub use registry::{LogLevel, Phase, Registry, Report, Token};
 /// sleep (the bridge delivers held-back wake-ups there); `on_start` runs inside the runtime
 /// before the first accept (to spawn helper tasks).
 pub fn spawn_io_thread<S: ServeConnection>(
-    fd: OwnedFd,
-    unix: bool,
+    socket: listener::ListenSocket,
     registry: Arc<Registry>,
     protocol: Arc<S>,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -40,7 +38,7 @@ pub fn spawn_io_thread<S: ServeConnection>(
         .build()?;
     let listener = {
         let _guard = rt.enter();
-        listener::Listener::adopt(fd, unix)?
+        listener::Listener::adopt(socket.fd, socket.unix)?
     };
     std::thread::Builder::new()
         .name("juggler-io".into())
@@ -48,7 +46,7 @@ pub fn spawn_io_thread<S: ServeConnection>(
             rt.block_on(async move {
                 on_start();
                 let tls = tls.map(tokio_rustls::TlsAcceptor::from);
-                accept::accept_loop(listener, registry, protocol, tls).await;
+                accept::accept_loop(listener, socket.own, registry, protocol, tls).await;
             });
             // The thread ends without parking again: deliver what it held back.
             on_park();

@@ -73,7 +73,7 @@ impl WsgiInterface {
 
     /// A server for this app on the listening socket `fd`, with everything it serves with
     /// (see `ServerOptions`); raises before building anything if an option is bad.
-    #[pyo3(signature = (config, fd, unix, *, tls=None, load_slot=None, metrics_slot=None, heartbeat=None, on_request_limit=None))]
+    #[pyo3(signature = (config, fd, unix, *, tls=None, load_slot=None, metrics_slot=None, heartbeat=None, on_request_limit=None, own_socket=false))]
     #[allow(clippy::too_many_arguments)] // Python's keywords
     fn server(
         &self,
@@ -86,6 +86,7 @@ impl WsgiInterface {
         metrics_slot: Option<(Bound<'_, Metrics>, usize)>,
         heartbeat: Option<(f64, PyObject)>,
         on_request_limit: Option<PyObject>,
+        own_socket: bool,
     ) -> PyResult<Server> {
         let options = ServerOptions::new(
             tls.as_ref(),
@@ -93,6 +94,7 @@ impl WsgiInterface {
             metrics_slot,
             heartbeat,
             on_request_limit,
+            own_socket,
         )?;
         let (host, loggers) =
             Host::with_loggers(py, &config, &self.error_logger, &self.access_logger)?;

@@ -5,6 +5,8 @@ measures the same against the peers)."""
 
 from __future__ import annotations
 
+import re
+import signal
 import socket
 import threading
 import time
@@ -86,3 +88,28 @@ def test_a_graceful_stop_under_load_loses_no_request(juggler, app, path, extra):
         assert not lost, f"lost in a stop: {lost} (all: {dict(outcomes)})"
         assert outcomes["answered"] >= 2 * CLIENTS
         assert outcomes["refused"] == CLIENTS, "every client ends refused by a closed port"
+
+
+def test_a_worker_beyond_the_balancing_slots_retires_without_closing_the_shared_gate(juggler):
+    # Eight slots share connection counts; a ninth worker (SIGTTIN) serves unbalanced. When it
+    # retires in a reload, the shared socket must stay open to the new workers: only the
+    # supervisor closes its gate, and only for a stop.
+    j = juggler("workers_app:app", "--workers", "1", "--no-access-log").ready()
+    for n in range(2, 10):
+        j.proc.send_signal(signal.SIGTTIN)
+        j.wait_for(f"Received SIGTTIN: {n} workers")
+    deadline = time.monotonic() + 60
+    while len(j.workers()) < 9 or len(re.findall(r"Worker \[\d+\] started", j.output)) < 9:
+        assert time.monotonic() < deadline, j.output
+        time.sleep(0.05)
+    old = set(j.workers())
+    j.mark_test_start()
+    j.proc.send_signal(signal.SIGHUP)
+    for pid in old:
+        j.wait_for(rf"Worker \[{pid}\] stopped", timeout=60)
+    # Every retired worker is gone; the new ones must still be handed connections.
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", j.port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            assert s.recv(64).startswith(b"HTTP/1.1 200")
+    assert j.stop() == 0

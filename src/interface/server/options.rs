@@ -27,6 +27,10 @@ pub struct ServerOptions {
     pub heartbeat: Option<Heartbeat>,
     /// Called with the server, on the loop thread, once `--max-requests` is reached.
     pub on_request_limit: Option<PyObject>,
+    /// The listening socket is this worker's alone (`--reuse-port`): on a stop it closes the
+    /// socket's gate itself (`transport::gate`), which on a shared socket is the supervisor's
+    /// to do.
+    pub own_socket: bool,
 }
 
 /// Calls `callback(server)` on the loop thread every `period`, from a timer on the I/O
@@ -67,6 +71,7 @@ impl ServerOptions {
         metrics_slot: Option<(Bound<'_, Metrics>, usize)>,
         heartbeat: Option<(f64, PyObject)>,
         on_request_limit: Option<PyObject>,
+        own_socket: bool,
     ) -> Result<Self, BadOption> {
         Ok(Self {
             tls: tls.map(|t| t.get().config.clone()),
@@ -85,6 +90,7 @@ impl ServerOptions {
                 })
                 .transpose()?,
             on_request_limit,
+            own_socket,
         })
     }
 }

@@ -95,6 +95,7 @@ fn no_options() -> ServerOptions {
         metrics: None,
         heartbeat: None,
         on_request_limit: None,
+        own_socket: false,
     }
 }
 
@@ -189,7 +190,7 @@ fn the_load_and_metrics_slots_are_joined_when_built() {
         let load = Bound::new(py, LoadSlots(slots.clone())).expect("slots");
         let metrics = Bound::new(py, Metrics(area)).expect("metrics");
         let built = build(py, |_| {
-            ServerOptions::new(None, Some((load, 1)), Some((metrics, 1)), None, None)
+            ServerOptions::new(None, Some((load, 1)), Some((metrics, 1)), None, None, false)
                 .expect("options")
         });
         let server = built.server.get();
