@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 
 use crate::error::Error;
 use crate::log_format::LogFormat;
-use crate::options::{CoreOptions, Limits};
+use crate::options::{seconds, CoreOptions, Limits};
 use crate::trusted::TrustedPeers;
 
 /// Frozen core settings, built from the options `python/juggler/config.py` declares (see
@@ -179,16 +179,6 @@ impl WsConfig {
             per_message_deflate,
         })
     }
-}
-
-/// 0 means off; anything else must be a finite non-negative number of seconds.
-pub(crate) fn seconds(flag: &str, value: f64) -> Result<Option<Duration>, Error> {
-    if !value.is_finite() || value < 0.0 {
-        return Err(Error::Config(format!(
-            "{flag} must be a non-negative number of seconds, got {value}"
-        )));
-    }
-    Ok((value > 0.0).then(|| Duration::from_secs_f64(value)))
 }
 
 /// `None` and 0 mean off; anything else must be a finite positive number of seconds.
@@ -380,6 +370,8 @@ impl CoreConfig {
                 .proxy
                 .forwarded_allow_ips
                 .as_deref()
+                // Empty (an unset variable in an env file) is the default, as it always was.
+                .filter(|list| !list.trim().is_empty())
                 .unwrap_or("127.0.0.1");
             let peers = TrustedPeers::parse(&[trusted])?;
             config.proxy = (!peers.is_empty()).then_some(peers);

@@ -160,16 +160,10 @@ impl Wsgi {
         if self.queue_size == Some(0) {
             return Err(Error::Config("--queue-size must be at least 1".into()));
         }
-        let wait = self.timeout_write;
-        if !wait.is_finite() || wait < 0.0 {
-            return Err(Error::Config(format!(
-                "--timeout-write must be a non-negative number of seconds, got {wait}"
-            )));
-        }
         Ok(PoolSize {
             threads: self.threads,
             queue_size: self.queue_size.unwrap_or(4 * self.threads),
-            write_timeout: (wait > 0.0).then(|| Duration::from_secs_f64(wait)),
+            write_timeout: seconds("--timeout-write", self.timeout_write)?,
         })
     }
 }
@@ -208,4 +202,19 @@ mod tests {
             assert!(message.starts_with(flag), "{message}");
         }
     }
+}
+
+/// 0 means off; anything else must be a finite non-negative number of seconds.
+pub(crate) fn seconds(flag: &str, value: f64) -> Result<Option<Duration>, Error> {
+    if !value.is_finite() || value < 0.0 {
+        return Err(Error::Config(format!(
+            "{flag} must be a non-negative number of seconds, got {value}"
+        )));
+    }
+    if value == 0.0 {
+        return Ok(None);
+    }
+    Duration::try_from_secs_f64(value)
+        .map(Some)
+        .map_err(|_| Error::Config(format!("{flag} is too long: {value} seconds")))
 }

@@ -607,7 +607,7 @@ OPTIONS: tuple[Option, ...] = (
         "h2_max_concurrent_streams",
         100,
         "Most HTTP/2 streams a client may have open at once on one connection.",
-        POSITIVE,
+        integer(1, 2**32 - 1),
         group="http2",
         section="protocols",
         doc="most HTTP/2 streams one connection may have open at once",

@@ -20,7 +20,7 @@ pub struct ConnInfo {
     /// request (ASGI keeps its `client`/`server` tuples here); the transport never looks in.
     pub derived: OnceLock<Box<dyn Any + Send + Sync>>,
     /// The protocol layer refused a request on this connection (400, 431) and closes it while
-    /// the client may still be sending: its close lingers (`server::linger`).
+    /// the client may still be sending: its close lingers (`transport::linger`).
     pub refused: AtomicBool,
     /// Served over TLS (set before the handshake): `https`/`wss` in the scope.
     pub secure: AtomicBool,

@@ -86,7 +86,7 @@ impl Registry {
         self.balance.get()
     }
 
-    /// Counts connections (and, through [`super::counted`], their bytes) in `slot`; before
+    /// Counts connections (and, through [`crate::watched_io`], their bytes) in `slot`; before
     /// the accept loop starts.
     pub fn set_metrics(&self, slot: Slot) {
         let _ = self.metrics.set(slot);

@@ -159,6 +159,9 @@ def _core(**options):
         ({"access_log_format": "%(h)s", "access_log_json": True}, "--access-log-json"),
         ({"header": ["bad name:x"]}, "--header: invalid name"),
         ({"forwarded_allow_ips": "10.0.0.300"}, "--forwarded-allow-ips"),
+        # Finite, but more seconds than a Duration holds: an error, not a panic.
+        ({"timeout_keep_alive": 1e20}, "--timeout-keep-alive is too long"),
+        ({"timeout_request": "inf"}, "--timeout-request must be a non-negative number"),
     ],
 )
 def test_the_core_raises_config_error_naming_the_flag(options, flag):
@@ -178,6 +181,25 @@ def test_the_core_checks_what_python_let_through():
     with pytest.raises(ConfigError, match="--threads must be at least 1"):
         wsgi = SimpleNamespace(threads=0, queue_size=None, timeout_write=1.0)
         _juggler.WsgiInterface(None, None, None, None, None, wsgi)
+
+
+def test_a_huge_write_timeout_is_an_error_naming_its_flag():
+    wsgi = SimpleNamespace(threads=1, queue_size=None, timeout_write=1e20)
+    with pytest.raises(ConfigError, match="--timeout-write is too long"):
+        _juggler.WsgiInterface(None, None, None, None, None, wsgi)
+
+
+def test_more_http2_streams_than_the_protocol_counts_is_refused_in_python():
+    with pytest.raises(ConfigError, match="--h2-max-concurrent-streams"):
+        Config.resolve("x:app", {"h2_max_concurrent_streams": 2**32}, env={})
+    assert Config.resolve("x:app", {"h2_max_concurrent_streams": 2**32 - 1}, env={})
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_trusted_list_means_the_default_loopback(empty):
+    # As before the options were regrouped: JUGGLER_FORWARDED_ALLOW_IPS= in an env file.
+    assert repr(_core(forwarded_allow_ips=empty)) == repr(_core())
+    assert "127.0.0.1" in repr(_core(forwarded_allow_ips=empty))
 
 
 def vars_of(group):
