@@ -27,3 +27,19 @@ def test_the_soft_limit_is_raised_to_the_hard_one_and_logged_at_debug():
     assert soft == hard_before
     if hard_before > 256:
         assert f"Open files limit raised from 256 to {hard_before}." in proc.stderr
+
+
+def test_a_huge_hard_limit_is_not_handed_on_whole(monkeypatch):
+    import resource
+
+    from juggler import rlimits
+
+    calls = []
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 2**30))
+    monkeypatch.setattr(resource, "setrlimit", lambda _, limits: calls.append(limits))
+    rlimits.raise_open_files_limit()
+    assert calls == [(rlimits.MAX_OPEN_FILES, 2**30)]
+    calls.clear()
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (rlimits.MAX_OPEN_FILES, 2**30))
+    rlimits.raise_open_files_limit()
+    assert calls == [], "already as high as it goes"
