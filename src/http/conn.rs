@@ -25,9 +25,9 @@ use crate::watched_io::Watched;
 /// connection opened ahead of time (a browser's preconnect) delays the drain.
 const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
-/// How long an HTTP/2 connection may idle without a stream when keep-alive is off
-/// (`--timeout-keep-alive 0`): HTTP/2 has no one-request connections, so it gets the
-/// default keep-alive.
+/// How long a connection may wait for its first bytes (to sniff its version), and an HTTP/2
+/// one may idle without a stream, when keep-alive is off (`--timeout-keep-alive 0`): neither
+/// has a request to close after, so both get the default keep-alive.
 const IDLE_WITHOUT_KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// HTTP for the transport's accept loop.
@@ -182,7 +182,7 @@ impl HttpProtocol {
             .http
             .config
             .timeout_keep_alive
-            .unwrap_or(Duration::from_secs(5));
+            .unwrap_or(IDLE_WITHOUT_KEEP_ALIVE);
         let give_up = async {
             let mut limit = Box::pin(tokio::time::sleep(idle));
             loop {
