@@ -168,6 +168,21 @@ impl Wsgi {
     }
 }
 
+/// 0 means off; anything else must be a finite non-negative number of seconds.
+pub(crate) fn seconds(flag: &str, value: f64) -> Result<Option<Duration>, Error> {
+    if !value.is_finite() || value < 0.0 {
+        return Err(Error::Config(format!(
+            "{flag} must be a non-negative number of seconds, got {value}"
+        )));
+    }
+    if value == 0.0 {
+        return Ok(None);
+    }
+    Duration::try_from_secs_f64(value)
+        .map(Some)
+        .map_err(|_| Error::Config(format!("{flag} is too long: {value} seconds")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,19 +217,4 @@ mod tests {
             assert!(message.starts_with(flag), "{message}");
         }
     }
-}
-
-/// 0 means off; anything else must be a finite non-negative number of seconds.
-pub(crate) fn seconds(flag: &str, value: f64) -> Result<Option<Duration>, Error> {
-    if !value.is_finite() || value < 0.0 {
-        return Err(Error::Config(format!(
-            "{flag} must be a non-negative number of seconds, got {value}"
-        )));
-    }
-    if value == 0.0 {
-        return Ok(None);
-    }
-    Duration::try_from_secs_f64(value)
-        .map(Some)
-        .map_err(|_| Error::Config(format!("{flag} is too long: {value} seconds")))
 }
