@@ -7,6 +7,9 @@
 
 The worker writes without blocking: if the supervisor fell behind by a whole pipe buffer, a
 heartbeat is dropped rather than stalling the event loop (the next one carries the same news).
+
+The other way, the supervisor signals: SIGTERM (drain), SIGQUIT (stop at once), and
+``LEAVE_SIGNAL`` (fail health checks from now on, and go on serving: ``--shutdown-delay``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,12 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import signal
+
+#: The supervisor tells a ready worker to fail its health checks while it goes on serving.
+#: Ignored in a worker until its handler is installed (``forking.py``), so that a worker still
+#: loading its app is not killed by it.
+LEAVE_SIGNAL = signal.SIGUSR1
 
 
 def beat_interval(timeout_worker: float) -> float:

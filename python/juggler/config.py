@@ -404,6 +404,19 @@ OPTIONS: tuple[Option, ...] = (
         doc="on SIGTERM/SIGINT, seconds to wait for in-flight requests before cancelling them",
     ),
     Option(
+        "shutdown_delay",
+        0.0,
+        "On SIGTERM/SIGINT, first go on serving this long while --health-path answers 503, so"
+        " that load balancers stop sending here; a second signal skips the rest.",
+        seconds,
+        metavar="SECONDS",
+        doc=(
+            "on SIGTERM/SIGINT, seconds to go on serving while `--health-path` answers 503, for"
+            " load balancers (a Kubernetes readiness probe) to stop sending here, before the"
+            " graceful stop begins; a second SIGTERM or SIGINT skips the rest"
+        ),
+    ),
+    Option(
         "limit_concurrency",
         None,
         "Answer 503 once this many requests are in flight.",

@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterable
 
+from .channel import LEAVE_SIGNAL
 from .logging import error_logger
 
 _PR_SET_PDEATHSIG = 1
@@ -71,7 +72,7 @@ def _reset_signals() -> None:
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
-    for sig in (signal.SIGINT, signal.SIGTTIN, signal.SIGTTOU):
+    for sig in (signal.SIGINT, signal.SIGTTIN, signal.SIGTTOU, LEAVE_SIGNAL):
         signal.signal(sig, signal.SIG_IGN)
 
 

@@ -98,6 +98,8 @@ class Options:
     #: The app was loaded in the supervisor (--preload or an app object): a reload restarts
     #: workers without new code.
     preloaded: bool = False
+    #: --shutdown-delay: how long a stop first goes on serving with failing health checks.
+    shutdown_delay: float = 0.0
 
 
 # -- what the supervisor is told to do ------------------------------------------------------
@@ -157,6 +159,14 @@ class Announce:
 
 
 @dataclasses.dataclass(frozen=True)
+class Leave:
+    """Tell a worker to fail its health checks from now on, and to go on serving
+    (``--shutdown-delay``)."""
+
+    pid: int
+
+
+@dataclasses.dataclass(frozen=True)
 class CloseGate:
     """Stop the kernel completing new connections on the shared socket, so that the workers
     serve every one it queued before they stop: first thing in a stop, before any worker is
@@ -169,7 +179,15 @@ class StopReloader:
 
 
 Action: TypeAlias = (
-    Spawn | SendSignal | KillHung | ReportStalled | Log | Announce | StopReloader | CloseGate
+    Spawn
+    | SendSignal
+    | KillHung
+    | ReportStalled
+    | Log
+    | Announce
+    | StopReloader
+    | CloseGate
+    | Leave
 )
 
 
@@ -209,6 +227,8 @@ class Policy:
         self.target = options.workers
         #: How the supervisor stops, once it does.
         self.stopping: Stopping | None = None
+        #: During --shutdown-delay: when the graceful stop begins.
+        self.leaving_until: float | None = None
         self.exit_code = EXIT_OK
         #: A worker has been ready once: the app can start, so a later death is respawned.
         self.ever_ready = False
@@ -234,6 +254,9 @@ class Policy:
         worker.last_beat = now
         self.ever_ready = True
         actions: list[Action] = [_info("Worker [%d] started", worker.pid)]
+        if self.leaving_until is not None and not self.stopping:
+            # A replacement that got ready during the delay leaves with the others.
+            actions.append(Leave(worker.pid))
         if not self.announced and self._ready_count() >= self.target:
             self.announced = True
             actions.append(Announce())
@@ -248,7 +271,12 @@ class Policy:
     def on_recycle(self, worker: WorkerRecord, requests: int, now: float) -> list[Action]:
         """The worker reached --max-requests. It asks again with every beat, so a refusal
         (stopping, or replacing is paused) is only for now."""
-        if not worker.active or self.stopping or now < self.respawn_at:
+        if (
+            not worker.active
+            or self.stopping
+            or self.leaving_until is not None
+            or now < self.respawn_at
+        ):
             return []
         worker.phase = Phase.RETIRING
         worker.retire_reason = "recycled"
@@ -374,15 +402,22 @@ class Policy:
                     _info("Received SIGINT again: stopping at once"),
                     *self._begin_stop("fast", now),
                 ]
-            if not self.stopping:
+            if self.stopping:
+                return []
+            if self.leaving_until is not None:
                 return [
-                    _info("Received %s: shutting down gracefully", name),
+                    _info("Received %s again: skipping the rest of --shutdown-delay", name),
                     *self._begin_stop("graceful", now),
                 ]
-            return []
+            if self.options.shutdown_delay > 0:
+                return self._leave(name, now)
+            return [
+                _info("Received %s: shutting down gracefully", name),
+                *self._begin_stop("graceful", now),
+            ]
         if sig == signal.SIGQUIT:
             return [_info("Received SIGQUIT: stopping at once"), *self._begin_stop("fast", now)]
-        if self.stopping:
+        if self.stopping or self.leaving_until is not None:
             return []
         if sig == signal.SIGHUP:
             return self.reload("Received SIGHUP")
@@ -395,10 +430,30 @@ class Policy:
             return [_info("Received SIGTTOU: %d worker(s)", self.target)]
         return []
 
+    def _leave(self, name: str, now: float) -> list[Action]:
+        """The first part of a stop with --shutdown-delay: every ready worker fails its
+        health checks and goes on serving, until ``tick`` begins the graceful stop."""
+        delay = self.options.shutdown_delay
+        self.leaving_until = now + delay
+        actions: list[Action] = [
+            _info(
+                "Received %s: failing health checks for %g s (--shutdown-delay), then shutting"
+                " down gracefully",
+                name,
+                delay,
+            )
+        ]
+        # Only workers that got ready have the signal's handler; a worker still starting is
+        # told when it gets ready.
+        actions += [
+            Leave(w.pid) for w in self.workers.values() if w.phase in (Phase.READY, Phase.RETIRING)
+        ]
+        return actions
+
     def reload(self, why: str) -> list[Action]:
         """Replace every active worker: new ones are forked at once (even during a back-off),
         and the old ones retire once enough new ones are ready."""
-        if self.stopping:
+        if self.stopping or self.leaving_until is not None:
             return []
         old = [w for w in self.workers.values() if w.active]
         if self.options.preloaded:
@@ -452,6 +507,11 @@ class Policy:
         """What the time passing calls for, once per turn of the supervisor's loop (after the
         messages, signals and exits of the turn)."""
         actions = self._enforce_stop_deadlines(now)
+        if self.leaving_until is not None and not self.stopping and now >= self.leaving_until:
+            actions += [
+                _info("The --shutdown-delay is over: shutting down gracefully"),
+                *self._begin_stop("graceful", now),
+            ]
         if self.stopping:
             return actions
         actions += self._check_health(now)

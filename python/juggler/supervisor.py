@@ -22,7 +22,7 @@ from typing import Any
 
 from . import _juggler, metrics_endpoint, reloader, tls
 from . import logging as jlogging
-from .channel import Message, beat_interval
+from .channel import LEAVE_SIGNAL, Message, beat_interval
 from .children import WorkerProcess, WorkerSpec, read_stacks, spawn
 from .config import Config, ConfigError
 from .exit_codes import EXIT_APP_LOAD, EXIT_BAD_OPTION, EXIT_BIND_FAILED
@@ -36,6 +36,7 @@ from .policy import (
     Announce,
     CloseGate,
     KillHung,
+    Leave,
     Log,
     Options,
     Policy,
@@ -179,6 +180,7 @@ class Supervisor:
             timeout_worker=float(config.timeout_worker),
             timeout_graceful_shutdown=float(config.timeout_graceful_shutdown),
             preloaded=spec.app is not None,
+            shutdown_delay=float(config.shutdown_delay),
         )
         self.policy = Policy(options, self.workers, time.monotonic())
         self.signals: collections.deque[int] = collections.deque()
@@ -296,6 +298,9 @@ class Supervisor:
                         _kill_quietly(self.reloader_pid, signal.SIGTERM)
                 case CloseGate():
                     self._close_gate()
+                case Leave(pid):
+                    # Not _signal: a leaving worker keeps its place among its siblings.
+                    self.workers[pid].signal(LEAVE_SIGNAL)
 
     def _close_gate(self) -> None:
         """From now on the kernel completes no new connection on the shared socket, and the

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import _juggler, tls
 from . import logging as jlogging
-from .channel import WorkerChannel, beat_interval
+from .channel import LEAVE_SIGNAL, WorkerChannel, beat_interval
 from .config import Config
 from .exit_codes import EXIT_OK, EXIT_STARTUP_FAILED
 from .lifespan import Lifespan, LifespanFailed
@@ -132,6 +132,11 @@ class Worker:
             own_socket=bool(config.reuse_port),
         )
 
+    def _leave(self, server: _juggler.Server) -> None:
+        # Said once per worker: the supervisor logs the delay itself.
+        error_logger.debug("Worker [%d] fails its health checks from now on", os.getpid())
+        server.leave()
+
     def _on_signal(self, signame: str) -> None:
         assert self._stop is not None
         if signame == "SIGQUIT":
@@ -175,6 +180,7 @@ class Worker:
         loop.add_reader(server.fileno(), server.process)
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self._on_signal, sig.name)
+        loop.add_signal_handler(LEAVE_SIGNAL, self._leave, server)
         server.start()
         # The server holds its own duplicate. Closing this one now means that when the server
         # stops accepting, the worker holds the socket no more: with --reuse-port the kernel
@@ -185,7 +191,7 @@ class Worker:
             await self._stop.wait()
             await self._drain(server)
         finally:
-            for sig in STOP_SIGNALS:
+            for sig in (*STOP_SIGNALS, LEAVE_SIGNAL):
                 loop.remove_signal_handler(sig)
             server.abort()
             server.join()

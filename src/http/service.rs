@@ -15,7 +15,7 @@ use super::exchange::{DisconnectGuard, Exchange};
 use super::head_timer::{HeadClock, ResponseDone};
 use super::measure::Measure;
 use super::{forwarded, limits, timeout, upgrade, Head, Http, NewRequest, OwnAnswer};
-use crate::transport::{ConnInfo, Phase};
+use crate::transport::ConnInfo;
 
 pub(super) fn unavailable(http: &Http) -> Response<ResponseBody> {
     let mut r = plain_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
@@ -237,11 +237,10 @@ fn tell(
 /// `--health-path`: 200 while the worker serves, 503 once it drains, so that a load
 /// balancer takes it out of rotation before it goes.
 fn health(http: &Http) -> Response<ResponseBody> {
-    let mut r = match http.registry.phase() {
-        Phase::Running => plain_response(StatusCode::OK, "OK"),
-        Phase::Draining | Phase::Abort => {
-            plain_response(StatusCode::SERVICE_UNAVAILABLE, "Shutting down")
-        }
+    let mut r = if http.registry.unhealthy() {
+        plain_response(StatusCode::SERVICE_UNAVAILABLE, "Shutting down")
+    } else {
+        plain_response(StatusCode::OK, "OK")
     };
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

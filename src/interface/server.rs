@@ -274,6 +274,12 @@ impl Server {
         *this.batch.lock() = batch;
     }
 
+    /// Health checks (`--health-path`) answer 503 from now on, while everything else is served
+    /// as before: the load balancer's cue to stop sending here (`--shutdown-delay`).
+    fn leave(&self) {
+        self.host.registry.set_leaving();
+    }
+
     /// Stops accepting and lets open connections finish their current request.
     fn shutdown(&self) {
         self.host.registry.set_phase(Phase::Draining);

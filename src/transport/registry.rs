@@ -1,7 +1,7 @@
 //! What is open in one worker (connections, and app calls still running on their own threads),
 //! and the shutdown phase every connection watches.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::watch;
@@ -48,6 +48,8 @@ pub struct Registry {
     balance: OnceLock<Balance>,
     /// Where this worker counts its connections (`--metrics-bind`).
     metrics: OnceLock<Slot>,
+    /// The worker is leaving (`--shutdown-delay`): health checks fail while it still serves.
+    leaving: AtomicBool,
 }
 
 #[derive(Clone, Copy)]
@@ -73,6 +75,7 @@ impl Registry {
             report,
             balance: OnceLock::new(),
             metrics: OnceLock::new(),
+            leaving: AtomicBool::new(false),
         })
     }
 
@@ -118,6 +121,17 @@ impl Registry {
 
     pub fn subscribe(&self) -> watch::Receiver<Phase> {
         self.phase.subscribe()
+    }
+
+    /// From now on health checks fail, so that load balancers stop sending here, while
+    /// everything else is served as before; the drain comes later (`--shutdown-delay`).
+    pub fn set_leaving(&self) {
+        self.leaving.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether health checks should fail: leaving, or no longer running.
+    pub fn unhealthy(&self) -> bool {
+        self.leaving.load(Ordering::Relaxed) || self.phase() != Phase::Running
     }
 
     pub fn set_phase(&self, phase: Phase) {

@@ -113,3 +113,41 @@ def test_a_worker_beyond_the_balancing_slots_retires_without_closing_the_shared_
             s.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
             assert s.recv(64).startswith(b"HTTP/1.1 200")
     assert j.stop() == 0
+
+
+def _get(port: int, path: str) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".encode())
+        return int(s.recv(64).split()[1])
+
+
+def test_a_shutdown_delay_fails_health_checks_and_serves_on_until_it_is_over(juggler):
+    delay = 3.0
+    j = juggler(
+        "raw:app", "--workers", "2", "--health-path", "/health", "--shutdown-delay", str(delay)
+    ).ready()
+    assert _get(j.port, "/health") == 200
+    signalled = time.monotonic()
+    j.proc.send_signal(signal.SIGTERM)
+    j.wait_for(r"failing health checks for 3 s \(--shutdown-delay\)")
+    # Each worker hears it within moments; until the delay is over, the rest is served.
+    deadline = time.monotonic() + 2
+    while _get(j.port, "/health") != 503 or _get(j.port, "/health") != 503:
+        assert time.monotonic() < deadline, "health checks still pass"
+    while time.monotonic() < signalled + delay - 0.5:
+        assert _get(j.port, "/count") == 200, "served during the delay"
+        assert _get(j.port, "/health") == 503
+    assert j.proc.wait(30) == 0
+    assert time.monotonic() - signalled >= delay
+    assert "--shutdown-delay is over: shutting down gracefully" in j.output
+
+
+def test_a_second_signal_skips_the_shutdown_delay(juggler):
+    j = juggler("raw:app", "--health-path", "/health", "--shutdown-delay", "60").ready()
+    j.proc.send_signal(signal.SIGTERM)
+    j.wait_for("--shutdown-delay")
+    signalled = time.monotonic()
+    j.proc.send_signal(signal.SIGINT)
+    assert j.proc.wait(30) == 0
+    assert time.monotonic() - signalled < 30, "the delay was skipped"
+    assert "Received SIGINT again: skipping the rest of --shutdown-delay" in j.output

@@ -17,6 +17,7 @@ from juggler.policy import (
     Announce,
     CloseGate,
     KillHung,
+    Leave,
     Log,
     Options,
     Phase,
@@ -57,10 +58,13 @@ class Supervisor:
         timeout_worker: float = 0.0,
         timeout_graceful_shutdown: float = 30.0,
         preloaded: bool = False,
+        shutdown_delay: float = 0.0,
     ) -> None:
         self.now = 1000.0
         self.workers: dict[int, WorkerRecord] = {}
-        options = Options(workers, timeout_worker, timeout_graceful_shutdown, preloaded)
+        options = Options(
+            workers, timeout_worker, timeout_graceful_shutdown, preloaded, shutdown_delay
+        )
         self.policy = Policy(options, self.workers, self.now)
         self._pids = itertools.count(100)
 
@@ -970,3 +974,68 @@ def test_every_stop_closes_the_gate_once(sig: int):
     t = Supervisor(workers=1)
     t.serving()
     assert CloseGate() not in t.signal(signal.SIGHUP)
+
+
+# -- --shutdown-delay ------------------------------------------------------------------------
+
+
+def test_a_shutdown_delay_first_fails_health_checks_and_serves_on():
+    s = Supervisor(workers=2, shutdown_delay=5.0)
+    a, b = s.serving()
+    actions = s.signal(signal.SIGTERM)
+    assert messages(actions) == [
+        "Received SIGTERM: failing health checks for 5 s (--shutdown-delay), then shutting down"
+        " gracefully"
+    ]
+    assert [x for x in actions if isinstance(x, Leave)] == [Leave(a.pid), Leave(b.pid)]
+    assert signals(actions) == [] and CloseGate() not in actions, "nothing stops yet"
+    assert phases([a, b]) == [Phase.READY, Phase.READY]
+    s.advance(5.0 - TICK)
+    assert s.tick() == [], "not one tick before the delay is over"
+    s.advance(TICK)
+    actions = s.tick()
+    assert messages(actions)[0] == "The --shutdown-delay is over: shutting down gracefully"
+    assert CloseGate() in actions
+    assert signals(actions) == [(a.pid, SIGTERM), (b.pid, SIGTERM)]
+    assert s.policy.stopping == "graceful"
+
+
+@pytest.mark.parametrize("again", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_skips_the_rest_of_the_delay(again: int):
+    s = Supervisor(shutdown_delay=30.0)
+    (w,) = s.serving()
+    s.signal(signal.SIGINT)
+    s.advance(1.0)
+    actions = s.signal(again)
+    name = signal.Signals(again).name
+    assert messages(actions)[0] == f"Received {name} again: skipping the rest of --shutdown-delay"
+    assert signals(actions) == [(w.pid, SIGTERM)]
+    assert s.policy.stopping == "graceful"
+
+
+def test_sigquit_during_the_delay_stops_at_once():
+    s = Supervisor(shutdown_delay=30.0)
+    (w,) = s.serving()
+    s.signal(signal.SIGTERM)
+    assert signals(s.signal(signal.SIGQUIT)) == [(w.pid, SIGQUIT)]
+    assert s.policy.stopping == "fast"
+
+
+def test_during_the_delay_nothing_is_reloaded_or_recycled_and_replacements_leave_too():
+    s = Supervisor(workers=2, shutdown_delay=10.0)
+    a, b = s.serving()
+    starting = s.fork()  # a worker still loading its app has no handler for the signal yet
+    actions = s.signal(signal.SIGTERM)
+    assert Leave(starting.pid) not in actions
+    assert s.signal(signal.SIGHUP) == []
+    assert s.policy.on_recycle(a, 1000, s.now) == []
+    assert phases([a, b]) == [Phase.READY, Phase.READY]
+    assert Leave(starting.pid) in s.ready(starting), "told once it can hear it"
+
+
+def test_without_a_delay_a_stop_begins_at_once():
+    s = Supervisor(shutdown_delay=0.0)
+    (w,) = s.serving()
+    actions = s.signal(signal.SIGTERM)
+    assert not [x for x in actions if isinstance(x, Leave)]
+    assert signals(actions) == [(w.pid, SIGTERM)]

@@ -94,6 +94,24 @@ async fn the_health_path_is_200_while_running_and_503_once_draining() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_leaving_worker_fails_its_health_checks_and_serves_everything_else() {
+    let h = Harness::new(OK, |c| c.health_path = Some("/healthz".into()));
+    let mut client = h.connect();
+    assert_eq!(client.request(&get("/healthz")).await.status, 200);
+    h.registry().set_leaving();
+    let r = client.request(&get("/healthz")).await;
+    assert_eq!((r.status, r.text()), (503, "Shutting down"));
+    let r = client.request(&get("/")).await;
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "hello"),
+        "the app is still served"
+    );
+    let r = h.connect().request(&get("/")).await;
+    assert_eq!(r.status, 200, "and new connections still accepted");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_content_length_over_the_body_limit_is_413_before_the_app() {
     let h = Harness::new(OK, |c| c.limits.body = Some(10));
     let mut client = h.connect();
