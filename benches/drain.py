@@ -286,7 +286,13 @@ def main() -> int:
     )
     print(table)
     if args.output:
-        args.output.write_text(table + "\n")
+        args.output.write_text(
+            "# Requests lost in a restart\n\n"
+            "`python benches/drain.py` (see its docstring): 16 clients with a fresh connection"
+            " per request against a 50 ms handler; SIGTERM (or SIGHUP) after 1 s. *Refused* is"
+            " fine (the port was closed: a proxy retries elsewhere); *lost* means accepted by"
+            " the kernel, then reset or closed unanswered.\n\n" + table + "\n"
+        )
     return 0
 
 
