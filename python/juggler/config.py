@@ -519,15 +519,15 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "health_path",
         None,
-        "Answer GET/HEAD requests for this path in the server itself, without calling the app:"
-        " 200 while serving, 503 once shutting down.",
+        "Answer requests for this path in the server itself, without calling the app: 200 while"
+        " serving, 503 during --shutdown-delay and once shutting down.",
         url_path,
         metavar="PATH",
         group="responses",
         doc_default="none",
         doc=(
-            "answered by juggler itself without calling the app: 200 while serving, 503 while"
-            " draining"
+            "answered by juggler itself without calling the app: 200 while serving, 503 during"
+            " `--shutdown-delay` and while draining"
         ),
     ),
     Option(
