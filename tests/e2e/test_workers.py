@@ -116,7 +116,9 @@ def test_preload_imports_the_app_once_in_the_supervisor(juggler):
     j = juggler("workers_app:app", "--workers", "2", "--preload").ready()
     imported = [int(line.split()[-1]) for line in j.output.splitlines() if "imported" in line]
     assert imported == [j.proc.pid]
-    assert set(pids_of_held_connections(j.url, 2)) == set(j.workers())
+    # Both workers serve (without balancing one takes them all); more connections than
+    # workers, so that a nudged sibling slow to accept on a loaded machine does not decide it.
+    assert set(pids_of_held_connections(j.url, 6)) == set(j.workers())
     assert j.stop() == 0
 
 
