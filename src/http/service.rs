@@ -215,7 +215,7 @@ fn own(
     tell(http, Head::of(req), conn, forwarded.as_deref(), response)
 }
 
-fn tell(
+pub(super) fn tell(
     http: &Http,
     head: Head<'_>,
     conn: &ConnInfo,

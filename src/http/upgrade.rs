@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::body::{plain_response, ResponseBody};
 use super::exchange::Exchange;
-use super::{service, Http, NewRequest};
+use super::{service, Head, Http, NewRequest};
 use crate::config::WsConfig;
 use crate::transport::{ConnInfo, LogLevel, Phase};
 use crate::ws::handshake::{self, Refusal};
@@ -52,8 +52,17 @@ pub async fn handle(
         websocket: Some(session.clone()),
         forwarded,
     };
-    if http.dispatch.dispatch(request).is_err() {
-        return service::unavailable(&http);
+    if let Err(request) = http.dispatch.dispatch(request) {
+        // The app side is full: refused, and logged like every answer given without the app.
+        let head = Head::of_parts(&request.parts);
+        let forwarded = request.forwarded.as_deref();
+        return service::tell(
+            &http,
+            head,
+            &request.conn,
+            forwarded,
+            service::unavailable(&http),
+        );
     }
     http.registry.count_request();
 

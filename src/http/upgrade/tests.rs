@@ -104,6 +104,11 @@ async fn a_handshake_the_app_side_refuses_is_503() {
     let r = h.connect().request(HANDSHAKE).await;
     assert_eq!((r.status, r.text()), (503, "Service Unavailable"));
     assert_eq!(h.registry().requests(), 0);
+    assert_eq!(
+        h.stub.own_answers(),
+        [StatusCode::SERVICE_UNAVAILABLE],
+        "logged like the server's other answers"
+    );
 }
 
 #[tokio::test(start_paused = true)]
