@@ -77,6 +77,7 @@ impl HttpProtocol {
         let _token = token;
         let http = self.http.clone();
         let first = Arc::new(FirstRequest::default());
+        let seen = first.clone();
         let conn_info = info.clone();
         // Whether this peer may speak for its clients: decided once per connection.
         let proxied = http.config.proxy.as_ref().is_some_and(|trusted| {
@@ -85,7 +86,7 @@ impl HttpProtocol {
         // The service of this connection; `clock` counts its requests in progress (the head
         // clock of HTTP/1.1, the idle clock of HTTP/2), when it has one.
         let service = |clock: Option<Arc<HeadClock>>| {
-            let seen = first.clone();
+            let seen = seen.clone();
             let info = info.clone();
             let http = http.clone();
             service_fn(move |req| {
@@ -93,25 +94,38 @@ impl HttpProtocol {
                 service::handle(req, info.clone(), http.clone(), proxied, clock.clone())
             })
         };
-        let h1_clock = head.as_ref().map(|(c, _)| c.clone());
-        // HTTP/2 has no slow head to time (its frames interleave, and h2 bounds them), but a
-        // connection without an open stream is idle, and idles only so long.
-        let h2_idle = || {
-            let idle = self
-                .http
-                .config
-                .timeout_keep_alive
-                .unwrap_or(IDLE_WITHOUT_KEEP_ALIVE);
-            (Arc::new(HeadClock::default()), idle)
+        let idle_limit = self
+            .http
+            .config
+            .timeout_keep_alive
+            .unwrap_or(IDLE_WITHOUT_KEEP_ALIVE);
+        // What serving either version takes besides the connection: the clock its service
+        // counts requests on, and what `drive` watches. HTTP/2 has no slow head to time (its
+        // frames interleave, and h2 bounds them), but a connection without an open stream is
+        // idle, and idles only so long.
+        let plan = move |h2: bool, phase: watch::Receiver<Phase>| {
+            let (clock, head, idle) = if h2 {
+                let idle = Arc::new(HeadClock::default());
+                (Some(idle.clone()), None, Some((idle, idle_limit)))
+            } else {
+                (head.as_ref().map(|(c, _)| c.clone()), head, None)
+            };
+            let d = Drive {
+                first,
+                conn_info,
+                phase,
+                head,
+                idle,
+            };
+            (clock, d)
         };
-        let h1_head = head;
         let b = &self.builders;
         let h2 = match self.http.config.http {
             HttpVersions::Http1 => false,
             HttpVersions::Http2 => true,
             // Over TLS, ALPN has decided (RFC 9113 §3.3).
-            HttpVersions::Auto if conn_info.secure.load(Ordering::Relaxed) => {
-                conn_info.alpn_h2.load(Ordering::Relaxed)
+            HttpVersions::Auto if info.secure.load(Ordering::Relaxed) => {
+                info.alpn_h2.load(Ordering::Relaxed)
             }
             HttpVersions::Auto => {
                 let Some((sniffed, io)) = self.sniff(io, &mut phase).await else {
@@ -121,52 +135,25 @@ impl HttpProtocol {
                 return match sniffed {
                     Sniffed::Closed => {}
                     Sniffed::Http1 => {
-                        let conn = b.h1.serve_connection(io, service(h1_clock)).with_upgrades();
-                        let d = Drive {
-                            first,
-                            conn_info,
-                            phase,
-                            head: h1_head,
-                            idle: None,
-                        };
+                        let (clock, d) = plan(false, phase);
+                        let conn = b.h1.serve_connection(io, service(clock)).with_upgrades();
                         self.drive(conn, |c| c.graceful_shutdown(), d).await
                     }
                     Sniffed::Http2 => {
-                        let (clock, limit) = h2_idle();
-                        let conn = b.h2.serve_connection(io, service(Some(clock.clone())));
-                        let d = Drive {
-                            first,
-                            conn_info,
-                            phase,
-                            head: None,
-                            idle: Some((clock, limit)),
-                        };
+                        let (clock, d) = plan(true, phase);
+                        let conn = b.h2.serve_connection(io, service(clock));
                         self.drive(conn, |c| c.graceful_shutdown(), d).await
                     }
                 };
             }
         };
         let io = TokioIo::new(io);
+        let (clock, d) = plan(h2, phase);
         if h2 {
-            let (clock, limit) = h2_idle();
-            let conn = b.h2.serve_connection(io, service(Some(clock.clone())));
-            let d = Drive {
-                first,
-                conn_info,
-                phase,
-                head: None,
-                idle: Some((clock, limit)),
-            };
+            let conn = b.h2.serve_connection(io, service(clock));
             self.drive(conn, |c| c.graceful_shutdown(), d).await
         } else {
-            let conn = b.h1.serve_connection(io, service(h1_clock)).with_upgrades();
-            let d = Drive {
-                first,
-                conn_info,
-                phase,
-                head: h1_head,
-                idle: None,
-            };
+            let conn = b.h1.serve_connection(io, service(clock)).with_upgrades();
             self.drive(conn, |c| c.graceful_shutdown(), d).await
         }
     }
