@@ -47,7 +47,7 @@ async fn accept_failed(registry: &Registry, errors: &mut AcceptErrors, error: &s
 /// How long a worker leaves a pending connection for the less loaded sibling it nudged,
 /// before it takes the connection itself if it is still there.
 const DEFER: Duration = Duration::from_millis(2);
-/// At most this many connections queued on a private socket are taken in as it closes.
+/// At most this many queued connections are taken in at once as a listener closes.
 const MAX_DRAIN_ACCEPTS: usize = 4096;
 
 /// `own`: the socket is this worker's alone (`--reuse-port`), not shared with siblings.
@@ -148,11 +148,9 @@ pub async fn accept_loop<S: ServeConnection>(
                     break;
                 }
             }
-            Some(Ok(())) = ready(gated.as_ref()) => {
-                if let Some(listener) = &gated {
-                    if let Err(e) = take_queue(listener, false, &registry, &protocol, tls.as_ref()) {
-                        accept_failed(&registry, &mut errors, &e).await;
-                    }
+            (listener, Ok(())) = ready(gated.as_ref()) => {
+                if let Err(e) = take_queue(listener, false, &registry, &protocol, tls.as_ref()) {
+                    accept_failed(&registry, &mut errors, &e).await;
                 }
                 continue;
             }
@@ -166,10 +164,10 @@ pub async fn accept_loop<S: ServeConnection>(
     }
 }
 
-/// Readiness of the listener still served, or never.
-async fn ready(listener: Option<&Listener>) -> Option<std::io::Result<()>> {
+/// The listener still served once it is ready, or never.
+async fn ready(listener: Option<&Listener>) -> (&Listener, std::io::Result<()>) {
     match listener {
-        Some(l) => Some(l.ready().await),
+        Some(l) => (l, l.ready().await),
         None => std::future::pending().await,
     }
 }
