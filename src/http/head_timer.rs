@@ -83,49 +83,44 @@ impl HeadClock {
 
     /// Resolves once no request has been in progress for `limit`.
     pub async fn idle_for(&self, limit: Duration) {
-        loop {
-            let ended = self.idle.notified();
-            tokio::pin!(ended);
-            ended.as_mut().enable();
-            let idle_since = {
-                let s = self.state.lock();
-                (s.active == 0).then_some(s.idle_since)
-            };
-            match idle_since {
-                None => ended.await,
-                Some(t) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(t + limit) => {
-                            let s = self.state.lock();
-                            if s.active == 0 && s.idle_since == t {
-                                return;
-                            }
-                        }
-                        _ = ended => {}
-                    }
-                }
-            }
-        }
+        self.held_for(&self.idle, limit, |s| {
+            (s.active == 0).then_some(s.idle_since)
+        })
+        .await
     }
 
     /// Resolves once a head has been arriving for longer than `limit`.
     pub async fn expired(&self, limit: Duration) {
+        self.held_for(&self.started, limit, |s| {
+            s.started.filter(|_| s.active == 0)
+        })
+        .await
+    }
+
+    /// Resolves once `since` has named the same instant for `limit`; `changed` is told
+    /// whenever what it names may have changed.
+    async fn held_for(
+        &self,
+        changed: &Notify,
+        limit: Duration,
+        since: impl Fn(&State) -> Option<Instant>,
+    ) {
         loop {
-            let started = self.started.notified();
-            tokio::pin!(started);
-            started.as_mut().enable();
-            let since = self.state.lock().started;
-            match since {
-                None => started.await,
+            let wake = changed.notified();
+            tokio::pin!(wake);
+            // Registered before the state is read, so that a change in between still wakes.
+            wake.as_mut().enable();
+            let start = since(&self.state.lock());
+            match start {
+                None => wake.await,
                 Some(t) => {
                     tokio::select! {
                         _ = tokio::time::sleep_until(t + limit) => {
-                            let s = self.state.lock();
-                            if s.active == 0 && s.started == Some(t) {
+                            if since(&self.state.lock()) == Some(t) {
                                 return;
                             }
                         }
-                        _ = started => {}
+                        _ = wake => {}
                     }
                 }
             }
