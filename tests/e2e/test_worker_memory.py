@@ -102,11 +102,13 @@ def test_a_worker_over_the_limit_is_replaced_with_no_failed_request(juggler, app
     j.wait_for(rf"Worker \[{old}\] stopped \(exit code 0\)")
     (new,) = j.workers()
     assert new != old
-    # The new worker got ready before the old one was told to stop.
+    # The new worker got ready before the old one was told to stop: the old one's "Shutting
+    # down" (the only one: the new worker serves on) comes after the new one's "started".
     lines = j.output.splitlines()
     over = next(i for i, line in enumerate(lines) if f"Worker [{old}] uses" in line)
-    stopped = next(i for i, line in enumerate(lines) if f"Worker [{old}] stopped" in line)
-    assert any(f"Worker [{new}] started" in line for line in lines[over:stopped]), j.output
+    started = next(i for i, line in enumerate(lines) if f"Worker [{new}] started" in line)
+    draining = [i for i, line in enumerate(lines) if line.endswith("Shutting down")]
+    assert len(draining) == 1 and over < started < draining[0], j.output
     samples = until(url, lambda s: restarts(s)["memory"] == 1)
     assert restarts(samples)["died"] == 0, "replaced on purpose, not dead"
     # Requests go on to the new worker; none failed while the old one was replaced.
