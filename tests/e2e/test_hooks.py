@@ -149,7 +149,7 @@ def test_a_hook_that_raises_at_start_up_is_one_error_and_exit_3(flag) -> None:
 @pytest.mark.parametrize(
     ("value", "error"),
     [
-        ("no_such_module:hook", 'cannot import the --worker-exit hook: Could not import module'),
+        ("no_such_module:hook", "cannot import the --worker-exit hook: Could not import module"),
         ("hooks_app:missing", 'cannot import the --worker-exit hook: Attribute "missing" not'),
         ("hooks_app:not_callable", "the --worker-exit hook 'hooks_app:not_callable' is not"),
         ("hooks_app", "invalid value 'hooks_app' for --worker-exit: must look like"),
@@ -186,3 +186,27 @@ def test_worker_start_sets_up_opentelemetry_in_each_worker(juggler, tmp_path) ->
     assert {s["attributes"]["http.target"] for s in exported} == {"/"}
     # Each span came from the worker that served its request, through its own processor.
     assert sorted(s["pid"] for s in exported) == sorted(served)
+
+
+def test_a_hook_that_raises_once_serving_is_logged_and_juggler_goes_on(juggler) -> None:
+    j = juggler(
+        "workers_app:app",
+        "--on-reload",
+        "hooks_app:boom",
+        "--worker-exit",
+        "hooks_app:boom",
+        "--on-exit",
+        "hooks_app:boom",
+    ).ready()
+    (old,) = j.workers()
+    j.proc.send_signal(signal.SIGHUP)
+    j.wait_for(r"the on_reload hook hooks_app:boom raised RuntimeError: the hook broke")
+    # The reload goes on: a new worker serves, the old one ran its worker_exit and stopped.
+    j.wait_for(r"the worker_exit hook hooks_app:boom raised RuntimeError")
+    j.wait_for(rf"Worker \[{old}\] stopped \(exit code 0\)")
+    (new,) = j.workers()
+    assert new != old
+    assert j.stop() == 0
+    j.wait_for(r"the on_exit hook hooks_app:boom raised RuntimeError")
+    # Each logged with its traceback, down to the hook's line.
+    assert j.output.count('hooks_app.py", line') == 4, j.output

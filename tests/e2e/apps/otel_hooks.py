@@ -40,7 +40,9 @@ class FileSpanExporter(SpanExporter):
 
 def worker_start(config):
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(FileSpanExporter(os.environ["JUGGLER_TEST_SPANS"])))
+    provider.add_span_processor(
+        SimpleSpanProcessor(FileSpanExporter(os.environ["JUGGLER_TEST_SPANS"]))
+    )
     trace.set_tracer_provider(provider)
 
 
