@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(90)
 
 MIB = 1024 * 1024
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-LIMIT_MIB = 160
+LIMIT_MIB = 96
 #: Each /leak keeps this much.
 LEAK_MIB = 8
 
