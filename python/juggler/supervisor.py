@@ -5,8 +5,9 @@ WSGI call hangs or that reached --max-requests, reloads on SIGHUP and on file ch
 and removes workers on SIGTTIN/SIGTTOU, and drains on SIGTERM/SIGINT. Signal handlers only
 queue the signal; one loop (``Supervisor.run``) acts on everything. What to do is decided by
 ``policy.Policy``, which makes no system call; this module carries its decisions out. The
-supervisor imports no app code (unless --preload) and starts no thread and no Tokio runtime, so
-forking it is safe.
+supervisor imports no app code (unless --preload; the modules of the user's hooks, yes) and
+starts no thread and no Tokio runtime, so forking it is safe. With --max-worker-memory it also
+reads each serving worker's RSS from /proc about once a second.
 """
 
 from __future__ import annotations
