@@ -634,6 +634,20 @@ OPTIONS: tuple[Option, ...] = (
         ),
     ),
     Option(
+        "proxy_protocol",
+        False,
+        "Read a PROXY protocol header (v1 or v2, as HAProxy and cloud load balancers send)"
+        " on each connection from a --forwarded-allow-ips peer; a header from any other peer"
+        " closes its connection.",
+        kind="flag",
+        group="proxy",
+        doc=(
+            "read a PROXY protocol header (v1 text or v2 binary) before TLS and HTTP, from"
+            " `--forwarded-allow-ips` peers only, and take the client address from it (see"
+            ' "PROXY protocol" under "Behaviour")'
+        ),
+    ),
+    Option(
         "factory",
         False,
         "Treat APP as a factory: call it with no arguments.",
