@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYO3_PYTHON := $(abspath $(PY))
 PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 
-.PHONY: venv build serve test test-fast test-unit test-rust test-python lint fmt docs check-docs bench bench-protocols bench-seed bench-callgrind bench-overload mutants mutants-python clean
+.PHONY: venv build wheel wheel-check serve test test-fast test-unit test-rust test-python lint fmt docs check-docs bench bench-protocols bench-seed bench-callgrind bench-overload mutants mutants-python clean
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,18 @@ venv: $(VENV)/.installed
 
 build: venv
 	$(VENV)/bin/maturin develop --release --quiet
+
+# An abi3 wheel for manylinux2014 (glibc 2.17, so it installs on older distributions too) and
+# an sdist, into dist/. zig (from PyPI) links against the old glibc: no Docker image needed.
+# Stripped: the release profile keeps debug info for profiling, five times the size.
+wheel: venv
+	$(PY) -m pip install -q "ziglang>=0.11,<0.14"
+	rm -rf dist
+	$(VENV)/bin/maturin build --release --zig --compatibility manylinux2014 --strip --out dist --sdist
+
+# The wheel installed into a fresh venv with no Rust toolchain on PATH serves a request.
+wheel-check: wheel
+	bash scripts/check_wheel.sh $(PYTHON)
 
 serve: build
 	$(VENV)/bin/juggler examples.hello:app --host 127.0.0.1 --port 8000
