@@ -211,6 +211,7 @@ def test_nginx_loses_nothing_while_juggler_reloads_and_recycles(behind_nginx: di
     finally:
         statuses = load.finish()
     failed = [s for s in statuses if s != 200]
+    print(f"through nginx: {len(statuses)} requests, {len(failed)} not 200")
     assert len(statuses) >= 400
     assert failed == [], f"{len(failed)} of {len(statuses)} failed: {failed[:5]}"
 
