@@ -620,21 +620,24 @@ mod tests {
         let side = WorkerSide::default;
         let mut o = options();
         assert!(CoreConfig::from_options(&o, side())
-            .unwrap()
+            .expect("valid")
             .proxy_protocol
             .is_none());
         o.proxy.proxy_protocol = true;
         o.proxy.proxy_headers = false;
         o.proxy.forwarded_allow_ips = Some("10.0.0.0/8".into());
         o.timeouts.timeout_request_head = 2.5;
-        let c = CoreConfig::from_options(&o, side()).unwrap();
+        let c = CoreConfig::from_options(&o, side()).expect("valid");
         let p = c.proxy_protocol.expect("on");
-        assert!(p.trusted.trusts_ip("10.1.2.3".parse().unwrap()));
-        assert!(!p.trusted.trusts_ip("127.0.0.1".parse().unwrap()));
+        assert!(p.trusted.trusts_ip("10.1.2.3".parse().expect("valid")));
+        assert!(!p.trusted.trusts_ip("127.0.0.1".parse().expect("valid")));
         assert_eq!(p.timeout, Duration::from_millis(2500));
         assert!(c.proxy.is_none());
         o.timeouts.timeout_request_head = 0.0;
-        let c = CoreConfig::from_options(&o, side()).unwrap();
-        assert_eq!(c.proxy_protocol.unwrap().timeout, PROXY_HEADER_TIMEOUT);
+        let c = CoreConfig::from_options(&o, side()).expect("valid");
+        assert_eq!(
+            c.proxy_protocol.expect("valid").timeout,
+            PROXY_HEADER_TIMEOUT
+        );
     }
 }

@@ -157,7 +157,7 @@ mod tests {
     }
 
     fn trusting(list: &str) -> TrustedPeers {
-        TrustedPeers::parse(&[list]).unwrap()
+        TrustedPeers::parse(&[list]).expect("test value")
     }
 
     async fn arrive(
@@ -169,16 +169,16 @@ mod tests {
         let sent: Vec<Vec<u8>> = sent.iter().map(|s| s.to_vec()).collect();
         let writer = tokio::spawn(async move {
             for piece in sent {
-                client.write_all(&piece).await.unwrap();
+                client.write_all(&piece).await.expect("test value");
                 tokio::task::yield_now().await;
             }
         });
         let info = info(peer);
         let result = read_header(server, &info, &trusting(trusted)).await;
-        writer.await.unwrap();
+        writer.await.expect("test value");
         let (source, mut rest) = result?;
         let mut after = Vec::new();
-        rest.read_to_end(&mut after).await.unwrap();
+        rest.read_to_end(&mut after).await.expect("test value");
         Ok((source, after))
     }
 
@@ -195,10 +195,10 @@ mod tests {
             "127.0.0.1",
         )
         .await
-        .unwrap();
+        .expect("test value");
         assert_eq!(
             source,
-            Some(Source::Tcp("192.0.2.7:41000".parse().unwrap()))
+            Some(Source::Tcp("192.0.2.7:41000".parse().expect("test value")))
         );
         assert_eq!(after, b"GET / HTTP/1.1\r\n\r\n");
     }
@@ -207,7 +207,7 @@ mod tests {
     async fn no_header_gives_back_every_byte() {
         let (source, after) = arrive(&[b"GET / HTTP/1.1\r\n\r\n"], "192.0.2.9", "127.0.0.1")
             .await
-            .unwrap();
+            .expect("test value");
         assert_eq!(source, None);
         assert_eq!(after, b"GET / HTTP/1.1\r\n\r\n");
     }
@@ -220,7 +220,7 @@ mod tests {
             "127.0.0.1",
         )
         .await
-        .unwrap_err();
+        .expect_err("refused");
         assert!(
             matches!(err, ProxyError::Untrusted(ref p) if p == "192.0.2.9"),
             "{err}"
@@ -231,18 +231,21 @@ mod tests {
     async fn malformed_and_cut_headers_are_errors() {
         let err = arrive(&[b"PROXY TCP9 x\r\n"], "127.0.0.1", "127.0.0.1")
             .await
-            .unwrap_err();
+            .expect_err("refused");
         assert!(matches!(err, ProxyError::Header(_)), "{err}");
         let err = arrive(&[b"PROXY TCP4 1.2"], "127.0.0.1", "127.0.0.1")
             .await
-            .unwrap_err();
+            .expect_err("refused");
         assert!(matches!(err, ProxyError::Closed), "{err}");
     }
 
     #[test]
     fn the_relayed_client_replaces_the_peer_unless_local() {
         let peer = info("127.0.0.1");
-        let tcp = relayed(&peer, Source::Tcp("[::ffff:192.0.2.1]:9".parse().unwrap()));
+        let tcp = relayed(
+            &peer,
+            Source::Tcp("[::ffff:192.0.2.1]:9".parse().expect("test value")),
+        );
         assert_eq!(tcp.client, Some(("192.0.2.1".into(), 9)));
         assert_eq!(relayed(&peer, Source::Unix).client, None);
         assert_eq!(

@@ -231,13 +231,17 @@ mod tests {
         let mut out = V2_SIGNATURE.to_vec();
         out.push(0x20 | command);
         out.push(family_protocol);
-        out.extend_from_slice(&u16::try_from(block.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(
+            &u16::try_from(block.len())
+                .expect("test value")
+                .to_be_bytes(),
+        );
         out.extend_from_slice(block);
         out
     }
 
     fn tcp(text: &str) -> Source {
-        Source::Tcp(text.parse().unwrap())
+        Source::Tcp(text.parse().expect("test value"))
     }
 
     #[test]
