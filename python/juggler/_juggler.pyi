@@ -139,6 +139,7 @@ class AsgiInterface:
         heartbeat: tuple[float, Callable[[Server], object]] | None = None,
         on_request_limit: Callable[[Server], object] | None = None,
         own_socket: bool = False,
+        more_listeners: list[tuple[int, bool]] = ...,
     ) -> Server: ...
 
 @final
@@ -164,6 +165,7 @@ class WsgiInterface:
         heartbeat: tuple[float, Callable[[Server], object]] | None = None,
         on_request_limit: Callable[[Server], object] | None = None,
         own_socket: bool = False,
+        more_listeners: list[tuple[int, bool]] = ...,
     ) -> Server: ...
 
 @final

@@ -75,6 +75,11 @@ class WorkerSpec:
     metrics: _juggler.Metrics | None = None
     #: How many worker slots there are: the metrics' (when on), else the connection counts'.
     slot_count: int = 0
+    #: Further shared listening sockets, served like ``sock`` (systemd's socket activation
+    #: can pass several).
+    more_socks: list[socket.socket] = dataclasses.field(default_factory=list)
+    #: The sockets were passed by systemd's socket activation: they outlive juggler.
+    activated: bool = False
 
 
 def spawn(
@@ -162,6 +167,7 @@ def _worker_main(
         max_requests,
         load_slot,
         metrics_slot,
+        more_socks=spec.more_socks,
     )
     try:
         return worker.run()

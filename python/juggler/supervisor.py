@@ -20,7 +20,7 @@ import socket
 import time
 from typing import Any
 
-from . import _juggler, metrics_endpoint, reloader, tls
+from . import _juggler, activation, metrics_endpoint, reloader, sd_notify, tls
 from . import logging as jlogging
 from .channel import LEAVE_SIGNAL, Message, beat_interval
 from .children import WorkerProcess, WorkerSpec, read_stacks, spawn
@@ -38,6 +38,7 @@ from .policy import (
     KillHung,
     Leave,
     Log,
+    Notify,
     Options,
     Policy,
     ReportStalled,
@@ -46,6 +47,7 @@ from .policy import (
     StopReloader,
 )
 from .rlimits import raise_open_files_limit
+from .sd_notify import Notifier
 from .sockets import BindError, bind, describe, reserve_reuse_port
 
 #: Workers that can share their connection counts, at least (workers beyond the slots, added
@@ -82,6 +84,19 @@ def run(config: Config) -> int:
         message, code = problem
         fatal(message)
         return code
+    try:
+        # Read (and removed from the environment) before any worker or app code runs.
+        passed = activation.take_environment(os.environ, os.getpid())
+        notifier = Notifier.from_environment(os.environ, os.getpid())
+    except (activation.ActivationError, sd_notify.NotifyError) as exc:
+        fatal(str(exc))
+        return EXIT_BAD_OPTION
+    if passed is not None and (config.reuse_port or config.uds or config.fd is not None):
+        fatal(
+            "systemd's socket activation passed the listening sockets: --reuse-port, --uds"
+            " and --fd cannot be used with it"
+        )
+        return EXIT_BAD_OPTION
     app = None if isinstance(config.app, str) else config.app
     if config.preload and app is None:
         try:
@@ -99,7 +114,16 @@ def run(config: Config) -> int:
     slots = max(MIN_METRICS_SLOTS, 4 * int(config.workers)) if config.metrics_bind else load_slots
     try:
         metrics = _juggler.Metrics(slots) if config.metrics_bind else None
-        if config.reuse_port:
+        if passed is not None:
+            socks = [activation.adopt(p) for p in passed]
+            load = _juggler.LoadSlots(load_slots)
+            spec = WorkerSpec(config, socks[0], None, app, load, metrics, slots)
+            spec.more_socks, spec.activated = socks[1:], True
+            where = ", ".join(
+                describe(s, tls=bool(config.ssl_certfile)) + (f" ({p.name})" if p.name else "")
+                for s, p in zip(socks, passed, strict=True)
+            )
+        elif config.reuse_port:
             reserved = reserve_reuse_port(config.host, config.port)
             host, port = reserved.getsockname()[:2]
             spec = WorkerSpec(config, None, (host, port), app, None, metrics, slots)
@@ -111,18 +135,20 @@ def run(config: Config) -> int:
             where = describe(sock, tls=bool(config.ssl_certfile))
         if config.metrics_bind:
             metrics_sock = metrics_endpoint.bind(config.metrics_bind)
-    except (BindError, MetricsBindError) as exc:
+    except (BindError, MetricsBindError, activation.ActivationError) as exc:
         fatal(str(exc))
         return EXIT_BIND_FAILED
     except OSError as exc:
         fatal(f"cannot set up the workers' shared state: {exc}")
         return EXIT_BIND_FAILED
     try:
-        return Supervisor(config, spec, where, metrics_sock).run()
+        return Supervisor(config, spec, where, metrics_sock, notifier).run()
     finally:
-        for s in (spec.sock, reserved, metrics_sock):
+        for s in (spec.sock, *spec.more_socks, reserved, metrics_sock):
             if s is not None:
                 s.close()
+        if notifier is not None:
+            notifier.close()
 
 
 def _check_environment(config: Config) -> tuple[str, int] | None:
@@ -170,6 +196,7 @@ class Supervisor:
         spec: WorkerSpec,
         where: str,
         metrics_sock: socket.socket | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
         self.spec = spec
@@ -192,6 +219,9 @@ class Supervisor:
         self._pid_file_written = False
         self.metrics_sock = metrics_sock
         self.metrics: MetricsEndpoint | None = None
+        #: Run by systemd as a Type=notify service: what it is told.
+        self.notifier = notifier
+        self._status = ""
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -223,6 +253,7 @@ class Supervisor:
                 self._handle_signals()
                 self._reap()
                 self._carry_out(self.policy.tick(time.monotonic()))
+                self._tell_systemd()
         finally:
             self._cleanup()
         return self.policy.exit_code
@@ -233,6 +264,10 @@ class Supervisor:
 
     def _wait(self) -> None:
         timeout = beat_interval(self.config.timeout_worker) / 2
+        if self.notifier is not None:
+            due = self.notifier.watchdog_wait(time.monotonic())
+            if due is not None:
+                timeout = min(timeout, due)
         for key, mask in self.selector.select(timeout):
             if key.fd == self._wakeup_r:
                 try:
@@ -301,6 +336,40 @@ class Supervisor:
                 case Leave(pid):
                     # Not _signal: a leaving worker keeps its place among its siblings.
                     self.workers[pid].signal(LEAVE_SIGNAL)
+                case Notify(state):
+                    self._notify(state)
+
+    # -- systemd --------------------------------------------------------------------------
+
+    def _notify(self, state: str) -> None:
+        if self.notifier is None:
+            return
+        if state == "ready":
+            self.notifier.send(sd_notify.READY, sd_notify.status(self._describe_workers()))
+        elif state == "reloading":
+            self.notifier.send(*sd_notify.reloading())
+        elif state == "stopping":
+            self.notifier.send(sd_notify.STOPPING)
+
+    def _tell_systemd(self) -> None:
+        """Once per turn of the loop: the watchdog's keep-alive when due, and the status line
+        when it changed."""
+        if self.notifier is None:
+            return
+        self.notifier.keep_alive(time.monotonic())
+        status = self._describe_workers()
+        if status != self._status:
+            self._status = status
+            self.notifier.send(sd_notify.status(status))
+
+    def _describe_workers(self) -> str:
+        """What ``systemctl status`` shows: the workers by phase."""
+        phases = collections.Counter(w.phase.value for w in self.workers.values())
+        if self.policy.stopping:
+            return f"Stopping: {len(self.workers)} worker(s) left"
+        parts = [f"{phases['ready']} worker(s) serving"]
+        parts += [f"{phases[p]} {p}" for p in ("starting", "retiring") if phases[p]]
+        return ", ".join(parts)
 
     def _close_gate(self) -> None:
         """From now on the kernel completes no new connection on the shared socket, and the
@@ -310,7 +379,12 @@ class Supervisor:
         activation): that socket, its queue and its filter outlive juggler, and the next server
         takes the queue."""
         sock = self.spec.sock
-        if sock is None or sock.family == socket.AF_UNIX or self.config.fd is not None:
+        if (
+            sock is None
+            or sock.family == socket.AF_UNIX
+            or self.config.fd is not None
+            or self.spec.activated
+        ):
             return
         try:
             _juggler.close_gate(sock.fileno())

@@ -19,11 +19,12 @@ pub use listener::{ConnInfo, ServerAddr};
 pub use registry::{LogLevel, Phase, Registry, Report, Token};
 
 /// Starts the worker's I/O thread: a current-thread Tokio runtime that adopts the listening
-/// socket and accepts on it until shutdown, with a TLS handshake first when `tls` is set. `on_park` runs each time the thread is about to
-/// sleep (the bridge delivers held-back wake-ups there); `on_start` runs inside the runtime
-/// before the first accept (to spawn helper tasks).
+/// sockets and accepts on each until shutdown, with a TLS handshake first when `tls` is set.
+/// `on_park` runs each time the thread is about to sleep (the bridge delivers held-back
+/// wake-ups there); `on_start` runs inside the runtime before the first accept (to spawn
+/// helper tasks).
 pub fn spawn_io_thread<S: ServeConnection>(
-    socket: listener::ListenSocket,
+    sockets: Vec<listener::ListenSocket>,
     registry: Arc<Registry>,
     protocol: Arc<S>,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -36,9 +37,12 @@ pub fn spawn_io_thread<S: ServeConnection>(
         .enable_all()
         .on_thread_park(move || park())
         .build()?;
-    let listener = {
+    let listeners = {
         let _guard = rt.enter();
-        listener::Listener::adopt(socket.fd, socket.unix)?
+        sockets
+            .into_iter()
+            .map(|s| Ok((listener::Listener::adopt(s.fd, s.unix)?, s.own)))
+            .collect::<io::Result<Vec<_>>>()?
     };
     std::thread::Builder::new()
         .name("juggler-io".into())
@@ -46,7 +50,24 @@ pub fn spawn_io_thread<S: ServeConnection>(
             rt.block_on(async move {
                 on_start();
                 let tls = tls.map(tokio_rustls::TlsAcceptor::from);
-                accept::accept_loop(listener, socket.own, registry, protocol, tls).await;
+                // One accept loop per listener. Only the first balances the load with the
+                // sibling workers: a nudge does not say which socket the connection waits on.
+                let mut loops = Vec::with_capacity(listeners.len());
+                for (i, (listener, own)) in listeners.into_iter().enumerate() {
+                    loops.push(tokio::spawn(accept::accept_loop(
+                        listener,
+                        own,
+                        i == 0,
+                        registry.clone(),
+                        protocol.clone(),
+                        tls.clone(),
+                    )));
+                }
+                for done in loops {
+                    // An accept loop that panicked has already been reported by the panic hook;
+                    // the others still drain.
+                    let _ = done.await;
+                }
             });
             // The thread ends without parking again: deliver what it held back.
             on_park();
