@@ -345,7 +345,8 @@ class Supervisor:
         if self.notifier is None:
             return
         if state == "ready":
-            self.notifier.send(sd_notify.READY, sd_notify.status(self._describe_workers()))
+            self._status = self._describe_workers()
+            self.notifier.send(sd_notify.READY, sd_notify.status(self._status))
         elif state == "reloading":
             self.notifier.send(*sd_notify.reloading())
         elif state == "stopping":
