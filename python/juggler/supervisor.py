@@ -248,6 +248,7 @@ class Supervisor:
                 self._start_reloader()
             # The first worker starts alone, so a broken app is reported once.
             self._spawn(announce=True)
+            self._tell_systemd()
             while self.workers or not self.policy.stopping:
                 self._wait()
                 self._handle_signals()

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 
 DEPLOY = ROOT / "docs" / "deploy.md"
 APP = "systemd_app:app"
-WAIT = 30.0
+WAIT = 5.0
 
 
 def units() -> dict[str, str]:
@@ -332,3 +332,54 @@ def test_a_notification_socket_that_is_gone_is_logged_once_and_juggler_serves(
     failures = [line for line in j.lines if "Cannot notify systemd" in line]
     assert len(failures) == 1, j.output
     assert gone in failures[0]
+
+
+class Inherited(Juggler):
+    """juggler given ``sock`` as descriptor 3 with LISTEN_FDS/LISTEN_PID, as systemd does, while
+    the test keeps its own copy of the socket, as systemd does too."""
+
+    def __init__(self, sock: socket.socket, *args: str) -> None:
+        # The launcher moves the socket to descriptor 3 and names its own pid, which the exec
+        # keeps.
+        fd = sock.fileno()
+        script = (
+            "import os, sys\n"
+            f"os.dup2({fd}, 3)\n"
+            f"os.close({fd})\n"
+            "os.environ['LISTEN_PID'] = str(os.getpid())\n"
+            "os.execv(sys.argv[1], sys.argv[1:])\n"
+        )
+        env = {**os.environ, "LISTEN_FDS": "1", "PYTHONUNBUFFERED": "1"}
+        cmd = [sys.executable, "-c", script, *juggler_command(*args)]
+        self._launch(cmd, env, APPS, pass_fds=(sock.fileno(),))
+
+
+@pytest.fixture
+def inherited() -> Iterator[type[Inherited]]:
+    started: list[Inherited] = []
+
+    class Tracked(Inherited):
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    yield Tracked
+    for j in started:
+        j.kill()
+
+
+def test_a_stop_leaves_the_socket_and_its_queue_to_the_next_start(
+    inherited: type[Inherited],
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as systemd_copy:
+        port = systemd_copy.getsockname()[1]
+        first = inherited(systemd_copy, "--workers", "1", APP).ready()
+        served_on_tcp(port)
+        assert first.stop() == 0
+        # Nobody serves the socket now; a connection still completes into its queue (a
+        # closed gate would drop the SYN) and waits there for the next juggler.
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as waiting:
+            waiting.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            second = inherited(systemd_copy, "--workers", "1", APP).ready()
+            assert b"200 OK" in get(waiting)
+        assert second.stop() == 0
