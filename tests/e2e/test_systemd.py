@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 
 DEPLOY = ROOT / "docs" / "deploy.md"
 APP = "systemd_app:app"
-WAIT = 5.0
+WAIT = 30.0
 
 
 def units() -> dict[str, str]:
