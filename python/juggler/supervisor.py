@@ -55,6 +55,9 @@ from .sockets import BindError, bind, describe, reserve_reuse_port
 MIN_LOAD_SLOTS = 8
 #: Workers that can be counted by --metrics-bind, at least.
 MIN_METRICS_SLOTS = 64
+#: systemd's status line follows the requests served at most this often (seconds); a change
+#: of the workers is sent at once.
+STATUS_PERIOD = 1.0
 HANDLED_SIGNALS = (
     signal.SIGINT,
     signal.SIGTERM,
@@ -221,7 +224,10 @@ class Supervisor:
         self.metrics: MetricsEndpoint | None = None
         #: Run by systemd as a Type=notify service: what it is told.
         self.notifier = notifier
+        #: The last status line sent: the workers' part, the requests' part, and when.
         self._status = ""
+        self._served_sent = ""
+        self._status_sent = 0.0
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -346,8 +352,10 @@ class Supervisor:
         if self.notifier is None:
             return
         if state == "ready":
-            self._status = self._describe_workers()
-            self.notifier.send(sd_notify.READY, sd_notify.status(self._status))
+            self._status, self._served_sent = self._describe_workers(), self._served()
+            self._status_sent = time.monotonic()
+            line = sd_notify.status(self._status + self._served_sent)
+            self.notifier.send(sd_notify.READY, line)
         elif state == "reloading":
             self.notifier.send(*sd_notify.reloading())
         elif state == "stopping":
@@ -355,14 +363,23 @@ class Supervisor:
 
     def _tell_systemd(self) -> None:
         """Once per turn of the loop: the watchdog's keep-alive when due, and the status line
-        when it changed."""
+        when the workers changed (or, at most once a second, the requests served)."""
         if self.notifier is None:
             return
-        self.notifier.keep_alive(time.monotonic())
-        status = self._describe_workers()
-        if status != self._status:
-            self._status = status
-            self.notifier.send(sd_notify.status(status))
+        now = time.monotonic()
+        self.notifier.keep_alive(now)
+        status, served = self._describe_workers(), self._served()
+        if status != self._status or (
+            served != self._served_sent and now - self._status_sent >= STATUS_PERIOD
+        ):
+            self._status, self._served_sent, self._status_sent = status, served, now
+            self.notifier.send(sd_notify.status(status + served))
+
+    def _served(self) -> str:
+        """The requests answered so far, when the workers count them (--metrics-bind)."""
+        if self.spec.metrics is None:
+            return ""
+        return f", {self.spec.metrics.requests()} requests served"
 
     def _describe_workers(self) -> str:
         """What ``systemctl status`` shows: the workers by phase."""

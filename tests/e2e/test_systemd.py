@@ -383,3 +383,21 @@ def test_a_stop_leaves_the_socket_and_its_queue_to_the_next_start(
             second = inherited(systemd_copy, "--workers", "1", APP).ready()
             assert b"200 OK" in get(waiting)
         assert second.stop() == 0
+
+
+def test_with_metrics_the_status_counts_the_requests_served(
+    juggler: type[Juggler], notify: Notifications
+) -> None:
+    j = juggler(
+        APP,
+        "--workers",
+        "2",
+        "--metrics-bind",
+        "127.0.0.1:0",
+        env={"NOTIFY_SOCKET": notify.path},
+    ).ready()
+    assert "STATUS=2 worker(s) serving, 0 requests served" in notify.until("READY=1")[-1]
+    for _ in range(3):
+        assert httpx.get(j.url, timeout=WAIT).status_code == 200
+    notify.until("STATUS=2 worker(s) serving, 3 requests served")
+    assert j.stop() == 0
