@@ -50,18 +50,26 @@ pub fn spawn_io_thread<S: ServeConnection>(
             rt.block_on(async move {
                 on_start();
                 let tls = tls.map(tokio_rustls::TlsAcceptor::from);
-                // One accept loop per listener. Only the first balances the load with the
-                // sibling workers: a nudge does not say which socket the connection waits on.
-                let mut loops = Vec::with_capacity(listeners.len());
-                for (i, (listener, own)) in listeners.into_iter().enumerate() {
-                    loops.push(tokio::spawn(accept::accept_loop(
-                        listener,
-                        own,
-                        i == 0,
-                        registry.clone(),
-                        protocol.clone(),
-                        tls.clone(),
-                    )));
+                // One accept loop per listener: the first runs here as it always did, the
+                // others (socket activation can pass several) as tasks beside it. Only the
+                // first balances the load with the sibling workers: a nudge does not say which
+                // socket the connection waits on.
+                let mut listeners = listeners.into_iter();
+                let first = listeners.next();
+                let loops: Vec<_> = listeners
+                    .map(|(listener, own)| {
+                        tokio::spawn(accept::accept_loop(
+                            listener,
+                            own,
+                            false,
+                            registry.clone(),
+                            protocol.clone(),
+                            tls.clone(),
+                        ))
+                    })
+                    .collect();
+                if let Some((listener, own)) = first {
+                    accept::accept_loop(listener, own, true, registry, protocol, tls).await;
                 }
                 for done in loops {
                     // An accept loop that panicked has already been reported by the panic hook;
