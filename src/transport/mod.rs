@@ -7,6 +7,8 @@ pub mod balance;
 pub mod gate;
 pub mod linger;
 pub mod listener;
+pub mod proxied;
+pub mod proxy_header;
 pub mod registry;
 pub mod tls;
 
@@ -19,15 +21,16 @@ pub use listener::{ConnInfo, ServerAddr};
 pub use registry::{LogLevel, Phase, Registry, Report, Token};
 
 /// Starts the worker's I/O thread: a current-thread Tokio runtime that adopts the listening
-/// sockets and accepts on each until shutdown, with a TLS handshake first when `tls` is set.
-/// `on_park` runs each time the thread is about to sleep (the bridge delivers held-back
-/// wake-ups there); `on_start` runs inside the runtime before the first accept (to spawn
-/// helper tasks).
+/// sockets and accepts on each until shutdown, with a PROXY header read first when `proxy` is
+/// set and a TLS handshake when `tls` is. `on_park` runs each time the thread is about to
+/// sleep (the bridge delivers held-back wake-ups there); `on_start` runs inside the runtime
+/// before the first accept (to spawn helper tasks).
 pub fn spawn_io_thread<S: ServeConnection>(
     sockets: Vec<listener::ListenSocket>,
     registry: Arc<Registry>,
     protocol: Arc<S>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    proxy: Option<crate::config::ProxyProtocol>,
     on_park: impl Fn() + Send + Sync + 'static,
     on_start: impl FnOnce() + Send + 'static,
 ) -> io::Result<JoinHandle<()>> {
@@ -49,7 +52,10 @@ pub fn spawn_io_thread<S: ServeConnection>(
         .spawn(move || {
             rt.block_on(async move {
                 on_start();
-                let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+                let before = accept::Before {
+                    tls: tls.map(tokio_rustls::TlsAcceptor::from),
+                    proxy: proxy.map(Arc::new),
+                };
                 // One accept loop per listener: the first runs here as it always did, the
                 // others (socket activation can pass several) as tasks beside it. Only the
                 // first balances the load with the sibling workers: a nudge does not say which
@@ -64,12 +70,12 @@ pub fn spawn_io_thread<S: ServeConnection>(
                             false,
                             registry.clone(),
                             protocol.clone(),
-                            tls.clone(),
+                            before.clone(),
                         ))
                     })
                     .collect();
                 if let Some((listener, own)) = first {
-                    accept::accept_loop(listener, own, true, registry, protocol, tls).await;
+                    accept::accept_loop(listener, own, true, registry, protocol, before).await;
                 }
                 for done in loops {
                     // An accept loop that panicked has already been reported by the panic hook;

@@ -1,7 +1,8 @@
 """juggler under systemd, without systemd as PID 1: socket activation through Debian's
 ``systemd-socket-activate`` (which listens, and executes the command with ``LISTEN_FDS`` on
 the first connection), and sd_notify through a datagram socket of the test's own that plays
-systemd's part. The unit files are read from ``docs/deploy.md`` and run as written."""
+systemd's part. The unit files are read from ``docs/deploy.md`` (``recipes.py``) and run as
+written, but for the port, paths and app they name."""
 
 from __future__ import annotations
 
@@ -19,22 +20,15 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import APPS, ROOT, Juggler
+from recipes import recipe, substitute
 
 pytestmark = pytest.mark.skipif(
     shutil.which("systemd-socket-activate") is None,
     reason="systemd-socket-activate is not installed (Debian's systemd package)",
 )
 
-DEPLOY = ROOT / "docs" / "deploy.md"
 APP = "systemd_app:app"
 WAIT = 30.0
-
-
-def units() -> dict[str, str]:
-    """The unit files of docs/deploy.md, by name."""
-    text = DEPLOY.read_text()
-    found = re.findall(r"<!-- unit: (\S+) -->\n```ini\n(.*?)```", text, re.S)
-    return dict(found)
 
 
 def directive(unit: str, key: str) -> list[str]:
@@ -199,27 +193,28 @@ def fields(datagrams: list[list[str]]) -> list[str]:
 def test_the_documented_units_serve_every_socket_and_tell_systemd_what_happens(
     activated: type[Activated], notify: Notifications, gate: Gate, tmp_path: Path
 ) -> None:
-    unit_files = units()
-    socket_unit, service = unit_files["juggler.socket"], unit_files["juggler.service"]
-    assert directive(service, "Type") == ["notify"]
-    assert directive(service, "KillMode") == ["mixed"]
     port = free_port()
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    listen = [
-        a.replace(":8000", f":{port}").replace("/run/juggler", str(run_dir))
-        for a in directive(socket_unit, "ListenStream")
-    ]
+    socket_unit = substitute(
+        recipe("juggler.socket"), {":8000": f":{port}", "/run/juggler": str(run_dir)}
+    )
+    service = substitute(
+        recipe("juggler.service"),
+        {
+            "/srv/myapp/.venv/bin/juggler": str(ROOT / ".venv" / "bin" / "juggler"),
+            "/srv/myapp": str(APPS),
+            "myapp:app": APP,
+        },
+    )
+    assert directive(service, "Type") == ["notify"]
+    assert directive(service, "KillMode") == ["mixed"]
+    listen = directive(socket_unit, "ListenStream")
     assert len(listen) == 2, "a TCP and a UNIX socket"
     unix_path = next(a for a in listen if a.startswith("/"))
     (name,) = directive(socket_unit, "FileDescriptorName")
     (exec_start,) = directive(service, "ExecStart")
-    command = [
-        arg.replace("/srv/myapp/.venv/bin/juggler", str(ROOT / ".venv" / "bin" / "juggler"))
-        .replace("/srv/myapp", str(APPS))
-        .replace("myapp:app", APP)
-        for arg in shlex.split(exec_start)
-    ]
+    command = shlex.split(exec_start)
     j = activated(
         listen,
         command,
