@@ -83,6 +83,8 @@ class Metrics:
     def __new__(cls, slots: int) -> Metrics: ...
     def __len__(self) -> int: ...
     def clear(self, slot: int) -> None: ...
+    def requests(self) -> int:
+        """Requests answered so far by every worker, those gone included."""
     def render(
         self,
         workers: list[tuple[int, int]],
@@ -139,6 +141,7 @@ class AsgiInterface:
         heartbeat: tuple[float, Callable[[Server], object]] | None = None,
         on_request_limit: Callable[[Server], object] | None = None,
         own_socket: bool = False,
+        more_listeners: list[tuple[int, bool]] = ...,
     ) -> Server: ...
 
 @final
@@ -164,6 +167,7 @@ class WsgiInterface:
         heartbeat: tuple[float, Callable[[Server], object]] | None = None,
         on_request_limit: Callable[[Server], object] | None = None,
         own_socket: bool = False,
+        more_listeners: list[tuple[int, bool]] = ...,
     ) -> Server: ...
 
 @final

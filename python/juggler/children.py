@@ -89,6 +89,11 @@ class WorkerSpec:
     slot_count: int = 0
     #: The user's hooks (worker_start and worker_exit run in the worker).
     hooks: Hooks | None = None
+    #: Further shared listening sockets, served like ``sock`` (systemd's socket activation
+    #: can pass several).
+    more_socks: list[socket.socket] = dataclasses.field(default_factory=list)
+    #: The sockets were passed by systemd's socket activation: they outlive juggler.
+    activated: bool = False
 
 
 def spawn(
@@ -186,6 +191,7 @@ def _worker_main(
         load_slot,
         metrics_slot,
         on_exit=lambda: hooks.run_logged("worker_exit"),
+        more_socks=spec.more_socks,
     )
     try:
         return worker.run()

@@ -179,6 +179,18 @@ class CloseGate:
     told."""
 
 
+#: What ``Notify`` tells the service manager.
+ServiceState: TypeAlias = Literal["ready", "reloading", "stopping"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Notify:
+    """Tell the service manager (systemd, ``sd_notify``) that juggler serves ("ready": at
+    first, and again once a reload is over), reloads, or stops."""
+
+    state: ServiceState
+
+
 @dataclasses.dataclass(frozen=True)
 class RunHook:
     """Call the user's hook ``name`` (``--on-reload``...), if one was given."""
@@ -202,6 +214,7 @@ Action: TypeAlias = (
     | CloseGate
     | Leave
     | RunHook
+    | Notify
 )
 
 
@@ -247,6 +260,9 @@ class Policy:
         #: A worker has been ready once: the app can start, so a later death is respawned.
         self.ever_ready = False
         self.announced = False
+        #: A reload is under way: the service manager was told, and hears "ready" once the
+        #: workers it replaces are gone (or kept, if their replacements failed).
+        self.reloading = False
         #: Failed start rounds in a row.
         self.start_failures = 0
         #: No worker is forked before this time (the back-off).
@@ -273,7 +289,9 @@ class Policy:
             actions.append(Leave(worker.pid))
         if not self.announced and self._ready_count() >= self.target:
             self.announced = True
-            actions.append(Announce())
+            # A reload before the first announcement has nothing more to say.
+            self.reloading = False
+            actions += [Announce(), Notify("ready")]
         return actions
 
     def on_beat(
@@ -491,12 +509,13 @@ class Policy:
         delay = self.options.shutdown_delay
         self.leaving_until = now + delay
         actions: list[Action] = [
+            Notify("stopping"),
             _info(
                 "Received %s: failing health checks for %g s (--shutdown-delay), then shutting"
                 " down gracefully",
                 name,
                 delay,
-            )
+            ),
         ]
         # Only workers that got ready have the signal's handler; a worker still starting is
         # told when it gets ready.
@@ -524,14 +543,18 @@ class Policy:
             w.phase = Phase.RETIRING
             w.retire_reason = w.retire_reason or "reload"
         self.respawn_at = 0.0
-        return [log, RunHook("on_reload")]
+        self.reloading = True
+        return [log, RunHook("on_reload"), Notify("reloading")]
 
     def _begin_stop(self, how: Stopping, now: float, quiet: bool = False) -> list[Action]:
         if self.stopping == "fast" or self.stopping == how:
             return []
+        # The service manager hears of the stop once: when it begins (after
+        # --shutdown-delay's start, it already did).
+        told = self.stopping is not None or self.leaving_until is not None
         self.stopping = how
         sig = signal.SIGTERM if how == "graceful" else signal.SIGQUIT
-        actions: list[Action] = [CloseGate()]
+        actions: list[Action] = [CloseGate()] if told else [Notify("stopping"), CloseGate()]
         if self.workers and not quiet:
             actions.append(
                 _info(
@@ -572,7 +595,19 @@ class Policy:
         actions += self._check_health(now)
         actions += self._retire_replaced(now)
         actions += self._maintain(now)
+        actions += self._reload_done()
         return actions
+
+    def _reload_done(self) -> list[Action]:
+        """A reload is over once no worker waits to be replaced: the old ones were stopped, or
+        kept because their replacements failed to start. (Before the first announcement, that
+        announcement says "ready".)"""
+        if not self.reloading or not self.announced:
+            return []
+        if any(w.phase is Phase.RETIRING for w in self.workers.values()):
+            return []
+        self.reloading = False
+        return [Notify("ready")]
 
     def stop_deadline(self) -> float:
         """How long a worker asked to stop has before it is killed."""

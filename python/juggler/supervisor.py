@@ -21,7 +21,7 @@ import socket
 import time
 from typing import Any
 
-from . import _juggler, hooks, metrics_endpoint, reloader, tls
+from . import _juggler, activation, hooks, metrics_endpoint, reloader, sd_notify, tls
 from . import logging as jlogging
 from .channel import LEAVE_SIGNAL, Message, beat_interval
 from .children import WorkerProcess, WorkerSpec, read_stacks, spawn
@@ -39,6 +39,7 @@ from .policy import (
     KillHung,
     Leave,
     Log,
+    Notify,
     Options,
     Phase,
     Policy,
@@ -49,6 +50,7 @@ from .policy import (
     StopReloader,
 )
 from .rlimits import raise_open_files_limit
+from .sd_notify import Notifier
 from .sockets import BindError, bind, describe, reserve_reuse_port
 
 #: Workers that can share their connection counts, at least (workers beyond the slots, added
@@ -58,6 +60,9 @@ MIN_LOAD_SLOTS = 8
 MIN_METRICS_SLOTS = 64
 #: How often the workers' resident memory is read with --max-worker-memory, in seconds.
 MEMORY_SAMPLE_INTERVAL = 1.0
+#: systemd's status line follows the requests served at most this often (seconds); a change
+#: of the workers is sent at once.
+STATUS_PERIOD = 1.0
 HANDLED_SIGNALS = (
     signal.SIGINT,
     signal.SIGTERM,
@@ -88,6 +93,19 @@ def run(config: Config) -> int:
         fatal(message)
         return code
     try:
+        # Read (and removed from the environment) before any worker or app code runs.
+        passed = activation.take_environment(os.environ, os.getpid())
+        notifier = Notifier.from_environment(os.environ, os.getpid())
+    except (activation.ActivationError, sd_notify.NotifyError) as exc:
+        fatal(str(exc))
+        return EXIT_BAD_OPTION
+    if passed is not None and (config.reuse_port or config.uds or config.fd is not None):
+        fatal(
+            "systemd's socket activation passed the listening sockets: --reuse-port, --uds"
+            " and --fd cannot be used with it"
+        )
+        return EXIT_BAD_OPTION
+    try:
         user_hooks = hooks.load(config)
     except hooks.HookImportError as exc:
         fatal(str(exc))
@@ -114,7 +132,17 @@ def run(config: Config) -> int:
     slots = max(MIN_METRICS_SLOTS, 4 * int(config.workers)) if config.metrics_bind else load_slots
     try:
         metrics = _juggler.Metrics(slots) if config.metrics_bind else None
-        if config.reuse_port:
+        if passed is not None:
+            socks = [activation.adopt(p) for p in passed]
+            load = _juggler.LoadSlots(load_slots)
+            spec = WorkerSpec(
+                config, socks[0], None, app, load, metrics, slots, user_hooks, socks[1:], True
+            )
+            where = ", ".join(
+                describe(s, tls=bool(config.ssl_certfile)) + (f" ({p.name})" if p.name else "")
+                for s, p in zip(socks, passed, strict=True)
+            )
+        elif config.reuse_port:
             reserved = reserve_reuse_port(config.host, config.port)
             host, port = reserved.getsockname()[:2]
             spec = WorkerSpec(config, None, (host, port), app, None, metrics, slots, user_hooks)
@@ -126,18 +154,20 @@ def run(config: Config) -> int:
             where = describe(sock, tls=bool(config.ssl_certfile))
         if config.metrics_bind:
             metrics_sock = metrics_endpoint.bind(config.metrics_bind)
-    except (BindError, MetricsBindError) as exc:
+    except (BindError, MetricsBindError, activation.ActivationError) as exc:
         fatal(str(exc))
         return EXIT_BIND_FAILED
     except OSError as exc:
         fatal(f"cannot set up the workers' shared state: {exc}")
         return EXIT_BIND_FAILED
     try:
-        return Supervisor(config, spec, where, metrics_sock).run()
+        return Supervisor(config, spec, where, metrics_sock, notifier).run()
     finally:
-        for s in (spec.sock, reserved, metrics_sock):
+        for s in (spec.sock, *spec.more_socks, reserved, metrics_sock):
             if s is not None:
                 s.close()
+        if notifier is not None:
+            notifier.close()
 
 
 def _check_environment(config: Config) -> tuple[str, int] | None:
@@ -185,6 +215,7 @@ class Supervisor:
         spec: WorkerSpec,
         where: str,
         metrics_sock: socket.socket | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
         self.spec = spec
@@ -211,6 +242,12 @@ class Supervisor:
         self.hooks = spec.hooks or hooks.Hooks(config)
         #: With --max-worker-memory: when the workers' memory is next read.
         self._next_memory_sample = 0.0
+        #: Run by systemd as a Type=notify service: what it is told.
+        self.notifier = notifier
+        #: The last status line sent: the workers' part, the requests' part, and when.
+        self._status = ""
+        self._served_sent = ""
+        self._status_sent = 0.0
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -237,12 +274,14 @@ class Supervisor:
                 self._start_reloader()
             # The first worker starts alone, so a broken app is reported once.
             self._spawn(announce=True)
+            self._tell_systemd()
             while self.workers or not self.policy.stopping:
                 self._wait()
                 self._handle_signals()
                 self._reap()
                 self._sample_memory()
                 self._carry_out(self.policy.tick(time.monotonic()))
+                self._tell_systemd()
             self.hooks.run_logged("on_exit")
         finally:
             self._cleanup()
@@ -255,6 +294,10 @@ class Supervisor:
     def _wait(self) -> None:
         # Half a beat: at most 0.5 s, so memory is sampled about once a second too.
         timeout = beat_interval(self.config.timeout_worker) / 2
+        if self.notifier is not None:
+            due = self.notifier.watchdog_wait(time.monotonic())
+            if due is not None:
+                timeout = min(timeout, due)
         for key, mask in self.selector.select(timeout):
             if key.fd == self._wakeup_r:
                 try:
@@ -325,6 +368,52 @@ class Supervisor:
                     self.workers[pid].signal(LEAVE_SIGNAL)
                 case RunHook(name):
                     self.hooks.run_logged(name)
+                case Notify(state):
+                    self._notify(state)
+
+    # -- systemd --------------------------------------------------------------------------
+
+    def _notify(self, state: str) -> None:
+        if self.notifier is None:
+            return
+        if state == "ready":
+            self._status, self._served_sent = self._describe_workers(), self._served()
+            self._status_sent = time.monotonic()
+            line = sd_notify.status(self._status + self._served_sent)
+            self.notifier.send(sd_notify.READY, line)
+        elif state == "reloading":
+            self.notifier.send(*sd_notify.reloading())
+        elif state == "stopping":
+            self.notifier.send(sd_notify.STOPPING)
+
+    def _tell_systemd(self) -> None:
+        """Once per turn of the loop: the watchdog's keep-alive when due, and the status line
+        when the workers changed (or, at most once a second, the requests served)."""
+        if self.notifier is None:
+            return
+        now = time.monotonic()
+        self.notifier.keep_alive(now)
+        status, served = self._describe_workers(), self._served()
+        if status != self._status or (
+            served != self._served_sent and now - self._status_sent >= STATUS_PERIOD
+        ):
+            self._status, self._served_sent, self._status_sent = status, served, now
+            self.notifier.send(sd_notify.status(status + served))
+
+    def _served(self) -> str:
+        """The requests answered so far, when the workers count them (--metrics-bind)."""
+        if self.spec.metrics is None:
+            return ""
+        return f", {self.spec.metrics.requests()} requests served"
+
+    def _describe_workers(self) -> str:
+        """What ``systemctl status`` shows: the workers by phase."""
+        phases = collections.Counter(w.phase.value for w in self.workers.values())
+        if self.policy.stopping:
+            return f"Stopping: {len(self.workers)} worker(s) left"
+        parts = [f"{phases['ready']} worker(s) serving"]
+        parts += [f"{phases[p]} {p}" for p in ("starting", "retiring") if phases[p]]
+        return ", ".join(parts)
 
     def _close_gate(self) -> None:
         """From now on the kernel completes no new connection on the shared socket, and the
@@ -334,7 +423,12 @@ class Supervisor:
         activation): that socket, its queue and its filter outlive juggler, and the next server
         takes the queue."""
         sock = self.spec.sock
-        if sock is None or sock.family == socket.AF_UNIX or self.config.fd is not None:
+        if (
+            sock is None
+            or sock.family == socket.AF_UNIX
+            or self.config.fd is not None
+            or self.spec.activated
+        ):
             return
         try:
             _juggler.close_gate(sock.fileno())

@@ -61,9 +61,12 @@ class Worker:
         load_slot: tuple[_juggler.LoadSlots, int] | None = None,
         metrics_slot: tuple[_juggler.Metrics, int] | None = None,
         on_exit: Callable[[], None] | None = None,
+        more_socks: collections.abc.Sequence[socket.socket] = (),
     ) -> None:
         self.config = config
         self.sock = sock
+        #: Further listening sockets served alike (systemd's socket activation).
+        self.more_socks = more_socks
         self.app = app
         self.interface = interface
         #: The pipe to the supervisor: readiness, heartbeats, recycle requests.
@@ -136,6 +139,7 @@ class Worker:
             ),
             on_request_limit=self._request_limit_reached if self.max_requests else None,
             own_socket=bool(config.reuse_port),
+            more_listeners=[(s.fileno(), s.family == socket.AF_UNIX) for s in self.more_socks],
         )
 
     def _leave(self, server: _juggler.Server) -> None:

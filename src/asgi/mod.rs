@@ -69,7 +69,9 @@ impl AsgiInterface {
 
     /// A server for this app on the listening socket `fd`, with everything it serves with
     /// (see `ServerOptions`); raises before building anything if an option is bad.
-    #[pyo3(signature = (config, fd, unix, *, tls=None, load_slot=None, metrics_slot=None, heartbeat=None, on_request_limit=None, own_socket=false))]
+    /// `more_listeners`: further listening sockets `(fd, unix)` served alike (systemd's socket
+    /// activation can pass several).
+    #[pyo3(signature = (config, fd, unix, *, tls=None, load_slot=None, metrics_slot=None, heartbeat=None, on_request_limit=None, own_socket=false, more_listeners=Vec::new()))]
     #[allow(clippy::too_many_arguments)] // Python's keywords
     fn server(
         &self,
@@ -83,6 +85,7 @@ impl AsgiInterface {
         heartbeat: Option<(f64, PyObject)>,
         on_request_limit: Option<PyObject>,
         own_socket: bool,
+        more_listeners: Vec<(i32, bool)>,
     ) -> PyResult<Server> {
         let options = ServerOptions::new(
             tls.as_ref(),
@@ -112,7 +115,16 @@ impl AsgiInterface {
             scope: ScopeTemplate::new(py, &config.root_path)?,
             host: host.clone(),
         });
-        Server::new(py, host, core, loggers, event_loop, fd, unix, options)
+        Server::new(
+            py,
+            host,
+            core,
+            loggers,
+            event_loop,
+            (fd, unix),
+            &more_listeners,
+            options,
+        )
     }
 }
 

@@ -46,8 +46,8 @@ pub struct Server {
     metrics: Option<Slot>,
     /// With `--loop-watchdog`: the watchdog (its thread is `watchdog_thread`).
     watchdog: Option<Arc<Watchdog>>,
-    /// The listening socket until `start()` takes it.
-    listener: Mutex<Option<ListenSocket>>,
+    /// The listening sockets until `start()` takes them.
+    listeners: Mutex<Option<Vec<ListenSocket>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     watchdog_thread: Mutex<Option<JoinHandle<()>>>,
     batch: Mutex<Vec<LoopEvent>>,
@@ -71,12 +71,23 @@ impl Server {
         interface: Arc<dyn Interface>,
         loggers: Arc<Loggers>,
         event_loop: &Bound<'_, PyAny>,
-        fd: i32,
-        unix: bool,
+        first: (i32, bool),
+        more: &[(i32, bool)],
         options: ServerOptions,
     ) -> PyResult<Self> {
         let create_future = event_loop.getattr(intern!(py, "create_future"))?.unbind();
-        let listener = listener::dup_fd(fd).map_err(Error::from)?;
+        let own = options.own_socket;
+        let listeners = std::iter::once(&first)
+            .chain(more)
+            .map(|&(fd, unix)| {
+                Ok(ListenSocket {
+                    fd: listener::dup_fd(fd)?,
+                    unix,
+                    own,
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(Error::from)?;
         // Built here, on the loop thread: the stack it will take is this thread's.
         let watchdog = match host.config.loop_watchdog {
             Some(threshold) => Some(Arc::new(Watchdog::new(
@@ -94,7 +105,7 @@ impl Server {
             metrics,
             heartbeat,
             on_request_limit,
-            own_socket,
+            own_socket: _,
         } = options;
         if let Some(balance) = balance {
             host.registry.set_balance(balance);
@@ -112,11 +123,7 @@ impl Server {
             on_request_limit,
             metrics,
             watchdog,
-            listener: Mutex::new(Some(ListenSocket {
-                fd: listener,
-                unix,
-                own: own_socket,
-            })),
+            listeners: Mutex::new(Some(listeners)),
             thread: Mutex::new(None),
             watchdog_thread: Mutex::new(None),
             batch: Mutex::new(Vec::with_capacity(64)),
@@ -163,8 +170,8 @@ impl Server {
 
     /// Starts accepting on a Tokio thread of its own.
     fn start(&self) -> PyResult<()> {
-        let socket = self
-            .listener
+        let sockets = self
+            .listeners
             .lock()
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("server already started"))?;
@@ -207,7 +214,7 @@ impl Server {
             .clone()
             .map(|slot| timers::sample_gauges(slot, self.host.lag.clone(), self.interface.clone()));
         let handle = crate::transport::spawn_io_thread(
-            socket,
+            sockets,
             self.host.registry.clone(),
             Arc::new(HttpProtocol::new(http)),
             self.tls.clone(),

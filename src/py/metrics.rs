@@ -35,6 +35,14 @@ impl Metrics {
         Ok(())
     }
 
+    /// Requests answered so far by every worker, those gone included (for systemd's status
+    /// line): the sum of the duration histograms, which count each answered request once.
+    fn requests(&self) -> u64 {
+        (0..self.0.slots())
+            .map(|slot| self.0.buckets(slot).iter().sum::<u64>())
+            .sum()
+    }
+
     /// The Prometheus exposition of every slot: `workers` are the (slot, pid) of the workers
     /// alive, `restarts` the supervisor's (reason, count) of replaced workers; OpenMetrics
     /// text if `openmetrics`, else the 0.0.4 text format. Returns (content type, text).

@@ -61,17 +61,18 @@ const DEFER: Duration = Duration::from_millis(2);
 const MAX_DRAIN_ACCEPTS: usize = 4096;
 
 /// `own`: the socket is this worker's alone (`--reuse-port`), not shared with siblings.
+/// `balanced`: this loop balances the load with the siblings (one loop of a worker does).
 pub async fn accept_loop<S: ServeConnection>(
     listener: Listener,
     own: bool,
+    balanced: bool,
     registry: Arc<Registry>,
     protocol: Arc<S>,
     before: Before,
 ) {
     let mut phase = registry.subscribe();
-    let nudges = registry
-        .balance()
-        .and_then(|b| Nudges::watch(b.nudged_fd()).ok());
+    let balance = registry.balance().filter(|_| balanced);
+    let nudges = balance.and_then(|b| Nudges::watch(b.nudged_fd()).ok());
     let mut deferred = false;
     let mut errors = AcceptErrors::default();
     loop {
@@ -90,7 +91,7 @@ pub async fn accept_loop<S: ServeConnection>(
             _ = phase.changed() => continue,
         };
         if !nudged && !deferred {
-            let sibling = registry.balance().and_then(|b| {
+            let sibling = balance.and_then(|b| {
                 b.less_loaded_sibling(registry.connections())
                     .map(|s| (b, s))
             });

@@ -21,11 +21,12 @@ pub use listener::{ConnInfo, ServerAddr};
 pub use registry::{LogLevel, Phase, Registry, Report, Token};
 
 /// Starts the worker's I/O thread: a current-thread Tokio runtime that adopts the listening
-/// socket and accepts on it until shutdown, with a PROXY header read first when `proxy` is set and a TLS handshake when `tls` is. `on_park` runs each time the thread is about to
+/// sockets and accepts on each until shutdown, with a PROXY header read first when `proxy` is
+/// set and a TLS handshake when `tls` is. `on_park` runs each time the thread is about to
 /// sleep (the bridge delivers held-back wake-ups there); `on_start` runs inside the runtime
 /// before the first accept (to spawn helper tasks).
 pub fn spawn_io_thread<S: ServeConnection>(
-    socket: listener::ListenSocket,
+    sockets: Vec<listener::ListenSocket>,
     registry: Arc<Registry>,
     protocol: Arc<S>,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -39,9 +40,12 @@ pub fn spawn_io_thread<S: ServeConnection>(
         .enable_all()
         .on_thread_park(move || park())
         .build()?;
-    let listener = {
+    let listeners = {
         let _guard = rt.enter();
-        listener::Listener::adopt(socket.fd, socket.unix)?
+        sockets
+            .into_iter()
+            .map(|s| Ok((listener::Listener::adopt(s.fd, s.unix)?, s.own)))
+            .collect::<io::Result<Vec<_>>>()?
     };
     std::thread::Builder::new()
         .name("juggler-io".into())
@@ -52,7 +56,32 @@ pub fn spawn_io_thread<S: ServeConnection>(
                     tls: tls.map(tokio_rustls::TlsAcceptor::from),
                     proxy: proxy.map(Arc::new),
                 };
-                accept::accept_loop(listener, socket.own, registry, protocol, before).await;
+                // One accept loop per listener: the first runs here as it always did, the
+                // others (socket activation can pass several) as tasks beside it. Only the
+                // first balances the load with the sibling workers: a nudge does not say which
+                // socket the connection waits on.
+                let mut listeners = listeners.into_iter();
+                let first = listeners.next();
+                let loops: Vec<_> = listeners
+                    .map(|(listener, own)| {
+                        tokio::spawn(accept::accept_loop(
+                            listener,
+                            own,
+                            false,
+                            registry.clone(),
+                            protocol.clone(),
+                            before.clone(),
+                        ))
+                    })
+                    .collect();
+                if let Some((listener, own)) = first {
+                    accept::accept_loop(listener, own, true, registry, protocol, before).await;
+                }
+                for done in loops {
+                    // An accept loop that panicked has already been reported by the panic hook;
+                    // the others still drain.
+                    let _ = done.await;
+                }
             });
             // The thread ends without parking again: deliver what it held back.
             on_park();

@@ -73,7 +73,9 @@ impl WsgiInterface {
 
     /// A server for this app on the listening socket `fd`, with everything it serves with
     /// (see `ServerOptions`); raises before building anything if an option is bad.
-    #[pyo3(signature = (config, fd, unix, *, tls=None, load_slot=None, metrics_slot=None, heartbeat=None, on_request_limit=None, own_socket=false))]
+    /// `more_listeners`: further listening sockets `(fd, unix)` served alike (systemd's socket
+    /// activation can pass several).
+    #[pyo3(signature = (config, fd, unix, *, tls=None, load_slot=None, metrics_slot=None, heartbeat=None, on_request_limit=None, own_socket=false, more_listeners=Vec::new()))]
     #[allow(clippy::too_many_arguments)] // Python's keywords
     fn server(
         &self,
@@ -87,6 +89,7 @@ impl WsgiInterface {
         heartbeat: Option<(f64, PyObject)>,
         on_request_limit: Option<PyObject>,
         own_socket: bool,
+        more_listeners: Vec<(i32, bool)>,
     ) -> PyResult<Server> {
         let options = ServerOptions::new(
             tls.as_ref(),
@@ -136,8 +139,8 @@ impl WsgiInterface {
             core,
             loggers,
             self.event_loop.bind(py),
-            fd,
-            unix,
+            (fd, unix),
+            &more_listeners,
             options,
         )
     }

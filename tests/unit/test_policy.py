@@ -19,6 +19,7 @@ from juggler.policy import (
     KillHung,
     Leave,
     Log,
+    Notify,
     Options,
     Phase,
     Policy,
@@ -630,7 +631,7 @@ def test_a_new_worker_failing_cancels_the_reload():
     assert s.policy.start_failures == 1
     assert s.policy.respawn_at == s.now + 0.25
     assert s.policy.stopping is None
-    assert s.tick() == []
+    assert s.tick() == [Notify("ready")], "the reload is over (what systemd hears)"
     s.exit(other, -signal.SIGKILL)
     assert s.tick() == [] and s.policy.restarts["reload"] == 0
 
@@ -1123,3 +1124,81 @@ def test_memory_replacement_waits_while_stopping_or_backing_off():
     t.policy.on_memory(c, 40 * MIB, t.now)
     t.signal(signal.SIGTERM)
     assert t.policy.on_memory(c, 150 * MIB, t.now) == []
+
+
+# -- what systemd is told (sd_notify) --------------------------------------------------------
+
+
+def notes(actions: list[Action]) -> list[str]:
+    return [a.state for a in actions if isinstance(a, Notify)]
+
+
+def test_systemd_hears_ready_once_every_worker_asked_for_serves():
+    s = Supervisor(workers=2)
+    first = s.fork()
+    assert notes(s.ready(first)) == []
+    (second,) = s.tick_and_fork()
+    actions = s.ready(second)
+    assert notes(actions) == ["ready"]
+    assert actions.index(Notify("ready")) > actions.index(Announce())
+    s.advance(CRASH_WINDOW)
+    assert s.tick() == [], "said once"
+
+
+def test_a_reload_is_reloading_then_ready_once_the_old_workers_are_stopped():
+    s = Supervisor(workers=2)
+    old = s.serving()
+    assert notes(s.signal(signal.SIGHUP)) == ["reloading"]
+    new = s.tick_and_fork()
+    s.ready(new[0])
+    assert notes(s.tick()) == [], "one old worker still waits for its replacement"
+    s.ready(new[1])
+    actions = s.tick()
+    assert signals(actions) == [(old[0].pid, SIGTERM), (old[1].pid, SIGTERM)]
+    assert notes(actions) == ["ready"]
+    assert notes(s.tick()) == []
+
+
+def test_a_failed_reload_is_ready_again_with_the_old_workers():
+    s = Supervisor(workers=2)
+    old = s.serving()
+    s.policy.reload("Received SIGHUP")
+    broken, _ = s.tick_and_fork()
+    s.exit(broken, 1)
+    assert phases(old) == [Phase.READY, Phase.READY]
+    assert notes(s.tick()) == ["ready"]
+
+
+def test_a_reload_before_the_first_announcement_says_ready_once():
+    s = Supervisor(workers=1)
+    first = s.fork()
+    assert notes(s.policy.reload("Received SIGHUP")) == ["reloading"]
+    assert notes(s.tick()) == [], "not ready before any worker is"
+    (new,) = s.tick_and_fork()
+    assert notes(s.ready(new)) == ["ready"]
+    assert notes(s.tick()) == []
+    assert first.phase is Phase.STOPPING
+
+
+def test_a_stop_says_stopping_first_and_once():
+    s = Supervisor(workers=2)
+    s.serving()
+    actions = s.signal(signal.SIGTERM)
+    assert notes(actions) == ["stopping"]
+    assert actions.index(Notify("stopping")) < actions.index(CloseGate()), "before any stops"
+    assert notes(s.signal(signal.SIGINT)) == [], "the fast stop that follows says nothing new"
+
+
+def test_sigquit_says_stopping_too():
+    s = Supervisor(workers=1)
+    s.serving()
+    assert notes(s.signal(signal.SIGQUIT)) == ["stopping"]
+
+
+def test_a_stop_with_a_shutdown_delay_says_stopping_when_it_begins():
+    s = Supervisor(workers=1, shutdown_delay=5.0)
+    s.serving()
+    assert notes(s.signal(signal.SIGTERM)) == ["stopping"]
+    s.advance(5.0)
+    actions = s.tick()
+    assert CloseGate() in actions and notes(actions) == []

@@ -72,8 +72,8 @@ fn build<'py>(
         Arc::new(Refuses),
         loggers,
         &event_loop,
-        std::os::fd::AsRawFd::as_raw_fd(&socket),
-        false,
+        (std::os::fd::AsRawFd::as_raw_fd(&socket), false),
+        &[],
         options(&callbacks),
     )
     .expect("server");
