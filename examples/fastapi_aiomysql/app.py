@@ -87,8 +87,11 @@ async def lifespan(app: FastAPI):
     try:
         yield
     finally:
-        # close() ends the idle connections (COM_QUIT); wait_closed() waits for those in use.
+        # close() refuses new acquires; clear() says goodbye (COM_QUIT) on each idle
+        # connection, which wait_closed() alone would just drop, leaving MariaDB to log an
+        # aborted connection for each; wait_closed() then waits for any still in use.
         pool.close()
+        await pool.clear()
         await pool.wait_closed()
         log("aiomysql pool closed")
 
