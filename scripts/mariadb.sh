@@ -55,11 +55,10 @@ install_server() {
 }
 
 # The server runs as `mysql` when we are root; otherwise as whoever runs this.
-run_as() {
-  if [ "$(id -u)" = 0 ]; then
-    echo "--user=mysql"
-  fi
-}
+RUN_AS=()
+if [ "$(id -u)" = 0 ]; then
+  RUN_AS=(--user=mysql)
+fi
 
 client() { mariadb --no-defaults --socket="$SOCKET" -uroot "$@"; }
 
@@ -92,14 +91,17 @@ start() {
     [ "$(id -u)" = 0 ] && chown -R mysql: "$DATA"
     chmod 700 "$DATA"
     # From /, which `mysql` can enter whatever the checkout's permissions (/root is 700).
-    (cd / && mariadb-install-db --no-defaults --datadir="$DATA/data" $(run_as) \
+    (cd / && mariadb-install-db --no-defaults --datadir="$DATA/data" "${RUN_AS[@]}" \
       --auth-root-authentication-method=normal --skip-test-db >"$DATA/install.log" 2>&1) || {
       say "mariadb-install-db failed; see $DATA/install.log"
       exit 1
     }
   fi
+  # The log outlives runs: only what this start writes says whether it failed.
+  local logged=0
+  [ -f "$LOG" ] && logged="$(wc -l <"$LOG")"
   # setsid and no inherited stdout: the caller's "$(...)" must not wait for the server.
-  (cd / && setsid "$bin" --no-defaults --datadir="$DATA/data" $(run_as) \
+  (cd / && setsid "$bin" --no-defaults --datadir="$DATA/data" "${RUN_AS[@]}" \
     --bind-address=127.0.0.1 --port="$PORT" --socket="$SOCKET" --pid-file="$PIDFILE" \
     --log-error="$LOG" --max-connections="$MAX_CONNECTIONS" --skip-name-resolve \
     --skip-log-bin --innodb-flush-log-at-trx-commit=0 --innodb-buffer-pool-size=128M \
@@ -109,6 +111,11 @@ start() {
   for i in $(seq 1 120); do
     if client -e "SELECT 1" >/dev/null 2>&1; then
       break
+    fi
+    if tail -n +"$((logged + 1))" "$LOG" 2>/dev/null | grep -q "\[ERROR\] Aborting"; then
+      say "mariadbd did not start (port $PORT taken?):"
+      tail -n +"$((logged + 1))" "$LOG" | grep "\[ERROR\]" >&2
+      exit 1
     fi
     if [ "$i" = 120 ]; then
       say "mariadbd did not answer within 60 s; see $LOG"
