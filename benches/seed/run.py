@@ -69,6 +69,7 @@ c.SERVERS["juggler-wsgi-32"] = c.juggler(
     "--interface", "wsgi", "--threads", "32", "--queue-size", "4096"
 )
 
+CONTROL = "juggler ASGI 1 worker (asyncpg, beside MariaDB)"
 DEPLOYMENTS = {
     d.name: d
     for d in (
@@ -86,6 +87,9 @@ DEPLOYMENTS = {
             threads=GUNICORN_THREADS,
             pool=WSGI_POOL,
         ),
+        # The asyncpg example again, run in the same session as the MariaDB rows: on a shared
+        # machine, what they are compared with has to have met the same load.
+        Deployment(CONTROL, "juggler", FASTAPI, "coroutines", endpoints=("slow",)),
         *(
             Deployment(
                 f"{name} (aiomysql)",
@@ -103,7 +107,8 @@ DEPLOYMENTS = {
         ),
     )
 }
-MARIADB = [d.name for d in DEPLOYMENTS.values() if d.db == "mariadb"]
+# Reported in a section of their own, not in the PostgreSQL tables and plot.
+MARIADB = [CONTROL, *(d.name for d in DEPLOYMENTS.values() if d.db == "mariadb")]
 for _d in DEPLOYMENTS.values():
     if _d.threads:
         _d.pool = WSGI_POOL
@@ -337,7 +342,10 @@ def table(
     levels = levels or CONCURRENCY[endpoint]
     runs_of = by(rows, endpoint)
     if names is not None:
-        runs_of = {n: [r for r in rows if r["deployment"] == n] for n in names}
+        runs_of = {
+            n: [r for r in rows if r["deployment"] == n and r["endpoint"] == endpoint]
+            for n in names
+        }
         runs_of = {n: runs for n, runs in runs_of.items() if runs}
     lines = [
         "| deployment | " + " | ".join(f"c={n} req/s | p99 ms" for n in levels) + " | errors |",
@@ -464,16 +472,13 @@ def explain(rows: list[dict]) -> list[str]:
 
 
 def mariadb_section(rows: list[dict]) -> list[str]:
-    """The aiomysql example on MariaDB, next to the asyncpg example's rows at the same
-    connection counts; nothing when it was not measured."""
+    """The aiomysql example on MariaDB, beside a control run of the asyncpg example made
+    under the same load; nothing when it was not measured."""
     mine = [r for r in rows if r["deployment"] in MARIADB]
     if not mine:
         return []
     levels = tuple(sorted({r["connections"] for r in mine}))
     durations = sorted({r.get("duration_s", 0) for r in mine})
-    names = []
-    for d in MARIADB:
-        names += [d.removesuffix(" (aiomysql)"), d]
     sessions = ", ".join(sorted({r.get("measured", "?") for r in mine}))
     return [
         "## The same slow query on MariaDB: `examples/fastapi_aiomysql`",
@@ -483,15 +488,16 @@ def mariadb_section(rows: list[dict]) -> list[str]:
         f"'{','.join(MARIADB)}' --merge benches/seed/results.json`",
         f"- measured: {sessions}, {durations[-1]} s per run, on the same 2-core machine while "
         "other builds and tests ran on it (see the other processes' cores of each run below: "
-        "these rows are less clean than the PostgreSQL ones); the asyncpg rows beside them are "
-        f"the PostgreSQL table's, from its own sessions; versions: {c.versions()}, aiomysql "
-        f"{metadata.version('aiomysql')}.",
+        "these rows are far less clean than the PostgreSQL ones, and compare only with each "
+        "other). The first row is the asyncpg example on PostgreSQL, measured alongside them "
+        f"under the same load as a control. Versions: {c.versions()}, "
+        f"aiomysql {metadata.version('aiomysql')}.",
         "- app: FastAPI with an aiomysql pool of "
         f"{ASYNC_POOL} connections per worker, opened in lifespan; `/slow` runs `SELECT "
         "SLEEP(0.01)` (10 ms in the database, as `pg_sleep(0.01)`). MariaDB 10.11 from "
         "`scripts/mariadb.sh` with `max_connections = 1000`, unpinned like PostgreSQL.",
         "",
-        *table(rows, "slow", names, levels),
+        *table(rows, "slow", MARIADB, levels),
         "",
     ]
 
