@@ -43,11 +43,26 @@ pub struct CoreConfig {
     /// Peers whose proxy headers are believed (`--proxy-headers`, `--forwarded-allow-ips`);
     /// `None` when proxy headers are off or no peer is trusted.
     pub proxy: Option<TrustedPeers>,
+    /// Read a PROXY protocol header from these peers (`--proxy-protocol`); `None` when off.
+    pub proxy_protocol: Option<ProxyProtocol>,
     pub limits: RequestLimits,
     /// A handler that has not answered after this long gets 504 (`--timeout-request`).
     pub request_timeout: Option<Duration>,
     /// Answered by the server itself (`--health-path`).
     pub health_path: Option<String>,
+}
+
+/// How long a PROXY header may take when `--timeout-request-head` is off: a connection must
+/// not be held open by a peer that never finishes one.
+pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who may open a connection with a PROXY protocol header, and how long it may take to send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProxyProtocol {
+    /// `--forwarded-allow-ips`: a header from any other peer closes its connection.
+    pub trusted: TrustedPeers,
+    /// The header is part of the request head, so it has the head's time limit.
+    pub timeout: Duration,
 }
 
 /// A directory served under a URL prefix.
@@ -268,6 +283,7 @@ impl CoreConfig {
             loop_watchdog: None,
             max_loop_lag: None,
             proxy: None,
+            proxy_protocol: None,
             limits: RequestLimits {
                 fields: Some(DEFAULT_MAX_FIELDS),
                 ..Default::default()
@@ -365,15 +381,21 @@ impl CoreConfig {
             }
         }
         config.health_path = r.health_path.clone();
+        let trusted = o
+            .proxy
+            .forwarded_allow_ips
+            .as_deref()
+            // Empty (an unset variable in an env file) is the default, as it always was.
+            .filter(|list| !list.trim().is_empty())
+            .unwrap_or("127.0.0.1");
+        let peers = TrustedPeers::parse(&[trusted])?;
+        if o.proxy.proxy_protocol {
+            config.proxy_protocol = Some(ProxyProtocol {
+                trusted: peers.clone(),
+                timeout: config.limits.head_timeout.unwrap_or(PROXY_HEADER_TIMEOUT),
+            });
+        }
         if o.proxy.proxy_headers {
-            let trusted = o
-                .proxy
-                .forwarded_allow_ips
-                .as_deref()
-                // Empty (an unset variable in an env file) is the default, as it always was.
-                .filter(|list| !list.trim().is_empty())
-                .unwrap_or("127.0.0.1");
-            let peers = TrustedPeers::parse(&[trusted])?;
             config.proxy = (!peers.is_empty()).then_some(peers);
         }
         Ok(config)
@@ -515,6 +537,7 @@ mod tests {
             proxy: Proxy {
                 proxy_headers: true,
                 forwarded_allow_ips: None,
+                proxy_protocol: false,
             },
         }
     }
@@ -590,5 +613,28 @@ mod tests {
                 .to_string();
             assert!(message.starts_with(flag), "{flag}: {message}");
         }
+    }
+
+    #[test]
+    fn proxy_protocol_trusts_the_allowed_peers_for_the_head_timeout() {
+        let side = WorkerSide::default;
+        let mut o = options();
+        assert!(CoreConfig::from_options(&o, side())
+            .unwrap()
+            .proxy_protocol
+            .is_none());
+        o.proxy.proxy_protocol = true;
+        o.proxy.proxy_headers = false;
+        o.proxy.forwarded_allow_ips = Some("10.0.0.0/8".into());
+        o.timeouts.timeout_request_head = 2.5;
+        let c = CoreConfig::from_options(&o, side()).unwrap();
+        let p = c.proxy_protocol.expect("on");
+        assert!(p.trusted.trusts_ip("10.1.2.3".parse().unwrap()));
+        assert!(!p.trusted.trusts_ip("127.0.0.1".parse().unwrap()));
+        assert_eq!(p.timeout, Duration::from_millis(2500));
+        assert!(c.proxy.is_none());
+        o.timeouts.timeout_request_head = 0.0;
+        let c = CoreConfig::from_options(&o, side()).unwrap();
+        assert_eq!(c.proxy_protocol.unwrap().timeout, PROXY_HEADER_TIMEOUT);
     }
 }

@@ -129,6 +129,8 @@ pub struct Proxy {
     /// Comma-separated; `None` trusts the local host only.
     #[pyo3(attribute)]
     pub forwarded_allow_ips: Option<String>,
+    #[pyo3(attribute)]
+    pub proxy_protocol: bool,
 }
 
 /// The WSGI thread pool (`config.wsgi`, read by `WsgiInterface`).

@@ -20,7 +20,9 @@ def run(app: Any, **options: Any) -> None:
     """Serves ``app`` (an ASGI or WSGI callable or a "module:attribute" string) until stopped.
 
     Takes the same options as the command line, by their Python names
-    (``port=8001``, ``interface="wsgi"``, ``threads=64``, ``header=[("x-a", "1")]``, ...).
+    (``port=8001``, ``interface="wsgi"``, ``threads=64``, ``header=[("x-a", "1")]``, ...);
+    hooks (``worker_start``, ``worker_exit``, ``on_starting``, ``on_reload``, ``on_exit``)
+    take a function as well as its "module:function" string.
     Exits the process with a non-zero status if the app cannot be loaded or started.
     """
     from .config import Config

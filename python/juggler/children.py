@@ -20,9 +20,10 @@ from typing import Any
 from . import _juggler
 from .channel import SupervisorChannel, WorkerChannel
 from .config import Config
-from .exit_codes import EXIT_APP_LOAD, EXIT_BIND_FAILED
+from .exit_codes import EXIT_APP_LOAD, EXIT_BIND_FAILED, EXIT_STARTUP_FAILED
 from .fatal import fatal
 from .forking import fork
+from .hooks import HookFailed, Hooks
 from .importer import ImportFromStringError, load_app
 from .interfaces import describe_interface, resolve_interface
 from .logging import error_logger
@@ -33,6 +34,7 @@ from .worker import Worker
 #: The supervisor asks a worker for the Python stacks of all its threads with this signal
 #: (answered by faulthandler from C, so a worker stuck in a CPU loop answers too).
 DUMP_SIGNAL = signal.SIGUSR2
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -51,6 +53,16 @@ class WorkerProcess(WorkerRecord):
             os.kill(self.pid, sig)
         except ProcessLookupError:
             pass  # It exited; waitpid will tell.
+
+    def rss(self) -> int | None:
+        """Its resident memory in bytes, from /proc (None once it is gone): one small read,
+        which costs the worker nothing."""
+        try:
+            with open(f"/proc/{self.pid}/statm", "rb") as f:
+                resident_pages = int(f.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        return resident_pages * PAGE_SIZE
 
     def close(self) -> None:
         self.channel.close()
@@ -75,6 +87,8 @@ class WorkerSpec:
     metrics: _juggler.Metrics | None = None
     #: How many worker slots there are: the metrics' (when on), else the connection counts'.
     slot_count: int = 0
+    #: The user's hooks (worker_start and worker_exit run in the worker).
+    hooks: Hooks | None = None
 
 
 def spawn(
@@ -118,6 +132,15 @@ def _worker_main(
     faulthandler.register(DUMP_SIGNAL, file=dump_w, all_threads=True, chain=False)
     config = spec.config
     app = spec.app
+    hooks = spec.hooks or Hooks(config)
+    try:
+        # Before the app is imported, so that what the hook sets up (a tracer provider, an
+        # error reporter) is there for the app's module-level code; and after the fork, as
+        # their threads and connections would not survive it.
+        hooks.run("worker_start")
+    except HookFailed as exc:
+        fatal(str(exc))
+        return EXIT_STARTUP_FAILED
     try:
         if app is None:
             app = load_app(config.app, factory=config.factory, app_dir=config.app_dir)
@@ -162,6 +185,7 @@ def _worker_main(
         max_requests,
         load_slot,
         metrics_slot,
+        on_exit=lambda: hooks.run_logged("worker_exit"),
     )
     try:
         return worker.run()

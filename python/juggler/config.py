@@ -20,6 +20,7 @@ from .validators import (
     Validator,
     boolean,
     header,
+    hook,
     host_port,
     integer,
     many,
@@ -278,6 +279,19 @@ OPTIONS: tuple[Option, ...] = (
         doc="add a random 0..N to each worker's `--max-requests`",
     ),
     Option(
+        "max_worker_memory",
+        None,
+        "Replace a worker gracefully once its resident memory (RSS) passes this many MiB;"
+        " the supervisor samples it about once a second.",
+        POSITIVE,
+        metavar="MIB",
+        doc_default="none",
+        doc=(
+            "replace a worker gracefully once its resident memory (RSS, sampled by the"
+            " supervisor about once a second) passes this many MiB"
+        ),
+    ),
+    Option(
         "reload",
         False,
         "Restart the workers when a watched file changes (for development; needs watchfiles).",
@@ -321,6 +335,54 @@ OPTIONS: tuple[Option, ...] = (
         "Write the supervisor's process id to this file.",
         metavar="FILE",
         doc="write the supervisor's pid to this file (removed on exit)",
+    ),
+    Option(
+        "on_starting",
+        None,
+        "Call this function ('module:function') with the config in the supervisor before it"
+        " binds and starts workers.",
+        hook,
+        metavar="MODULE:FUNCTION",
+        doc='hook run in the supervisor before it binds and forks (see "Hooks")',
+    ),
+    Option(
+        "on_reload",
+        None,
+        "Call this function ('module:function') with the config in the supervisor when a"
+        " reload (SIGHUP, --reload) begins.",
+        hook,
+        metavar="MODULE:FUNCTION",
+        doc="hook run in the supervisor when a reload (SIGHUP, `--reload`) begins",
+    ),
+    Option(
+        "on_exit",
+        None,
+        "Call this function ('module:function') with the config in the supervisor once every"
+        " worker has stopped, before juggler exits.",
+        hook,
+        metavar="MODULE:FUNCTION",
+        doc="hook run in the supervisor once every worker has stopped, before juggler exits",
+    ),
+    Option(
+        "worker_start",
+        None,
+        "Call this function ('module:function') with the config in each worker after the fork"
+        " and before the app is imported: create tracing, error reporting and pools here.",
+        hook,
+        metavar="MODULE:FUNCTION",
+        doc=(
+            "hook run in each worker after the fork and before the app is imported: where"
+            " OpenTelemetry span processors, Sentry and database pools are created"
+        ),
+    ),
+    Option(
+        "worker_exit",
+        None,
+        "Call this function ('module:function') with the config in each worker once it has"
+        " drained, before the process exits.",
+        hook,
+        metavar="MODULE:FUNCTION",
+        doc="hook run in each worker once it has drained (not in a killed one)",
     ),
     Option(
         "lifespan",
@@ -569,6 +631,20 @@ OPTIONS: tuple[Option, ...] = (
             "comma-separated peers trusted with proxy headers: addresses, networks (`10.0.0.0/8`,"
             " `fd00::/8`), `*` for any peer, `unix:` for peers on a UNIX socket;"
             " `FORWARDED_ALLOW_IPS` is read too"
+        ),
+    ),
+    Option(
+        "proxy_protocol",
+        False,
+        "Read a PROXY protocol header (v1 or v2, as HAProxy and cloud load balancers send)"
+        " on each connection from a --forwarded-allow-ips peer; a header from any other peer"
+        " closes its connection.",
+        kind="flag",
+        group="proxy",
+        doc=(
+            "read a PROXY protocol header (v1 text or v2 binary) before TLS and HTTP, from"
+            " `--forwarded-allow-ips` peers only, and take the client address from it (see"
+            ' "PROXY protocol" under "Behaviour")'
         ),
     ),
     Option(

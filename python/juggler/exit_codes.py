@@ -14,10 +14,12 @@ EXIT_BIND_FAILED = 1
 the machine's (for example ``--loop uvloop`` without uvloop installed)."""
 
 EXIT_BAD_OPTION = 2
-"""An option, environment variable or ``APP`` argument has a value juggler cannot use."""
+"""An option, environment variable or ``APP`` argument has a value juggler cannot use (a hook
+that cannot be imported among them)."""
 
 EXIT_STARTUP_FAILED = 3
-"""The app failed its lifespan startup (or shutdown)."""
+"""The app failed its lifespan startup (or shutdown), or a hook raised at start-up
+(``--on-starting``, or the first worker's ``--worker-start``)."""
 
 EXIT_APP_LOAD = 4
 """The app could not be imported, its factory failed, it is not callable, or it does not speak

@@ -33,9 +33,10 @@ FAST_STOP_TIMEOUT = 5.0
 #: The first back-off after a failed start round; it doubles with each round, up to the most.
 FIRST_BACK_OFF = 0.25
 MAX_BACK_OFF = 10.0
-#: Why a worker is replaced: it died, hung (--timeout-worker), reached --max-requests, or a
-#: reload replaced it.
-RESTART_REASONS = ("died", "timeout", "recycled", "reload")
+#: Why a worker is replaced: it died, hung (--timeout-worker), reached --max-requests, a
+#: reload replaced it, or it passed --max-worker-memory.
+RESTART_REASONS = ("died", "timeout", "recycled", "reload", "memory")
+MIB = 1024 * 1024
 
 Stopping: TypeAlias = Literal["graceful", "fast"]
 
@@ -73,8 +74,11 @@ class WorkerRecord:
     last_beat: float = 0.0
     #: The oldest WSGI call without progress at the last beat: (seconds, "METHOD path").
     stalled_call: tuple[float, str] | None = None
-    #: Why it is replaced, for the metrics: "reload", "recycled" or "timeout".
+    #: Why it is replaced, for the metrics: "reload", "recycled", "timeout" or "memory".
     retire_reason: str = ""
+    #: Its resident memory when it got ready, in bytes (--max-worker-memory; None before the
+    #: first sample).
+    first_rss: int | None = None
     #: When it was last asked to stop (SIGTERM or SIGQUIT) or killed: its deadline counts
     #: from here.
     stop_sent: float | None = None
@@ -100,6 +104,8 @@ class Options:
     preloaded: bool = False
     #: --shutdown-delay: how long a stop first goes on serving with failing health checks.
     shutdown_delay: float = 0.0
+    #: --max-worker-memory in MiB: a worker whose RSS passes it is replaced (None: never).
+    max_worker_memory: int | None = None
 
 
 # -- what the supervisor is told to do ------------------------------------------------------
@@ -174,6 +180,13 @@ class CloseGate:
 
 
 @dataclasses.dataclass(frozen=True)
+class RunHook:
+    """Call the user's hook ``name`` (``--on-reload``...), if one was given."""
+
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
 class StopReloader:
     """Stop the file watcher (--reload), if it runs."""
 
@@ -188,6 +201,7 @@ Action: TypeAlias = (
     | StopReloader
     | CloseGate
     | Leave
+    | RunHook
 )
 
 
@@ -282,6 +296,47 @@ class Policy:
         worker.retire_reason = "recycled"
         return [
             _info("Recycling worker [%d] after %d requests (--max-requests)", worker.pid, requests)
+        ]
+
+    def on_memory(self, worker: WorkerRecord, rss: int, now: float) -> list[Action]:
+        """A sample of the worker's resident memory, in bytes (--max-worker-memory). Only
+        workers that serve are sampled, about once a second, so a refusal (stopping, or
+        replacing is paused) is only for now."""
+        limit = self.options.max_worker_memory
+        if limit is None or worker.phase is not Phase.READY:
+            return []
+        first = worker.first_rss
+        if first is None:
+            worker.first_rss = first = rss
+            if rss > limit * MIB:
+                # Its replacement would start as large and be replaced again, without end.
+                return [
+                    _warning(
+                        "Worker [%d] uses %.1f MiB as it starts, over --max-worker-memory %d MiB:"
+                        " it is not replaced for its memory (raise the limit)",
+                        worker.pid,
+                        rss / MIB,
+                        limit,
+                    )
+                ]
+        if (
+            rss <= limit * MIB
+            or first > limit * MIB
+            or self.stopping
+            or self.leaving_until is not None
+            or now < self.respawn_at
+        ):
+            return []
+        worker.phase = Phase.RETIRING
+        worker.retire_reason = "memory"
+        return [
+            _warning(
+                "Worker [%d] uses %.1f MiB of memory (RSS), over --max-worker-memory %d MiB;"
+                " replacing it",
+                worker.pid,
+                rss / MIB,
+                limit,
+            )
         ]
 
     # -- a worker exited -------------------------------------------------------------------
@@ -469,7 +524,7 @@ class Policy:
             w.phase = Phase.RETIRING
             w.retire_reason = w.retire_reason or "reload"
         self.respawn_at = 0.0
-        return [log]
+        return [log, RunHook("on_reload")]
 
     def _begin_stop(self, how: Stopping, now: float, quiet: bool = False) -> list[Action]:
         if self.stopping == "fast" or self.stopping == how:

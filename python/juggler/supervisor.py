@@ -5,8 +5,9 @@ WSGI call hangs or that reached --max-requests, reloads on SIGHUP and on file ch
 and removes workers on SIGTTIN/SIGTTOU, and drains on SIGTERM/SIGINT. Signal handlers only
 queue the signal; one loop (``Supervisor.run``) acts on everything. What to do is decided by
 ``policy.Policy``, which makes no system call; this module carries its decisions out. The
-supervisor imports no app code (unless --preload) and starts no thread and no Tokio runtime, so
-forking it is safe.
+supervisor imports no app code (unless --preload; the modules of the user's hooks, yes) and
+starts no thread and no Tokio runtime, so forking it is safe. With --max-worker-memory it also
+reads each serving worker's RSS from /proc about once a second.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import socket
 import time
 from typing import Any
 
-from . import _juggler, metrics_endpoint, reloader, tls
+from . import _juggler, hooks, metrics_endpoint, reloader, tls
 from . import logging as jlogging
 from .channel import LEAVE_SIGNAL, Message, beat_interval
 from .children import WorkerProcess, WorkerSpec, read_stacks, spawn
 from .config import Config, ConfigError
-from .exit_codes import EXIT_APP_LOAD, EXIT_BAD_OPTION, EXIT_BIND_FAILED
+from .exit_codes import EXIT_APP_LOAD, EXIT_BAD_OPTION, EXIT_BIND_FAILED, EXIT_STARTUP_FAILED
 from .fatal import fatal, install_fatal_formatter
 from .importer import ImportFromStringError, load_app
 from .interfaces import resolve_interface
@@ -39,8 +40,10 @@ from .policy import (
     Leave,
     Log,
     Options,
+    Phase,
     Policy,
     ReportStalled,
+    RunHook,
     SendSignal,
     Spawn,
     StopReloader,
@@ -53,6 +56,8 @@ from .sockets import BindError, bind, describe, reserve_reuse_port
 MIN_LOAD_SLOTS = 8
 #: Workers that can be counted by --metrics-bind, at least.
 MIN_METRICS_SLOTS = 64
+#: How often the workers' resident memory is read with --max-worker-memory, in seconds.
+MEMORY_SAMPLE_INTERVAL = 1.0
 HANDLED_SIGNALS = (
     signal.SIGINT,
     signal.SIGTERM,
@@ -82,6 +87,16 @@ def run(config: Config) -> int:
         message, code = problem
         fatal(message)
         return code
+    try:
+        user_hooks = hooks.load(config)
+    except hooks.HookImportError as exc:
+        fatal(str(exc))
+        return EXIT_BAD_OPTION
+    try:
+        user_hooks.run("on_starting")
+    except hooks.HookFailed as exc:
+        fatal(str(exc))
+        return EXIT_STARTUP_FAILED
     app = None if isinstance(config.app, str) else config.app
     if config.preload and app is None:
         try:
@@ -102,12 +117,12 @@ def run(config: Config) -> int:
         if config.reuse_port:
             reserved = reserve_reuse_port(config.host, config.port)
             host, port = reserved.getsockname()[:2]
-            spec = WorkerSpec(config, None, (host, port), app, None, metrics, slots)
+            spec = WorkerSpec(config, None, (host, port), app, None, metrics, slots, user_hooks)
             where = describe(reserved, tls=bool(config.ssl_certfile))
         else:
             sock = bind(config)
             load = _juggler.LoadSlots(load_slots)
-            spec = WorkerSpec(config, sock, None, app, load, metrics, slots)
+            spec = WorkerSpec(config, sock, None, app, load, metrics, slots, user_hooks)
             where = describe(sock, tls=bool(config.ssl_certfile))
         if config.metrics_bind:
             metrics_sock = metrics_endpoint.bind(config.metrics_bind)
@@ -181,6 +196,7 @@ class Supervisor:
             timeout_graceful_shutdown=float(config.timeout_graceful_shutdown),
             preloaded=spec.app is not None,
             shutdown_delay=float(config.shutdown_delay),
+            max_worker_memory=config.max_worker_memory,
         )
         self.policy = Policy(options, self.workers, time.monotonic())
         self.signals: collections.deque[int] = collections.deque()
@@ -192,6 +208,9 @@ class Supervisor:
         self._pid_file_written = False
         self.metrics_sock = metrics_sock
         self.metrics: MetricsEndpoint | None = None
+        self.hooks = spec.hooks or hooks.Hooks(config)
+        #: With --max-worker-memory: when the workers' memory is next read.
+        self._next_memory_sample = 0.0
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -222,7 +241,9 @@ class Supervisor:
                 self._wait()
                 self._handle_signals()
                 self._reap()
+                self._sample_memory()
                 self._carry_out(self.policy.tick(time.monotonic()))
+            self.hooks.run_logged("on_exit")
         finally:
             self._cleanup()
         return self.policy.exit_code
@@ -232,6 +253,7 @@ class Supervisor:
         self.signals.append(signum)
 
     def _wait(self) -> None:
+        # Half a beat: at most 0.5 s, so memory is sampled about once a second too.
         timeout = beat_interval(self.config.timeout_worker) / 2
         for key, mask in self.selector.select(timeout):
             if key.fd == self._wakeup_r:
@@ -301,6 +323,8 @@ class Supervisor:
                 case Leave(pid):
                     # Not _signal: a leaving worker keeps its place among its siblings.
                     self.workers[pid].signal(LEAVE_SIGNAL)
+                case RunHook(name):
+                    self.hooks.run_logged(name)
 
     def _close_gate(self) -> None:
         """From now on the kernel completes no new connection on the shared socket, and the
@@ -373,11 +397,34 @@ class Supervisor:
         now = time.monotonic()
         if message.kind == "ready":
             self._carry_out(self.policy.on_ready(worker, now))
+            # Its size before it serves: what a fresh worker takes (--max-worker-memory).
+            self._sample_worker_memory(worker, now)
         elif message.kind == "beat":
             stalled = (message.call_age, message.call) if message.call_age is not None else None
             self.policy.on_beat(worker, stalled, now)
         elif message.kind == "recycle":
             self._carry_out(self.policy.on_recycle(worker, message.requests, now))
+
+    def _sample_memory(self) -> None:
+        """Reads the resident memory of the workers that serve, about once a second, when
+        --max-worker-memory is set."""
+        if self.config.max_worker_memory is None:
+            return
+        now = time.monotonic()
+        if now < self._next_memory_sample:
+            return
+        self._next_memory_sample = now + MEMORY_SAMPLE_INTERVAL
+        for worker in list(self.workers.values()):
+            self._sample_worker_memory(worker, now)
+
+    def _sample_worker_memory(self, worker: WorkerProcess, now: float) -> None:
+        # Retiring, stopping and starting workers are not sampled: one being replaced is
+        # replaced once.
+        if self.config.max_worker_memory is None or worker.phase is not Phase.READY:
+            return
+        rss = worker.rss()
+        if rss is not None:
+            self._carry_out(self.policy.on_memory(worker, rss, now))
 
     def _reap(self) -> None:
         while True:

@@ -96,6 +96,19 @@ def url_path(value: object) -> str:
     return path
 
 
+def hook(value: object) -> Any:
+    """A callable (from ``juggler.run()``), or its import string ``module:function``; the
+    import itself happens when juggler starts (``hooks.py``)."""
+    if callable(value):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"must be 'module:function' or a callable, not {_kind(value)}")
+    module, sep, name = value.partition(":")
+    if not sep or not module.strip() or not name.strip():
+        raise ValueError("must look like 'module:function'")
+    return value
+
+
 def split_host_port(address: str) -> tuple[str, int]:
     """``HOST:PORT``, ``[IPV6]:PORT`` or ``:PORT`` (every IPv4 interface) as (host, port);
     ValueError says what is wrong."""

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from . import _juggler, tls
@@ -59,6 +60,7 @@ class Worker:
         max_requests: int | None = None,
         load_slot: tuple[_juggler.LoadSlots, int] | None = None,
         metrics_slot: tuple[_juggler.Metrics, int] | None = None,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.sock = sock
@@ -72,6 +74,8 @@ class Worker:
         self.load_slot = load_slot
         #: The shared metrics (--metrics-bind), and this worker's slot in them.
         self.metrics_slot = metrics_slot
+        #: Called once the worker has drained and its event loop is closed (--worker-exit).
+        self.on_exit = on_exit
         self._recycle_asked = False
 
         #: WSGI calls were still running when the worker stopped: threads cannot be cancelled,
@@ -85,6 +89,8 @@ class Worker:
     def run(self) -> int:
         with asyncio.Runner(loop_factory=lambda: new_event_loop(self.config.loop)) as runner:
             code = runner.run(self.serve())
+        if self.on_exit is not None:
+            self.on_exit()
         if self.abandoned_calls:
             # Interpreter shutdown would stop those threads mid-call in undefined ways;
             # leave now, as a killed worker would, with the logs flushed.

@@ -211,6 +211,7 @@ impl Server {
             self.host.registry.clone(),
             Arc::new(HttpProtocol::new(http)),
             self.tls.clone(),
+            self.host.config.proxy_protocol.clone(),
             move || {
                 mailbox.flush();
                 parking.on_io_park();

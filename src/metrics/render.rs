@@ -224,7 +224,7 @@ impl Scrape {
         {
             let mut m = e.encode_descriptor(
                 "juggler_worker_restarts",
-                "Workers started in place of one that died, hung, was recycled or reloaded",
+                "Workers started in place of one that died, hung, was recycled or reloaded, or grew too big",
                 None,
                 MetricType::Counter,
             )?;

@@ -14,7 +14,9 @@ use super::accept_errors::AcceptErrors;
 use super::gate;
 use super::linger::Lingering;
 use super::listener::{Accepted, ConnInfo, Listener};
+use super::proxied;
 use super::registry::{LogLevel, Phase, Registry, Token};
+use crate::config::ProxyProtocol;
 use crate::watched_io::Watched;
 
 /// A byte stream the protocol layer can serve.
@@ -31,6 +33,14 @@ pub trait ServeConnection: Send + Sync + 'static {
         phase: watch::Receiver<Phase>,
         token: Token,
     ) -> impl Future<Output = ()> + Send + 'static;
+}
+
+/// What a connection goes through before its protocol serves it: a PROXY header
+/// (`--proxy-protocol`), then a TLS handshake (`--ssl-*`); on most listeners, neither.
+#[derive(Clone, Default)]
+pub struct Before {
+    pub tls: Option<TlsAcceptor>,
+    pub proxy: Option<Arc<ProxyProtocol>>,
 }
 
 /// After a failed accept, the loop waits this long before it tries again: the listener stays
@@ -56,7 +66,7 @@ pub async fn accept_loop<S: ServeConnection>(
     own: bool,
     registry: Arc<Registry>,
     protocol: Arc<S>,
-    tls: Option<TlsAcceptor>,
+    before: Before,
 ) {
     let mut phase = registry.subscribe();
     let nudges = registry
@@ -97,7 +107,7 @@ pub async fn accept_loop<S: ServeConnection>(
         deferred = false;
         match listener.try_accept(nudged) {
             Ok(Some((io, info))) => {
-                spawn_connection(&registry, &protocol, tls.as_ref(), io, info);
+                spawn_connection(&registry, &protocol, &before, io, info);
             }
             // Another worker took it.
             Ok(None) => {}
@@ -122,7 +132,7 @@ pub async fn accept_loop<S: ServeConnection>(
     let serve_queue = draining && (own || gate::is_closed(listener.raw_fd()));
     if serve_queue {
         // Not through readiness: Tokio may not have seen the listener's latest event yet.
-        if let Err(e) = take_queue(&listener, true, &registry, &protocol, tls.as_ref()) {
+        if let Err(e) = take_queue(&listener, true, &registry, &protocol, &before) {
             accept_failed(&registry, &mut errors, &e).await;
         }
     }
@@ -149,7 +159,7 @@ pub async fn accept_loop<S: ServeConnection>(
                 }
             }
             (listener, Ok(())) = ready(gated.as_ref()) => {
-                if let Err(e) = take_queue(listener, false, &registry, &protocol, tls.as_ref()) {
+                if let Err(e) = take_queue(listener, false, &registry, &protocol, &before) {
                     accept_failed(&registry, &mut errors, &e).await;
                 }
                 continue;
@@ -181,11 +191,11 @@ fn take_queue<S: ServeConnection>(
     direct: bool,
     registry: &Arc<Registry>,
     protocol: &Arc<S>,
-    tls: Option<&TlsAcceptor>,
+    before: &Before,
 ) -> std::io::Result<()> {
     for _ in 0..MAX_DRAIN_ACCEPTS {
         match listener.try_accept(direct) {
-            Ok(Some((io, info))) => spawn_connection(registry, protocol, tls, io, info),
+            Ok(Some((io, info))) => spawn_connection(registry, protocol, before, io, info),
             Ok(None) => break,
             Err(e) => return Err(e),
         }
@@ -197,7 +207,7 @@ fn take_queue<S: ServeConnection>(
 fn spawn_connection<S: ServeConnection>(
     registry: &Arc<Registry>,
     protocol: &Arc<S>,
-    tls: Option<&TlsAcceptor>,
+    before: &Before,
     io: Accepted,
     info: Arc<ConnInfo>,
 ) {
@@ -210,11 +220,11 @@ fn spawn_connection<S: ServeConnection>(
     match io {
         Accepted::Tcp(io) => {
             let io = Watched::new(Lingering::new(io, info.clone()), metrics.clone());
-            serve(registry, protocol, tls, io, info, phase, token)
+            serve(registry, protocol, before, io, info, phase, token)
         }
         Accepted::Unix(io) => {
             let io = Watched::new(Lingering::new(io, info.clone()), metrics);
-            serve(registry, protocol, tls, io, info, phase, token)
+            serve(registry, protocol, before, io, info, phase, token)
         }
     }
 }
@@ -222,42 +232,79 @@ fn spawn_connection<S: ServeConnection>(
 fn serve<S: ServeConnection, I: Io>(
     registry: &Arc<Registry>,
     protocol: &Arc<S>,
-    tls: Option<&TlsAcceptor>,
+    before: &Before,
     io: I,
     info: Arc<ConnInfo>,
     phase: watch::Receiver<Phase>,
     token: Token,
 ) {
     let protocol = protocol.clone();
-    let Some(tls) = tls.cloned() else {
+    if before.tls.is_none() && before.proxy.is_none() {
         tokio::spawn(protocol.serve(io, info, phase, token));
         return;
+    }
+    let (registry, before) = (registry.clone(), before.clone());
+    tokio::spawn(async move {
+        let Some(proxy) = &before.proxy else {
+            return secure(&registry, protocol, before.tls, io, info, phase, token).await;
+        };
+        // The header comes first, before TLS: it is the proxy's, not the client's.
+        let mut watch = phase.clone();
+        let read = tokio::select! {
+            r = tokio::time::timeout(proxy.timeout, proxied::read_header(io, &info, &proxy.trusted)) => r,
+            _ = handshake_cut_off(&mut watch) => return,
+        };
+        match read {
+            Ok(Ok((source, io))) => {
+                let info = match source {
+                    Some(source) => proxied::relayed(&info, source),
+                    None => info,
+                };
+                secure(&registry, protocol, before.tls, io, info, phase, token).await
+            }
+            Ok(Err(e)) => registry.report().log(LogLevel::Debug, e.to_string()),
+            Err(_) => registry
+                .report()
+                .log(LogLevel::Debug, "PROXY header timed out".into()),
+        }
+    });
+}
+
+/// Serves the connection, after a TLS handshake when the listener has TLS.
+async fn secure<S: ServeConnection, I: Io>(
+    registry: &Registry,
+    protocol: Arc<S>,
+    tls: Option<TlsAcceptor>,
+    io: I,
+    info: Arc<ConnInfo>,
+    phase: watch::Receiver<Phase>,
+    token: Token,
+) {
+    let Some(tls) = tls else {
+        return protocol.serve(io, info, phase, token).await;
     };
     info.secure
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    let registry = registry.clone();
-    tokio::spawn(async move {
-        // Plain HTTP on a TLS port, a scanner, a client that stalls: each ends here, with
-        // only this connection closed. A shutdown does not wait out a stalled handshake.
-        let mut watch = phase.clone();
-        let handshake = tokio::select! {
-            r = tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, tls.accept(io)) => r,
-            _ = handshake_cut_off(&mut watch) => return,
-        };
-        match handshake {
-            Ok(Ok(stream)) => {
-                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-                info.alpn_h2.store(h2, std::sync::atomic::Ordering::Relaxed);
-                protocol.serve(stream, info, phase, token).await
-            }
-            Ok(Err(e)) => registry
-                .report()
-                .log(LogLevel::Debug, format!("TLS handshake failed: {e}")),
-            Err(_) => registry
-                .report()
-                .log(LogLevel::Debug, "TLS handshake timed out".into()),
+    // Plain HTTP on a TLS port, a scanner, a client that stalls: each ends here, with only
+    // this connection closed. A shutdown does not wait out a stalled handshake.
+    let mut watch = phase.clone();
+    let handshake = tokio::select! {
+        r = tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, tls.accept(io)) => r,
+        _ = handshake_cut_off(&mut watch) => return,
+    };
+    match handshake {
+        Ok(Ok(stream)) => {
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            info.alpn_h2.store(h2, std::sync::atomic::Ordering::Relaxed);
+            protocol.serve(stream, info, phase, token).await
         }
-    });
+        Ok(Err(e)) => registry
+            .report()
+            .log(LogLevel::Debug, format!("TLS handshake failed: {e}")),
+        Err(_) => registry
+            .report()
+            .log(LogLevel::Debug, "TLS handshake timed out".into()),
+    }
 }
 
 /// Completes when a TLS handshake still under way must give up: at once on an abort, and

@@ -29,6 +29,23 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
+    pub fn new(client: Option<(String, u16)>, server: ServerAddr) -> Self {
+        Self {
+            client,
+            server,
+            derived: OnceLock::new(),
+            refused: AtomicBool::new(false),
+            secure: AtomicBool::new(false),
+            alpn_h2: AtomicBool::new(false),
+        }
+    }
+
+    /// The same connection with another client: the one a PROXY header names, read before
+    /// anything else was derived or decided.
+    pub fn with_client(&self, client: Option<(String, u16)>) -> Self {
+        Self::new(client, self.server.clone())
+    }
+
     /// What the interface derived from the addresses, made on first use.
     pub fn derived<T: Any + Send + Sync, E>(
         &self,
@@ -42,6 +59,7 @@ impl ConnInfo {
     }
 }
 
+#[derive(Clone, Debug)]
 pub enum ServerAddr {
     Tcp(String, u16),
     Unix(String),
@@ -76,14 +94,10 @@ fn tcp_connection(
     // Small responses must not wait for Nagle's algorithm.
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr()?;
-    let info = ConnInfo {
-        client: Some((peer.ip().to_canonical().to_string(), peer.port())),
-        server: ServerAddr::Tcp(local.ip().to_canonical().to_string(), local.port()),
-        derived: OnceLock::new(),
-        refused: AtomicBool::new(false),
-        secure: AtomicBool::new(false),
-        alpn_h2: AtomicBool::new(false),
-    };
+    let info = ConnInfo::new(
+        Some((peer.ip().to_canonical().to_string(), peer.port())),
+        ServerAddr::Tcp(local.ip().to_canonical().to_string(), local.port()),
+    );
     Ok((Accepted::Tcp(TcpStream::from_std(stream)?), Arc::new(info)))
 }
 
@@ -92,14 +106,7 @@ fn unix_connection(
     path: &str,
 ) -> io::Result<(Accepted, Arc<ConnInfo>)> {
     stream.set_nonblocking(true)?;
-    let info = ConnInfo {
-        client: None,
-        server: ServerAddr::Unix(path.to_owned()),
-        derived: OnceLock::new(),
-        refused: AtomicBool::new(false),
-        secure: AtomicBool::new(false),
-        alpn_h2: AtomicBool::new(false),
-    };
+    let info = ConnInfo::new(None, ServerAddr::Unix(path.to_owned()));
     Ok((
         Accepted::Unix(UnixStream::from_std(stream)?),
         Arc::new(info),

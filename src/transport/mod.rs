@@ -7,6 +7,8 @@ pub mod balance;
 pub mod gate;
 pub mod linger;
 pub mod listener;
+pub mod proxied;
+pub mod proxy_header;
 pub mod registry;
 pub mod tls;
 
@@ -19,7 +21,7 @@ pub use listener::{ConnInfo, ServerAddr};
 pub use registry::{LogLevel, Phase, Registry, Report, Token};
 
 /// Starts the worker's I/O thread: a current-thread Tokio runtime that adopts the listening
-/// socket and accepts on it until shutdown, with a TLS handshake first when `tls` is set. `on_park` runs each time the thread is about to
+/// socket and accepts on it until shutdown, with a PROXY header read first when `proxy` is set and a TLS handshake when `tls` is. `on_park` runs each time the thread is about to
 /// sleep (the bridge delivers held-back wake-ups there); `on_start` runs inside the runtime
 /// before the first accept (to spawn helper tasks).
 pub fn spawn_io_thread<S: ServeConnection>(
@@ -27,6 +29,7 @@ pub fn spawn_io_thread<S: ServeConnection>(
     registry: Arc<Registry>,
     protocol: Arc<S>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    proxy: Option<crate::config::ProxyProtocol>,
     on_park: impl Fn() + Send + Sync + 'static,
     on_start: impl FnOnce() + Send + 'static,
 ) -> io::Result<JoinHandle<()>> {
@@ -45,8 +48,11 @@ pub fn spawn_io_thread<S: ServeConnection>(
         .spawn(move || {
             rt.block_on(async move {
                 on_start();
-                let tls = tls.map(tokio_rustls::TlsAcceptor::from);
-                accept::accept_loop(listener, socket.own, registry, protocol, tls).await;
+                let before = accept::Before {
+                    tls: tls.map(tokio_rustls::TlsAcceptor::from),
+                    proxy: proxy.map(Arc::new),
+                };
+                accept::accept_loop(listener, socket.own, registry, protocol, before).await;
             });
             // The thread ends without parking again: deliver what it held back.
             on_park();

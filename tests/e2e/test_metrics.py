@@ -367,10 +367,16 @@ def restarts(samples: Samples) -> dict[str, float]:
 
 def test_restart_reasons_start_at_zero_and_count_reloads_and_recycling(juggler) -> None:
     server, url = start(juggler, "metrics_app:app", "--workers", "2", "--max-requests", "3")
-    assert restarts(scrape(url)) == {"died": 0, "timeout": 0, "recycled": 0, "reload": 0}
+    assert restarts(scrape(url)) == {
+        "died": 0,
+        "timeout": 0,
+        "recycled": 0,
+        "reload": 0,
+        "memory": 0,
+    }
     server.proc.send_signal(signal.SIGHUP)
     samples = until(url, lambda s: restarts(s)["reload"] == 2)
-    assert restarts(samples) == {"died": 0, "timeout": 0, "recycled": 0, "reload": 2}
+    assert restarts(samples) == {"died": 0, "timeout": 0, "recycled": 0, "reload": 2, "memory": 0}
     # Four requests on one connection: a worker reaches --max-requests and is recycled.
     with socket.create_connection(("127.0.0.1", server.port)) as s:
         for _ in range(4):

@@ -47,6 +47,9 @@ SCRIPT = ROOT / "scripts" / "options_doc.py"
         (validators.many(validators.text), "a,b,", ("a", "b")),
         (validators.many(validators.text), ["a", "b"], ("a", "b")),
         (validators.many(validators.header), ["x-a:1", ("x-b", "2")], (("x-a", "1"), ("x-b", "2"))),
+        (validators.hook, "hooks:worker_start", "hooks:worker_start"),
+        (validators.hook, "pkg.hooks:obj.start", "pkg.hooks:obj.start"),
+        (validators.hook, len, len),
     ],
 )
 def test_validators_take_text_and_typed_values(validate, given, expected):
@@ -81,6 +84,10 @@ def test_validators_take_text_and_typed_values(validate, given, expected):
         (validators.header, ("x-a", 1), "pair of texts"),
         (validators.many(validators.text), 3, "not int"),
         (validators.many(validators.text), [True], "not bool"),
+        (validators.hook, "hooks", "module:function"),
+        (validators.hook, ":start", "module:function"),
+        (validators.hook, "hooks: ", "module:function"),
+        (validators.hook, 3, "not int"),
     ],
 )
 def test_validators_refuse_wrong_values_and_types(validate, given, error):
@@ -106,6 +113,10 @@ def test_validators_refuse_wrong_values_and_types(validate, given, error):
         ({"static_path_route": "static"}, "--static-path-route"),
         ({"ws": "yes"}, "--ws"),
         ({"root_path": ["a"]}, "--root-path"),
+        ({"worker_start": 3}, "--worker-start"),
+        ({"on_exit": "hooks"}, "--on-exit"),
+        ({"max_worker_memory": 0}, "--max-worker-memory"),
+        ({"max_worker_memory": 1.5}, "--max-worker-memory"),
     ],
 )
 def test_wrong_types_name_the_flag(options, flag):

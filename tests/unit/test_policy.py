@@ -23,6 +23,7 @@ from juggler.policy import (
     Phase,
     Policy,
     ReportStalled,
+    RunHook,
     SendSignal,
     Spawn,
     StopReloader,
@@ -59,11 +60,17 @@ class Supervisor:
         timeout_graceful_shutdown: float = 30.0,
         preloaded: bool = False,
         shutdown_delay: float = 0.0,
+        max_worker_memory: int | None = None,
     ) -> None:
         self.now = 1000.0
         self.workers: dict[int, WorkerRecord] = {}
         options = Options(
-            workers, timeout_worker, timeout_graceful_shutdown, preloaded, shutdown_delay
+            workers,
+            timeout_worker,
+            timeout_graceful_shutdown,
+            preloaded,
+            shutdown_delay,
+            max_worker_memory,
         )
         self.policy = Policy(options, self.workers, self.now)
         self._pids = itertools.count(100)
@@ -557,6 +564,7 @@ def test_a_reload_replaces_every_worker_once_all_new_ones_are_ready():
     old = s.serving()
     actions = s.policy.reload("Received SIGHUP")
     assert messages(actions, logging.INFO) == ["Received SIGHUP: starting 2 new worker(s)"]
+    assert RunHook("on_reload") in actions
     assert phases(old) == [Phase.RETIRING, Phase.RETIRING]
     new = s.tick_and_fork()
     assert len(new) == 2
@@ -646,7 +654,13 @@ def test_a_retiring_worker_dying_on_its_own_is_a_death_not_a_failed_reload():
     s.policy.on_recycle(a, 1000, s.now)
     actions = s.exit(a, -signal.SIGSEGV, "killed by SIGSEGV")
     assert "died unexpectedly" in messages(actions)[0]
-    assert s.policy.restarts == {"died": 1, "timeout": 0, "recycled": 0, "reload": 0}
+    assert s.policy.restarts == {
+        "died": 1,
+        "timeout": 0,
+        "recycled": 0,
+        "reload": 0,
+        "memory": 0,
+    }
     assert b.phase is Phase.READY
 
 
@@ -1039,3 +1053,73 @@ def test_without_a_delay_a_stop_begins_at_once():
     actions = s.signal(signal.SIGTERM)
     assert not [x for x in actions if isinstance(x, Leave)]
     assert signals(actions) == [(w.pid, SIGTERM)]
+
+
+# -- --max-worker-memory -----------------------------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+def test_a_worker_over_the_memory_limit_is_replaced_new_one_first():
+    s = Supervisor(workers=2, max_worker_memory=100)
+    a, b = s.serving()
+    assert s.policy.on_memory(a, 40 * MIB, s.now) == []  # its size as it starts
+    s.advance(1)
+    assert s.policy.on_memory(a, 100 * MIB, s.now) == [], "at the limit is not over it"
+    s.advance(1)
+    actions = s.policy.on_memory(a, 101 * MIB, s.now)
+    assert messages(actions, logging.WARNING) == [
+        f"Worker [{a.pid}] uses 101.0 MiB of memory (RSS), over --max-worker-memory 100 MiB;"
+        " replacing it"
+    ]
+    assert a.phase is Phase.RETIRING and a.retire_reason == "memory"
+    # A retiring worker is replaced once, however large it grows meanwhile.
+    assert s.policy.on_memory(a, 200 * MIB, s.now) == []
+    (new,) = s.tick_and_fork()
+    assert signals(s.tick()) == [], "the old one serves until the new one is ready"
+    assert s.policy.restarts["memory"] == 0
+    s.advance(1)
+    s.ready(new)
+    assert signals(s.tick()) == [(a.pid, SIGTERM)]
+    assert s.policy.restarts["memory"] == 1
+    assert b.phase is Phase.READY
+
+
+def test_memory_is_not_a_reason_without_the_option_or_for_a_starting_worker():
+    s = Supervisor(workers=1)
+    (a,) = s.serving()
+    assert s.policy.on_memory(a, 10_000 * MIB, s.now) == [] and a.phase is Phase.READY
+    t = Supervisor(workers=1, max_worker_memory=100)
+    starting = t.fork()
+    assert t.policy.on_memory(starting, 500 * MIB, t.now) == []
+    assert starting.phase is Phase.STARTING and starting.first_rss is None
+
+
+def test_a_worker_that_starts_over_the_memory_limit_is_not_replaced_without_end():
+    s = Supervisor(workers=1, max_worker_memory=100)
+    (a,) = s.serving()
+    actions = s.policy.on_memory(a, 150 * MIB, s.now)
+    assert messages(actions, logging.WARNING) == [
+        f"Worker [{a.pid}] uses 150.0 MiB as it starts, over --max-worker-memory 100 MiB: it is"
+        " not replaced for its memory (raise the limit)"
+    ]
+    s.advance(1)
+    assert s.policy.on_memory(a, 300 * MIB, s.now) == []
+    assert a.phase is Phase.READY
+
+
+def test_memory_replacement_waits_while_stopping_or_backing_off():
+    s = Supervisor(workers=2, max_worker_memory=100)
+    a, b = s.serving()
+    s.policy.on_memory(a, 40 * MIB, s.now)
+    s.exit(b, 1)
+    fail_a_round(s)
+    s.now = s.policy.respawn_at - TICK
+    assert s.policy.on_memory(a, 150 * MIB, s.now) == [] and a.phase is Phase.READY
+    s.now = s.policy.respawn_at
+    assert s.policy.on_memory(a, 150 * MIB, s.now) != [] and a.phase is Phase.RETIRING
+    t = Supervisor(workers=1, max_worker_memory=100)
+    (c,) = t.serving()
+    t.policy.on_memory(c, 40 * MIB, t.now)
+    t.signal(signal.SIGTERM)
+    assert t.policy.on_memory(c, 150 * MIB, t.now) == []
