@@ -9,8 +9,10 @@ writes benches/seed/RESULTS.md (tables and what they show), results.json and see
     python benches/seed/run.py [--duration S] [--deployments name,...] [--endpoints slow,cpu]
 
 Async deployments serve examples/fastapi_asyncpg (asyncpg), thread deployments serve
-examples/flask_app (psycopg), with the same endpoints. Server processes, wrk and the load
-helpers are benches/compare.py's.
+examples/flask_app (psycopg), with the same endpoints. The "(aiomysql)" deployments serve
+examples/fastapi_aiomysql's ``SELECT SLEEP(0.01)`` on the MariaDB of scripts/mariadb.sh
+(started here when one of them is chosen); they have no CPU-bound endpoint. Server processes,
+wrk and the load helpers are benches/compare.py's.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -36,6 +39,7 @@ import compare as c  # noqa: E402
 
 FASTAPI = ROOT / "examples" / "fastapi_asyncpg"
 FLASK = ROOT / "examples" / "flask_app"
+FASTAPI_MYSQL = ROOT / "examples" / "fastapi_aiomysql"
 QUERY_S = 0.01  # what pg_sleep waits; a round trip adds a little
 ASYNC_POOL = 200  # asyncpg connections per worker process: more than one event loop can use
 WSGI_POOL = 32  # psycopg connections per process: one per thread at most
@@ -51,6 +55,8 @@ class Deployment:
     workers: int = 1
     threads: int = 0
     pool: int = ASYNC_POOL
+    db: str = "postgres"  # or "mariadb"
+    endpoints: tuple[str, ...] = ("slow", "cpu")
 
 
 # juggler's WSGI queue (--queue-size, 4 x threads by default) answers 503 once it is full;
@@ -63,6 +69,7 @@ c.SERVERS["juggler-wsgi-32"] = c.juggler(
     "--interface", "wsgi", "--threads", "32", "--queue-size", "4096"
 )
 
+CONTROL = "juggler ASGI 1 worker (asyncpg, beside MariaDB)"
 DEPLOYMENTS = {
     d.name: d
     for d in (
@@ -80,8 +87,28 @@ DEPLOYMENTS = {
             threads=GUNICORN_THREADS,
             pool=WSGI_POOL,
         ),
+        # The asyncpg example again, run in the same session as the MariaDB rows: on a shared
+        # machine, what they are compared with has to have met the same load.
+        Deployment(CONTROL, "juggler", FASTAPI, "coroutines", endpoints=("slow",)),
+        *(
+            Deployment(
+                f"{name} (aiomysql)",
+                server,
+                FASTAPI_MYSQL,
+                "coroutines",
+                db="mariadb",
+                endpoints=("slow",),
+            )
+            for name, server in (
+                ("juggler ASGI 1 worker", "juggler"),
+                ("Uvicorn", "uvicorn"),
+                ("Granian", "granian"),
+            )
+        ),
     )
 }
+# Reported in a section of their own, not in the PostgreSQL tables and plot.
+MARIADB = [CONTROL, *(d.name for d in DEPLOYMENTS.values() if d.db == "mariadb")]
 for _d in DEPLOYMENTS.values():
     if _d.threads:
         _d.pool = WSGI_POOL
@@ -90,6 +117,10 @@ CONCURRENCY = {"slow": (8, 64, 256, 1024), "cpu": (8, 64, 256)}
 PATHS = {"slow": "/slow", "cpu": "/cpu"}
 PGPORT = os.environ.get("JUGGLER_PGPORT", "54329")
 PGDATA = os.environ.get("JUGGLER_PGDATA", f"{os.environ.get('TMPDIR', '/tmp')}/juggler-pg-{PGPORT}")
+MYPORT = os.environ.get("JUGGLER_MYPORT", "33069")
+MYDATA = os.environ.get(
+    "JUGGLER_MYDATA", f"{os.environ.get('TMPDIR', '/tmp')}/juggler-mariadb-{MYPORT}"
+)
 # Slower responses count as errors (timeouts); the queues at 1024 connections stay below.
 WRK_TIMEOUT_S = 10
 RETRIES = 1  # more runs of a point that other processes disturbed
@@ -98,19 +129,31 @@ SESSION = f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
 OTHERS_MAX = 0.2  # cores used by other processes during a run, beyond which it is disturbed
 
 
-def postgres() -> tuple[str, bool]:
-    out = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "postgres.sh")], capture_output=True, text=True
-    )
+# Per database: its script, the variable that script prints, and what its "started" line says.
+DATABASES = {
+    "postgres": ("postgres.sh", "DATABASE_URL", "JUGGLER_PG_STARTED=1"),
+    "mariadb": ("mariadb.sh", "MYSQL_URL", "JUGGLER_MY_STARTED=1"),
+}
+
+
+def database(db: str) -> tuple[str, bool]:
+    """Starts (or finds) ``db`` through its script: its URL, and whether this call started it."""
+    script, var, started = DATABASES[db]
+    out = subprocess.run(["bash", str(ROOT / "scripts" / script)], capture_output=True, text=True)
     if out.returncode != 0:
-        sys.exit(f"PostgreSQL did not start:\n{out.stderr}")
-    dsn = re.search(r"DATABASE_URL=(\S+)", out.stdout).group(1)
-    return dsn, "JUGGLER_PG_STARTED=1" in out.stdout
+        sys.exit(f"{db} did not start:\n{out.stderr}")
+    url = re.search(rf"{var}=(\S+)", out.stdout).group(1)
+    return url, started in out.stdout
 
 
-def measure(d: Deployment, endpoint: str, dsn: str, duration: int) -> list[dict]:
+def measure(
+    d: Deployment, endpoint: str, dsn: str, duration: int, levels: tuple[int, ...]
+) -> list[dict]:
     sc = c.Scenario(f"{endpoint}", "load", "app", PATHS[endpoint], workers=d.workers, cpus="0,1")
-    env = {"DATABASE_URL": dsn, "PG_POOL_SIZE": str(d.pool)}
+    if d.db == "mariadb":
+        env = {"MYSQL_URL": dsn, "MYSQL_POOL_SIZE": str(d.pool)}
+    else:
+        env = {"DATABASE_URL": dsn, "PG_POOL_SIZE": str(d.pool)}
     proc = c.start(d.server, sc, cwd=d.app_dir, env=env)
     if proc is None:
         return []
@@ -118,8 +161,8 @@ def measure(d: Deployment, endpoint: str, dsn: str, duration: int) -> list[dict]
     try:
         # Warm-up at the highest concurrency, so that the pools have grown before any run
         # (a pool opening hundreds of connections mid-run measures PostgreSQL's fork()).
-        c.wrk(sc.path, max(CONCURRENCY[endpoint]), 2, timeout_s=WRK_TIMEOUT_S)
-        for conns in CONCURRENCY[endpoint]:
+        c.wrk(sc.path, max(levels), 2, timeout_s=WRK_TIMEOUT_S)
+        for conns in levels:
             # A run that other processes on the machine disturbed (a compiler took CPU the
             # server, PostgreSQL or wrk did not) is run again; the least disturbed is kept.
             tries = []
@@ -146,13 +189,13 @@ def run_once(
     # next run's first requests wait behind them.
     drain(pid)
     wait_quiet()
-    before, pg_before, machine_before = c.tree_ticks(pid), pg_ticks(), machine()
+    before, pg_before, machine_before = c.tree_ticks(pid), db_ticks(d.db), machine()
     wrk_before = children_cpu_s()
     t0 = time.monotonic()
     w = c.wrk(path, conns, duration, timeout_s=WRK_TIMEOUT_S)
     elapsed = time.monotonic() - t0
     server = (c.tree_ticks(pid) - before) / c.CLK_TCK / elapsed
-    pg = (pg_ticks() - pg_before) / c.CLK_TCK / elapsed
+    pg = (db_ticks(d.db) - pg_before) / c.CLK_TCK / elapsed
     load = (children_cpu_s() - wrk_before) / elapsed
     busy, total = (a - b for a, b in zip(machine(), machine_before, strict=True))
     machine_cores = busy / max(1, total) * (os.cpu_count() or 1)
@@ -167,15 +210,16 @@ def run_once(
         "p99_ms": w["p99_ms"],
         "errors": w["errors"],
         "server_cpu_cores": server,
-        "postgres_cpu_cores": pg,
+        f"{d.db}_cpu_cores": pg,
         "wrk_cpu_cores": load,
         "others_cpu_cores": max(0.0, machine_cores - server - pg - load),
         "measured": SESSION,
+        "duration_s": duration,
     }
     print(
         f"{endpoint:4} {d.name:28} c={conns:<5} {w['rps']:8,.0f} req/s "
         f"p99 {w['p99_ms']:8.1f} ms  errors {w['errors']:.0f}  CPU cores: server "
-        f"{server:.2f}, postgres {pg:.2f}, wrk {load:.2f}, others {row['others_cpu_cores']:.2f}",
+        f"{server:.2f}, {d.db} {pg:.2f}, wrk {load:.2f}, others {row['others_cpu_cores']:.2f}",
         flush=True,
     )
     return row
@@ -216,9 +260,13 @@ def wait_quiet(timeout_s: float = 20) -> bool:
     return False
 
 
-def pg_ticks() -> int:
-    """CPU ticks of the PostgreSQL server's processes (the postmaster and its backends)."""
-    pidfile = Path(PGDATA) / "postmaster.pid"
+def db_ticks(db: str) -> int:
+    """CPU ticks of the database server's processes: PostgreSQL's postmaster and its
+    backends, or MariaDB's one process (a thread per connection)."""
+    if db == "mariadb":
+        pidfile = Path(MYDATA) / "mariadbd.pid"
+    else:
+        pidfile = Path(PGDATA) / "postmaster.pid"
     try:
         return c.tree_ticks(int(pidfile.read_text().split()[0]))
     except (OSError, ValueError, IndexError):
@@ -240,7 +288,7 @@ def machine() -> tuple[int, int]:
 def by(rows: list[dict], endpoint: str) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for r in rows:
-        if r["endpoint"] == endpoint:
+        if r["endpoint"] == endpoint and r["deployment"] not in MARIADB:
             out.setdefault(r["deployment"], []).append(r)
     return out
 
@@ -283,13 +331,27 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def table(rows: list[dict], endpoint: str) -> list[str]:
-    levels = CONCURRENCY[endpoint]
+def table(
+    rows: list[dict],
+    endpoint: str,
+    names: list[str] | None = None,
+    levels: tuple[int, ...] | None = None,
+) -> list[str]:
+    """Requests/s and p99 by connections, a line per deployment (``names``: these, in this
+    order, instead of the PostgreSQL ones)."""
+    levels = levels or CONCURRENCY[endpoint]
+    runs_of = by(rows, endpoint)
+    if names is not None:
+        runs_of = {
+            n: [r for r in rows if r["deployment"] == n and r["endpoint"] == endpoint]
+            for n in names
+        }
+        runs_of = {n: runs for n, runs in runs_of.items() if runs}
     lines = [
         "| deployment | " + " | ".join(f"c={n} req/s | p99 ms" for n in levels) + " | errors |",
         "|---|" + "---:|---:|" * len(levels) + "---:|",
     ]
-    for name, runs in by(rows, endpoint).items():
+    for name, runs in runs_of.items():
         cells = {r["connections"]: r for r in runs}
         parts = []
         for n in levels:
@@ -304,7 +366,7 @@ def detail(rows: list[dict]) -> list[str]:
     """Every run with where the machine's CPU went during it."""
     lines = [
         "| endpoint | deployment | connections | req/s | p50 ms | p99 ms | server cores "
-        "| server CPU µs/req | PostgreSQL cores | wrk cores | other processes' cores | runs "
+        "| server CPU µs/req | database cores | wrk cores | other processes' cores | runs "
         "| session |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -313,7 +375,8 @@ def detail(rows: list[dict]) -> list[str]:
             f"| {r['endpoint']} | {r['deployment']} | {r['connections']} | {r['rps']:,.0f} "
             f"| {r['p50_ms']:,.1f} | {r['p99_ms']:,.1f} | {r['server_cpu_cores']:.2f} "
             f"| {r['server_cpu_cores'] / max(r['rps'], 1e-9) * 1e6:,.0f} "
-            f"| {r['postgres_cpu_cores']:.2f} | {r['wrk_cpu_cores']:.2f} "
+            f"| {r.get('postgres_cpu_cores', r.get('mariadb_cpu_cores', 0)):.2f} "
+            f"| {r['wrk_cpu_cores']:.2f} "
             f"| {r['others_cpu_cores']:.2f} | {r.get('runs', 1)} | {r.get('measured', '?')} |"
         )
     return lines
@@ -408,7 +471,40 @@ def explain(rows: list[dict]) -> list[str]:
     ]
 
 
+def mariadb_section(rows: list[dict]) -> list[str]:
+    """The aiomysql example on MariaDB, beside a control run of the asyncpg example made
+    under the same load; nothing when it was not measured."""
+    mine = [r for r in rows if r["deployment"] in MARIADB]
+    if not mine:
+        return []
+    levels = tuple(sorted({r["connections"] for r in mine}))
+    durations = sorted({r.get("duration_s", 0) for r in mine})
+    sessions = ", ".join(sorted({r.get("measured", "?") for r in mine}))
+    return [
+        "## The same slow query on MariaDB: `examples/fastapi_aiomysql`",
+        "",
+        "- command: `python benches/seed/run.py --endpoints slow --connections "
+        f"{','.join(map(str, levels))} --duration {durations[-1]} --deployments "
+        f"'{','.join(MARIADB)}' --merge benches/seed/results.json`",
+        f"- measured: {sessions}, {durations[-1]} s per run, on the same 2-core machine while "
+        "other builds and tests ran on it (see the other processes' cores of each run below: "
+        "these rows are far less clean than the PostgreSQL ones, and compare only with each "
+        "other). The first row is the asyncpg example on PostgreSQL, measured alongside them "
+        f"under the same load as a control. Versions: {c.versions()}, "
+        f"aiomysql {metadata.version('aiomysql')}.",
+        "- app: FastAPI with an aiomysql pool of "
+        f"{ASYNC_POOL} connections per worker, opened in lifespan; `/slow` runs `SELECT "
+        "SLEEP(0.01)` (10 ms in the database, as `pg_sleep(0.01)`). MariaDB 10.11 from "
+        "`scripts/mariadb.sh` with `max_connections = 1000`, unpinned like PostgreSQL.",
+        "",
+        *table(rows, "slow", MARIADB, levels),
+        "",
+    ]
+
+
 def report(rows: list[dict], duration: int, command: str) -> str:
+    all_rows = rows
+    rows = [r for r in rows if r["deployment"] not in MARIADB]
     out = [
         "# The seed's claim, measured: coroutines, threads and processes on PostgreSQL",
         "",
@@ -466,6 +562,7 @@ def report(rows: list[dict], duration: int, command: str) -> str:
         "- Handlers that mostly compute: `--workers` = cores; neither coroutines nor threads "
         "add throughput.",
         "",
+        *mariadb_section(all_rows),
         "## Every run, and where the CPU went",
         "",
         "Cores used during each run, measured from /proc: the server's processes, "
@@ -473,7 +570,7 @@ def report(rows: list[dict], duration: int, command: str) -> str:
         f"where that exceeded {OTHERS_MAX} cores was run again, up to {RETRIES} more times, "
         "and the least disturbed run is kept). Raw figures: [results.json](results.json).",
         "",
-        *detail(rows),
+        *detail(all_rows),
     ]
     return "\n".join(out) + "\n"
 
@@ -483,6 +580,10 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per load run")
     parser.add_argument("--deployments", default=",".join(DEPLOYMENTS))
     parser.add_argument("--endpoints", default="slow,cpu")
+    parser.add_argument(
+        "--connections",
+        help="comma-separated connection counts to run (default: each endpoint's full list)",
+    )
     parser.add_argument("--output", type=Path, default=HERE, help="directory for the results")
     parser.add_argument(
         "--merge",
@@ -509,16 +610,27 @@ def main() -> None:
         sys.exit(f"unknown deployment: {', '.join(sorted(unknown))}")
     # A SIGTERM unwinds like an error, so the server and PostgreSQL are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
-    dsn, started = postgres()
+    chosen = [DEPLOYMENTS[n] for n in args.deployments.split(",")]
+    urls: dict[str, str] = {}
+    started: list[str] = []
     t0 = time.monotonic()
     rows: list[dict] = []
     try:
+        for db in dict.fromkeys(d.db for d in chosen):
+            urls[db], ours = database(db)
+            if ours:
+                started.append(db)
         for endpoint in args.endpoints.split(","):
-            for name in args.deployments.split(","):
-                rows += measure(DEPLOYMENTS[name], endpoint, dsn, args.duration)
+            levels = CONCURRENCY[endpoint]
+            if args.connections:
+                levels = tuple(int(n) for n in args.connections.split(","))
+            for d in chosen:
+                if endpoint in d.endpoints:
+                    rows += measure(d, endpoint, urls[d.db], args.duration, levels)
     finally:
-        if started:
-            subprocess.run(["bash", str(ROOT / "scripts" / "postgres.sh"), "stop"], check=False)
+        for db in started:
+            script = DATABASES[db][0]
+            subprocess.run(["bash", str(ROOT / "scripts" / script), "stop"], check=False)
     rows = merge(rows, args.merge)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
@@ -548,6 +660,10 @@ def merge(rows: list[dict], files: list[Path]) -> list[dict]:
 
 def write(rows: list[dict], output: Path, duration: int) -> None:
     plot(rows, output / "seed.png")
+    # The main tables' run length is their rows' (5 s, the default, for rows that predate
+    # "duration_s"), not that of a later run which only added the MariaDB rows.
+    main = [r for r in rows if r["deployment"] not in MARIADB]
+    duration = max((r.get("duration_s", 5) for r in main), default=duration)
     command = "python benches/seed/run.py" + (f" --duration {duration}" if duration != 5 else "")
     (output / "RESULTS.md").write_text(report(rows, duration, command))
 

@@ -216,6 +216,48 @@ def postgres() -> Iterator[str]:
         subprocess.run(["bash", str(ROOT / "scripts" / "postgres.sh"), "stop"], check=True)
 
 
+def mysql_args(url: str) -> dict:
+    """PyMySQL's connection arguments from a ``mysql://user:password@host:port/db`` URL."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return {
+        "host": parts.hostname,
+        "port": parts.port,
+        "user": parts.username,
+        "password": parts.password,
+        "database": parts.path.lstrip("/") or None,
+        "autocommit": True,
+    }
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[str]:
+    """The URL (``mysql://...``) of a fresh database on a real MariaDB, started by
+    scripts/mariadb.sh (which installs the server from Debian's packages when it is missing and
+    we are root). Skips only when it cannot be installed, and then fails instead if
+    JUGGLER_REQUIRE_MARIADB is set (as in CI). A server this session started is stopped at its
+    end."""
+    script = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "mariadb.sh")], capture_output=True, text=True
+    )
+    if script.returncode == 3 and not os.environ.get("JUGGLER_REQUIRE_MARIADB"):
+        pytest.skip(f"MariaDB cannot be installed here: {script.stderr.strip()}")
+    assert script.returncode == 0, script.stderr
+    base = re.search(r"MYSQL_URL=(\S+)", script.stdout).group(1)
+    started = "JUGGLER_MY_STARTED=1" in script.stdout
+    import pymysql
+
+    # A database of its own per session: no rows left over from a developer's runs.
+    conn = pymysql.connect(**{**mysql_args(base), "database": None})
+    with conn, conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS juggler_test")
+        cur.execute("CREATE DATABASE juggler_test")
+    yield base.rsplit("/", 1)[0] + "/juggler_test"
+    if started:
+        subprocess.run(["bash", str(ROOT / "scripts" / "mariadb.sh"), "stop"], check=True)
+
+
 @pytest.fixture(scope="session")
 def raw_server() -> Iterator[Juggler]:
     """One shared server for the raw app; tests against it must not change its state."""
