@@ -12,6 +12,7 @@ import socket
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from conftest import recv_until_close
 from test_metrics import start, until
@@ -153,7 +154,7 @@ def test_a_queue_timeout_refuses_what_waited_past_it_without_running_it(wsgi, ap
         ran = responses([c for c in clients if c not in refused.by_client], 2)
         assert ran.statuses() == {b"HTTP/1.1 200 OK"}
         assert no_more_calls(app_calls), "none of the refused requests ran the app"
-        assert s.get("/status?code=201").status_code == 201, "the pool goes on serving"
+        assert httpx.get(f"{s.url}/status?code=201").status_code == 201, "the pool goes on serving"
     finally:
         for c in clients:
             c.close()
