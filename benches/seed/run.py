@@ -524,29 +524,20 @@ def burst_section(rows: list[dict]) -> list[str]:
         "errors, timeouts (> 10 s) included; p99 of all responses, 503s included; x: ok req/s "
         "as a share of juggler's with its defaults.",
         "",
-        "| deployment | "
-        + " | ".join(f"c={n} ok req/s | x | errors | p99 ms | others" for n in levels)
-        + " |",
-        "|---|" + "---:|---:|---:|---:|---:|" * len(levels),
+        "| connections | deployment | ok req/s | x | errors | p99 ms | others' cores |",
+        "|---:|---|---:|---:|---:|---:|---:|",
     ]
-    for name in BURST:
-        cells = {r["connections"]: r for r in runs.get(name, [])}
-        parts = []
-        for n in levels:
-            r = cells.get(n)
+    for n in levels:
+        b = base.get(n)
+        for name in BURST:
+            r = next((r for r in runs.get(name, []) if r["connections"] == n), None)
             if r is None:
-                parts += ["-"] * 5
                 continue
-            b = base.get(n)
             ratio = f"{r['ok_rps'] / b['ok_rps']:.2f}" if b and b["ok_rps"] else "-"
-            parts += [
-                f"{r['ok_rps']:,.0f}",
-                ratio,
-                f"{r['errors']:,.0f}",
-                f"{r['p99_ms']:,.0f}",
-                f"{r['others_cpu_cores']:.2f}",
-            ]
-        lines.append(f"| {name} | " + " | ".join(parts) + " |")
+            lines.append(
+                f"| {n} | {name} | {r['ok_rps']:,.0f} | {ratio} | {r['errors']:,.0f} | "
+                f"{r['p99_ms']:,.0f} | {r['others_cpu_cores']:.2f} |"
+            )
     return lines
 
 
