@@ -138,9 +138,12 @@ pub struct Proxy {
 pub struct Wsgi {
     #[pyo3(attribute)]
     pub threads: usize,
-    /// `None`: four waiting requests per thread.
+    /// `None`: no count; the worker stops accepting while too many wait instead.
     #[pyo3(attribute)]
     pub queue_size: Option<usize>,
+    /// Seconds a request may wait for a thread before it gets 503 (0: no bound).
+    #[pyo3(attribute)]
+    pub queue_timeout: f64,
     #[pyo3(attribute)]
     pub timeout_write: f64,
 }
@@ -149,7 +152,10 @@ pub struct Wsgi {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolSize {
     pub threads: usize,
-    pub queue_size: usize,
+    /// `None`: requests are never refused for their number.
+    pub queue_size: Option<usize>,
+    /// `None`: requests are never refused for how long they waited.
+    pub queue_timeout: Option<Duration>,
     /// `None`: a thread waits for a slow client as long as it takes.
     pub write_timeout: Option<Duration>,
 }
@@ -164,7 +170,8 @@ impl Wsgi {
         }
         Ok(PoolSize {
             threads: self.threads,
-            queue_size: self.queue_size.unwrap_or(4 * self.threads),
+            queue_size: self.queue_size,
+            queue_timeout: seconds("--queue-timeout", self.queue_timeout)?,
             write_timeout: seconds("--timeout-write", self.timeout_write)?,
         })
     }
@@ -193,17 +200,21 @@ mod tests {
         Wsgi {
             threads,
             queue_size,
+            queue_timeout: 0.0,
             timeout_write,
         }
     }
 
     #[test]
-    fn the_queue_defaults_to_four_requests_a_thread() {
+    fn the_queue_is_unbounded_unless_asked() {
         let size = wsgi(5, None, 0.0).pool_size().expect("valid");
-        assert_eq!(size.queue_size, 20);
+        assert_eq!((size.queue_size, size.queue_timeout), (None, None));
         assert_eq!(size.write_timeout, None);
-        let size = wsgi(5, Some(3), 1.5).pool_size().expect("valid");
-        assert_eq!(size.queue_size, 3);
+        let mut bounded = wsgi(5, Some(3), 1.5);
+        bounded.queue_timeout = 0.25;
+        let size = bounded.pool_size().expect("valid");
+        assert_eq!(size.queue_size, Some(3));
+        assert_eq!(size.queue_timeout, Some(Duration::from_millis(250)));
         assert_eq!(size.write_timeout, Some(Duration::from_millis(1500)));
     }
 
@@ -214,6 +225,13 @@ mod tests {
             (wsgi(1, Some(0), 1.0), "--queue-size"),
             (wsgi(1, None, -1.0), "--timeout-write"),
             (wsgi(1, None, f64::NAN), "--timeout-write"),
+            (
+                Wsgi {
+                    queue_timeout: -0.5,
+                    ..wsgi(1, None, 1.0)
+                },
+                "--queue-timeout",
+            ),
         ] {
             let message = bad.pool_size().expect_err("invalid").to_string();
             assert!(message.starts_with(flag), "{message}");

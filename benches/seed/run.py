@@ -59,14 +59,13 @@ class Deployment:
     endpoints: tuple[str, ...] = ("slow", "cpu")
 
 
-# juggler's WSGI queue (--queue-size, 4 x threads by default) answers 503 once it is full;
-# here it is large, so that every deployment queues requests instead of refusing them and the
-# curves compare waiting with waiting.
-c.SERVERS["juggler-wsgi-8"] = c.juggler(
-    "--interface", "wsgi", "--threads", "8", "--queue-size", "4096"
-)
-c.SERVERS["juggler-wsgi-32"] = c.juggler(
-    "--interface", "wsgi", "--threads", "32", "--queue-size", "4096"
+# juggler's WSGI pool with its defaults: a burst waits for a thread (past 1,000 waiting, in
+# the listen backlog), as under Gunicorn, so the curves compare waiting with waiting.
+c.SERVERS["juggler-wsgi-8"] = c.juggler("--interface", "wsgi", "--threads", "8")
+c.SERVERS["juggler-wsgi-32"] = c.juggler("--interface", "wsgi", "--threads", "32")
+# The default before issue 19: 503 once 4 x threads requests wait (--burst only).
+c.SERVERS["juggler-wsgi-32-q128"] = c.juggler(
+    "--interface", "wsgi", "--threads", "32", "--queue-size", "128"
 )
 
 CONTROL = "juggler ASGI 1 worker (asyncpg, beside MariaDB)"
@@ -105,10 +104,27 @@ DEPLOYMENTS = {
                 ("Granian", "granian"),
             )
         ),
+        Deployment("Granian WSGI 32 threads", "granian-wsgi", FLASK, "threads", threads=c.THREADS),
+        Deployment(
+            "juggler WSGI 32 threads --queue-size 128",
+            "juggler-wsgi-32-q128",
+            FLASK,
+            "threads",
+            threads=32,
+        ),
     )
 }
 # Reported in a section of their own, not in the PostgreSQL tables and plot.
 MARIADB = [CONTROL, *(d.name for d in DEPLOYMENTS.values() if d.db == "mariadb")]
+# Measured by --burst only: a WSGI burst, juggler's defaults beside the peers and its old
+# default.
+BURST = (
+    "juggler WSGI 32 threads",
+    "juggler WSGI 32 threads --queue-size 128",
+    "Granian WSGI 32 threads",
+    "Gunicorn gthread 32 threads",
+)
+DEFAULT_DEPLOYMENTS = [n for n in DEPLOYMENTS if n not in BURST[1:3]]
 for _d in DEPLOYMENTS.values():
     if _d.threads:
         _d.pool = WSGI_POOL
@@ -201,11 +217,15 @@ def run_once(
     machine_cores = busy / max(1, total) * (os.cpu_count() or 1)
     if w is None:
         return None
+    # Errors are answered too (a 503 is quick): what the clients got served is the rest.
+    ok = max(0, w["requests"] - w["errors"]) / max(1, w["requests"])
     row = {
         "deployment": d.name,
         "endpoint": endpoint,
         "connections": conns,
         "rps": w["rps"],
+        "ok_rps": w["rps"] * ok,
+        "requests": w["requests"],
         "p50_ms": w["p50_ms"],
         "p99_ms": w["p99_ms"],
         "errors": w["errors"],
@@ -502,7 +522,7 @@ def mariadb_section(rows: list[dict]) -> list[str]:
     ]
 
 
-def report(rows: list[dict], duration: int, command: str) -> str:
+def report(rows: list[dict], duration: int, command: str, burst_rows: list[dict]) -> str:
     all_rows = rows
     rows = [r for r in rows if r["deployment"] not in MARIADB]
     out = [
@@ -536,10 +556,11 @@ def report(rows: list[dict], duration: int, command: str) -> str:
         f"deployment is started once per endpoint, warmed up for 2 s at the highest concurrency "
         f"(so that its pool has grown), then "
         f"run for {duration} s at each concurrency in turn, one round. Every server logs at "
-        f"warning level with no access log, keep-alive 60 s. juggler WSGI runs with "
-        f"`--queue-size 4096` so that it queues like Gunicorn instead of answering 503 past "
-        f"4 x threads (its default). wrk counts responses slower than {WRK_TIMEOUT_S} s as "
-        f"errors (timeouts) and leaves them out of p99.",
+        f"warning level with no access log, keep-alive 60 s. juggler WSGI runs with its "
+        f"defaults, which queue a burst like Gunicorn (measured before 2026-12 with "
+        f"`--queue-size 4096`, which behaves the same up to 1024 connections). wrk counts "
+        f"responses slower than {WRK_TIMEOUT_S} s as errors (timeouts) and leaves them out "
+        f"of p99.",
         "",
         "## Slow query (`SELECT pg_sleep(0.01)`): requests/s and p99 ms by connections",
         "",
@@ -571,14 +592,65 @@ def report(rows: list[dict], duration: int, command: str) -> str:
         "and the least disturbed run is kept). Raw figures: [results.json](results.json).",
         "",
         *detail(all_rows),
+        *burst_section(burst_rows),
     ]
     return "\n".join(out) + "\n"
+
+
+BURST_HEADING = "## A burst of WSGI requests: served or refused"
+
+
+def burst_section(rows: list[dict]) -> list[str]:
+    """The WSGI burst of issue 19 (``--burst``): successful requests/s, errors and p99 per
+    concurrency, and each as a ratio to juggler's defaults."""
+    if not rows:
+        return []
+    levels = CONCURRENCY["slow"]
+    runs = by(rows, "slow")
+    base = {r["connections"]: r for r in runs.get(BURST[0], [])}
+    lines = [
+        "",
+        BURST_HEADING,
+        "",
+        f"- command: `python benches/seed/run.py --burst --duration {rows[0]['duration']}`, "
+        f"measured {', '.join(sorted({r['measured'] for r in rows}))}: the slow query with "
+        "`examples/flask_app` and 32 threads in one process each, the deployments one after "
+        "the other in one invocation, one run of each point. The machine was shared with "
+        "other builds and tests while it ran (the `others` column below: cores they took), "
+        "so compare the ratios within one concurrency rather than the figures with the tables "
+        "above.",
+        "- ok req/s: responses other than errors per second (wrk's rate less its non-2xx "
+        "responses and socket errors); errors: those non-2xx responses (503) and socket "
+        "errors, timeouts (> 10 s) included; p99 of all responses, 503s included; x: ok req/s "
+        "as a share of juggler's with its defaults.",
+        "",
+        "| connections | deployment | ok req/s | x | errors | p99 ms | others' cores |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for n in levels:
+        b = base.get(n)
+        for name in BURST:
+            r = next((r for r in runs.get(name, []) if r["connections"] == n), None)
+            if r is None:
+                continue
+            ratio = f"{r['ok_rps'] / b['ok_rps']:.2f}" if b and b["ok_rps"] else "-"
+            lines.append(
+                f"| {n} | {name} | {r['ok_rps']:,.0f} | {ratio} | {r['errors']:,.0f} | "
+                f"{r['p99_ms']:,.0f} | {r['others_cpu_cores']:.2f} |"
+            )
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per load run")
-    parser.add_argument("--deployments", default=",".join(DEPLOYMENTS))
+    parser.add_argument("--deployments", default=",".join(DEFAULT_DEPLOYMENTS))
+    parser.add_argument(
+        "--burst",
+        action="store_true",
+        help="measure the WSGI burst of issue 19 (juggler's defaults, its old --queue-size, "
+        "Granian and Gunicorn on the slow query) into burst.json, then rewrite RESULTS.md",
+    )
     parser.add_argument("--endpoints", default="slow,cpu")
     parser.add_argument(
         "--connections",
@@ -599,6 +671,9 @@ def main() -> None:
         help="measure nothing: redraw the plot and rewrite RESULTS.md from results.json",
     )
     args = parser.parse_args()
+    if args.burst:
+        measure_burst(args.output, args.duration)
+        return
     if args.report_only:
         rows = json.loads((args.output / "results.json").read_text())
         rows = merge(rows, args.merge)
@@ -638,6 +713,37 @@ def main() -> None:
     print(f"done in {time.monotonic() - t0:.0f} s; written to {args.output}")
 
 
+def measure_burst(output: Path, duration: int) -> None:
+    """The burst deployments on the slow query, each run once per concurrency (the shared
+    machine cannot be waited out: the report gives ratios and the others' CPU instead)."""
+    global RETRIES
+    RETRIES = 0  # for this invocation only; the main runs' report keeps saying 1
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
+    dsn, started = postgres()
+    rows: list[dict] = []
+    try:
+        for name in BURST:
+            rows += measure(DEPLOYMENTS[name], "slow", dsn, duration)
+    finally:
+        if started:
+            subprocess.run(["bash", str(ROOT / "scripts" / "postgres.sh"), "stop"], check=False)
+    for r in rows:
+        r["duration"] = duration
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "burst.json").write_text(json.dumps(rows, indent=1) + "\n")
+    add_burst_section(output)
+    print(f"written to {output / 'burst.json'} and RESULTS.md")
+
+
+def add_burst_section(output: Path) -> None:
+    """Replaces the burst's section of RESULTS.md, leaving the main runs' report (and plot)
+    as they were measured."""
+    path = output / "RESULTS.md"
+    text = path.read_text()
+    head = text.split(BURST_HEADING, 1)[0].rstrip("\n")
+    path.write_text(head + "\n" + "\n".join(burst_section(burst_rows(output))) + "\n")
+
+
 def merge(rows: list[dict], files: list[Path]) -> list[dict]:
     """``rows`` and the rows of ``files``: for each point (endpoint, deployment, connections)
     the run in which other processes used the least CPU, in the order of ``rows``."""
@@ -665,7 +771,12 @@ def write(rows: list[dict], output: Path, duration: int) -> None:
     main = [r for r in rows if r["deployment"] not in MARIADB]
     duration = max((r.get("duration_s", 5) for r in main), default=duration)
     command = "python benches/seed/run.py" + (f" --duration {duration}" if duration != 5 else "")
-    (output / "RESULTS.md").write_text(report(rows, duration, command))
+    (output / "RESULTS.md").write_text(report(rows, duration, command, burst_rows(output)))
+
+
+def burst_rows(output: Path) -> list[dict]:
+    path = output / "burst.json"
+    return json.loads(path.read_text()) if path.exists() else []
 
 
 if __name__ == "__main__":

@@ -174,13 +174,32 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "queue_size",
         None,
-        "WSGI: requests that may wait for a free thread; beyond this they get 503."
-        " [default: 4 x threads]",
+        "WSGI: requests that may wait for a free thread; beyond this they get 503. By default"
+        " none are refused: from 1000 waiting the worker stops accepting connections, which"
+        " wait in the listen backlog.",
         POSITIVE,
         metavar="N",
         group="wsgi",
-        doc_default="4 \N{MULTIPLICATION SIGN} threads",
-        doc="WSGI: requests that may wait for a free thread; more get 503",
+        doc_default="none",
+        doc=(
+            "WSGI: requests that may wait for a free thread; more get 503. Unset, none are"
+            " refused: while 1,000 wait, the worker stops accepting and new connections wait"
+            " in the listen backlog"
+        ),
+    ),
+    Option(
+        "queue_timeout",
+        0.0,
+        "WSGI: a request that waited this long for a free thread gets 503 (with Retry-After)"
+        " and never reaches the app; 0 waits as long as it takes.",
+        seconds,
+        metavar="SECONDS",
+        group="wsgi",
+        doc_default="off",
+        doc=(
+            "WSGI: seconds a request may wait for a free thread; past that it gets 503 with"
+            " `Retry-After` and never reaches the app (0: no bound)"
+        ),
     ),
     Option(
         "timeout_write",

@@ -75,9 +75,19 @@ pub async fn accept_loop<S: ServeConnection>(
     let nudges = balance.and_then(|b| Nudges::watch(b.nudged_fd()).ok());
     let mut deferred = false;
     let mut errors = AcceptErrors::default();
+    let mut held = registry.accepts_held();
     loop {
         if *phase.borrow_and_update() != Phase::Running {
             break;
+        }
+        if *held.borrow_and_update() {
+            // New connections wait in the listen backlog (or go to a sibling worker) until
+            // the work already taken in shrinks.
+            tokio::select! {
+                _ = held.changed() => {}
+                _ = phase.changed() => {}
+            }
+            continue;
         }
         let nudged = tokio::select! {
             ready = listener.ready() => match ready {

@@ -50,6 +50,9 @@ pub struct Registry {
     metrics: OnceLock<Slot>,
     /// The worker is leaving (`--shutdown-delay`): health checks fail while it still serves.
     leaving: AtomicBool,
+    /// The layer above has more work waiting than it wants: the accept loop takes no new
+    /// connection until it lets go, so that they wait in the listen backlog.
+    held: watch::Sender<bool>,
 }
 
 #[derive(Clone, Copy)]
@@ -76,7 +79,19 @@ impl Registry {
             balance: OnceLock::new(),
             metrics: OnceLock::new(),
             leaving: AtomicBool::new(false),
+            held: watch::channel(false).0,
         })
+    }
+
+    /// Holds (`true`) or resumes accepting new connections; any thread may call it.
+    pub fn hold_accepts(&self, hold: bool) {
+        self.held
+            .send_if_modified(|held| std::mem::replace(held, hold) != hold);
+    }
+
+    /// Whether accepting is held, watched by the accept loop.
+    pub fn accepts_held(&self) -> watch::Receiver<bool> {
+        self.held.subscribe()
     }
 
     /// Joins the siblings' connection counts; before the accept loop starts.

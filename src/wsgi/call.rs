@@ -18,11 +18,14 @@ use super::input::WsgiInput;
 use super::pool::{Lease, Run};
 use super::response::{body_chunk, Response, StartResponse};
 use super::wait::{ThreadWaker, Waiter};
+use crate::bridge::Mailbox;
 use crate::error::ClientDisconnected;
+use crate::http::body::plain_response;
 use crate::http::exchange::Finished;
-use crate::http::NewRequest;
-use crate::interface::access::AccessInfo;
+use crate::http::{Head, NewRequest, OwnAnswer};
+use crate::interface::access::{self, AccessInfo};
 use crate::interface::log::Loggers;
+use crate::interface::LoopEvent;
 use crate::transport::{LogLevel, Token};
 
 /// A request waiting for a pool thread; its token keeps a graceful shutdown waiting for it.
@@ -34,6 +37,11 @@ pub struct Job {
 /// A list or tuple body up to this size leaves as one write with a Content-Length.
 const JOIN_MAX: usize = 64 * 1024;
 
+/// What a request refused for its wait (`--queue-timeout`) asks the client to wait: the
+/// queue it met moves on within about a second.
+const RETRY_AFTER_QUEUE: &str = "1";
+const REFUSED: &str = "Service Unavailable";
+
 pub struct Caller {
     pub app: PyObject,
     pub loggers: Arc<Loggers>,
@@ -41,6 +49,8 @@ pub struct Caller {
     pub write_timeout: Option<Duration>,
     pub delivery: Arc<Delivery>,
     pub busy: Arc<Busy>,
+    /// Where the access line of a refused request goes when Python's logging writes it.
+    pub mailbox: Arc<Mailbox<LoopEvent>>,
 }
 
 impl Run<Job> for Caller {
@@ -53,6 +63,34 @@ impl Run<Job> for Caller {
     fn thread(&self, main: &mut (dyn FnMut() + Send)) {
         self.busy
             .with_slot(|| Python::with_gil(|py| py.allow_threads(main)));
+    }
+
+    /// Waited too long for a thread: 503, without the GIL and without the app.
+    fn refuse(&self, job: Job) {
+        let Job { request, token } = job;
+        let exchange = &request.exchange;
+        let mut response = plain_response(http::StatusCode::SERVICE_UNAVAILABLE, REFUSED);
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static(RETRY_AFTER_QUEUE),
+        );
+        let status = response.status();
+        // Too late only when the client left meanwhile: then there is no one to answer.
+        if exchange.answer_instead(response).is_ok() {
+            access::log_own_answer(
+                &self.loggers,
+                &self.mailbox,
+                OwnAnswer {
+                    head: Head::of_parts(&request.parts),
+                    conn: &request.conn,
+                    forwarded: request.forwarded.as_deref(),
+                    status,
+                    bytes: REFUSED.len() as u64,
+                },
+            );
+        }
+        exchange.finish();
+        drop(token);
     }
 
     /// One GIL hold, and one hand-over to the I/O thread, for a run of jobs taken back to

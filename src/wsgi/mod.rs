@@ -31,6 +31,11 @@ use pool::Pool;
 /// Idle pool threads end after this long without work.
 const IDLE_THREAD_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Without `--queue-size`, a worker stops accepting connections while this many requests
+/// wait for a thread, as a Gunicorn gthread worker does at its 1,000 worker connections:
+/// a burst then waits in the listen backlog instead of being refused.
+const HOLD_ACCEPTS_AT: usize = 1000;
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<WsgiInterface>()?;
     m.add_class::<file_wrapper::FileWrapper>()?;
@@ -39,7 +44,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 /// `_juggler.WsgiInterface(app, event_loop, error_logger, access_logger, errors, pool)`: what
 /// a WSGI worker serves (`pool` is juggler's `config.wsgi`: threads, queue_size,
-/// timeout_write); `server()` makes the [`Server`].
+/// queue_timeout, timeout_write); `server()` makes the [`Server`].
 #[pyclass(frozen, module = "juggler._juggler")]
 pub struct WsgiInterface {
     app: PyObject,
@@ -118,14 +123,11 @@ impl WsgiInterface {
             write_timeout: self.pool.write_timeout,
             delivery: delivery.clone(),
             busy: Arc::new(busy::Busy::default()),
+            mailbox: host.mailbox.clone(),
         });
         let busy = caller.busy.clone();
-        let pool = Pool::new(
-            self.pool.threads,
-            self.pool.queue_size,
-            IDLE_THREAD_TIMEOUT,
-            caller,
-        );
+        let (bounds, hold) = queue_bounds(&self.pool, &host);
+        let pool = Pool::new(self.pool.threads, bounds, hold, IDLE_THREAD_TIMEOUT, caller);
         let core = Arc::new(WsgiCore {
             host: host.clone(),
             loggers: loggers.clone(),
@@ -144,6 +146,19 @@ impl WsgiInterface {
             options,
         )
     }
+}
+
+/// What the pool does as its queue grows: what the operator asked for, and otherwise hold
+/// accepting at [`HOLD_ACCEPTS_AT`].
+fn queue_bounds(size: &PoolSize, host: &Host) -> (pool::Bounds, Option<pool::Hold>) {
+    let bounds = pool::Bounds {
+        max_queue: size.queue_size,
+        timeout: size.queue_timeout,
+        hold_at: size.queue_size.is_none().then_some(HOLD_ACCEPTS_AT),
+    };
+    let registry = host.registry.clone();
+    let hold: pool::Hold = Arc::new(move |hold| registry.hold_accepts(hold));
+    (bounds, bounds.hold_at.map(|_| hold))
 }
 
 struct WsgiCore {
@@ -174,6 +189,10 @@ impl Interface for WsgiCore {
     fn on_io_start(&self) {
         let outbox = self.delivery.outbox();
         tokio::spawn(async move { outbox.run().await });
+        let pool = self.pool.clone();
+        if pool.bounds().timeout.is_some() {
+            tokio::spawn(async move { expire_waiting(pool).await });
+        }
     }
 
     fn on_io_park(&self) {
@@ -192,6 +211,14 @@ impl Interface for WsgiCore {
 
     fn threads(&self) -> Option<(usize, usize, usize)> {
         Some(self.pool.stats())
+    }
+}
+
+/// Answers 503 to requests as soon as they have waited past `--queue-timeout`, also while
+/// every thread is busy for long: sleeps until the oldest one's time is up.
+async fn expire_waiting(pool: Arc<Pool<Job>>) {
+    while let Some(next) = pool.expire(std::time::Instant::now()) {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
     }
 }
 

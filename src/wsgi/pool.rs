@@ -12,12 +12,19 @@
 //! waiting wakes the next one (so a burst of blocking jobs fans out over the threads), and a
 //! thread that finishes a job takes the next one without sleeping ([`Run::session`] lets the
 //! WSGI runner keep the GIL across such a run of jobs).
+//!
+//! What the queue does when it grows is [`Bounds`]: by default nothing is refused, as a
+//! Gunicorn gthread worker refuses nothing; past [`Bounds::hold_at`] waiting jobs the pool
+//! asks the worker to stop accepting connections until it catches up, so that a burst waits
+//! in the listen backlog. An operator may ask for shedding instead: a count (`--queue-size`,
+//! refused at submit) or a time (`--queue-timeout`, a job that waited longer is handed to
+//! [`Run::refuse`] and never runs).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 /// Jobs the I/O thread may queue, and how long, before it wakes a thread without waiting to
 /// park.
@@ -27,6 +34,12 @@ const MAX_DEFER_TIME: Duration = Duration::from_millis(1);
 /// Runs one job on a pool thread.
 pub trait Run<J>: Send + Sync + 'static {
     fn run(&self, job: J, lease: &Lease<'_, J>);
+
+    /// Answers a job that waited past [`Bounds::timeout`] without running it; called with
+    /// no lock held, on a pool thread or on the thread that calls [`Pool::expire`].
+    fn refuse(&self, job: J) {
+        drop(job);
+    }
 
     /// Wraps a pool thread's whole life (to set up per-thread state once).
     fn thread(&self, main: &mut (dyn FnMut() + Send)) {
@@ -39,8 +52,41 @@ pub trait Run<J>: Send + Sync + 'static {
     }
 }
 
+/// How far the queue may grow, and what happens then.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bounds {
+    /// Jobs that may wait; [`Pool::submit`] gives back any more. `None`: no count.
+    pub max_queue: Option<usize>,
+    /// How long a job may wait for a thread before it is refused instead of run.
+    pub timeout: Option<Duration>,
+    /// From this many waiting jobs, the pool asks its [`Hold`] to stop taking new work, and
+    /// lets it go on once fewer wait.
+    pub hold_at: Option<usize>,
+}
+
+impl Bounds {
+    /// At most `n` waiting jobs, and nothing else.
+    pub fn count(n: usize) -> Self {
+        Self {
+            max_queue: Some(n),
+            ..Self::default()
+        }
+    }
+}
+
+/// Told when the queue crosses [`Bounds::hold_at`], either way (`true`: hold).
+pub type Hold = Arc<dyn Fn(bool) + Send + Sync>;
+
+/// A job in the queue, and since when it waits.
+struct Waiting<J> {
+    job: J,
+    since: Instant,
+}
+
 struct State<J> {
-    queue: VecDeque<J>,
+    queue: VecDeque<Waiting<J>>,
+    /// The [`Hold`] was told to hold.
+    holding: bool,
     /// Threads alive, detached or not.
     threads: usize,
     /// Threads that detached from the limit for the job they run now.
@@ -65,7 +111,8 @@ pub struct Pool<J> {
     /// Signalled when a thread has ended, for [`Pool::stop`].
     ended: Condvar,
     max_threads: usize,
-    max_queue: usize,
+    bounds: Bounds,
+    hold: Option<Hold>,
     idle_timeout: Duration,
     runner: Arc<dyn Run<J>>,
 }
@@ -93,13 +140,15 @@ impl<J: Send + 'static> Lease<'_, J> {
 impl<J: Send + 'static> Pool<J> {
     pub fn new(
         max_threads: usize,
-        max_queue: usize,
+        bounds: Bounds,
+        hold: Option<Hold>,
         idle_timeout: Duration,
         runner: Arc<dyn Run<J>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
+                holding: false,
                 threads: 0,
                 detached: 0,
                 idle: 0,
@@ -112,7 +161,8 @@ impl<J: Send + 'static> Pool<J> {
             work: Condvar::new(),
             ended: Condvar::new(),
             max_threads: max_threads.max(1),
-            max_queue,
+            bounds,
+            hold,
             idle_timeout,
             runner,
         })
@@ -120,13 +170,24 @@ impl<J: Send + 'static> Pool<J> {
 
     /// Queues a job; gives it back when the queue is full (or the pool stopped).
     pub fn submit(self: &Arc<Self>, job: J) -> Result<(), J> {
+        self.submit_at(job, Instant::now())
+    }
+
+    /// [`Pool::submit`] of a job that waits since `since` (tests set it in the past).
+    pub(crate) fn submit_at(self: &Arc<Self>, job: J, since: Instant) -> Result<(), J> {
         let mut st = self.state.lock();
-        // Jobs that an idle or a yet-to-start thread will take at once are not waiting.
-        let free = st.idle + self.max_threads.saturating_sub(st.threads - st.detached);
-        if st.stopping || st.queue.len() >= self.max_queue + free {
+        if st.stopping {
             return Err(job);
         }
-        st.queue.push_back(job);
+        if let Some(max_queue) = self.bounds.max_queue {
+            // Jobs that an idle or a yet-to-start thread will take at once are not waiting.
+            let free = st.idle + self.max_threads.saturating_sub(st.threads - st.detached);
+            if st.queue.len() >= max_queue + free {
+                return Err(job);
+            }
+        }
+        st.queue.push_back(Waiting { job, since });
+        self.update_hold(&mut st);
         // The I/O thread goes on reading other requests before it sleeps: waking a thread
         // now would make the two take turns per request on a busy core.
         // Bounded like the mailbox's: a busy I/O thread may not park for a while.
@@ -149,6 +210,55 @@ impl<J: Send + 'static> Pool<J> {
         let mut st = self.state.lock();
         if st.wake_deferred.take().is_some() {
             self.wake_one(&mut st);
+        }
+    }
+
+    /// Refuses the jobs that have waited past the time bound at `now`, oldest first, and
+    /// returns when the next one will have: the caller (a timer on the I/O thread) comes back
+    /// then, or after a whole time-out if none waits. `None` when there is no time bound.
+    pub fn expire(self: &Arc<Self>, now: Instant) -> Option<Instant> {
+        let timeout = self.bounds.timeout?;
+        let mut st = self.state.lock();
+        loop {
+            // Jobs queue in order, so the oldest is in front.
+            let next = st.queue.front().map(|w| w.since + timeout);
+            match next {
+                Some(deadline) if deadline <= now => {
+                    if let Some(w) = st.queue.pop_front() {
+                        self.update_hold(&mut st);
+                        MutexGuard::unlocked(&mut st, || self.runner.refuse(w.job));
+                    }
+                }
+                Some(deadline) => return Some(deadline),
+                None => return Some(now + timeout),
+            }
+        }
+    }
+
+    /// The next job that has not waited too long, refusing (with the lock released) those
+    /// that have on the way.
+    fn pop(self: &Arc<Self>, st: &mut MutexGuard<'_, State<J>>) -> Option<J> {
+        loop {
+            let w = st.queue.pop_front()?;
+            self.update_hold(st);
+            match self.bounds.timeout {
+                Some(timeout) if w.since.elapsed() >= timeout => {
+                    MutexGuard::unlocked(st, || self.runner.refuse(w.job));
+                }
+                _ => return Some(w.job),
+            }
+        }
+    }
+
+    /// Tells the [`Hold`] when the queue crosses its mark.
+    fn update_hold(&self, st: &mut State<J>) {
+        let (Some(hold), Some(at)) = (&self.hold, self.bounds.hold_at) else {
+            return;
+        };
+        let over = st.queue.len() >= at;
+        if over != st.holding {
+            st.holding = over;
+            hold(over);
         }
     }
 
@@ -197,6 +307,10 @@ impl<J: Send + 'static> Pool<J> {
             }
         }
         st.alive
+    }
+
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
     }
 
     /// (threads alive, threads running a job, jobs waiting)
@@ -249,12 +363,12 @@ impl<J: Send + 'static> Pool<J> {
     }
 
     /// The next job if one waits, without sleeping.
-    fn try_job(&self) -> Option<J> {
+    fn try_job(self: &Arc<Self>) -> Option<J> {
         let mut st = self.state.lock();
         if st.threads - st.detached > self.max_threads {
             return None;
         }
-        st.queue.pop_front()
+        self.pop(&mut st)
     }
 
     /// The next job, or None when this thread should end (stopping, or idle too long).
@@ -264,7 +378,7 @@ impl<J: Send + 'static> Pool<J> {
             if std::mem::take(woken) {
                 st.waking = st.waking.saturating_sub(1);
             }
-            if let Some(job) = st.queue.pop_front() {
+            if let Some(job) = self.pop(&mut st) {
                 // More waiting: send the next thread, so blocking jobs fan out.
                 self.wake_one(&mut st);
                 return Some(job);
@@ -322,7 +436,13 @@ mod tests {
             started: Mutex::new(tx),
         });
         (
-            Pool::new(threads, queue, Duration::from_millis(200), runner),
+            Pool::new(
+                threads,
+                Bounds::count(queue),
+                None,
+                Duration::from_millis(200),
+                runner,
+            ),
             rx,
         )
     }
@@ -413,7 +533,13 @@ mod tests {
     fn no_job_is_stranded_while_threads_time_out_and_retire() {
         // Idle threads time out all the time here, racing the wake-ups sent to them.
         let (tx, done) = mpsc::channel();
-        let pool = Pool::new(2, 8, Duration::from_micros(300), Arc::new(Quick(tx)));
+        let pool = Pool::new(
+            2,
+            Bounds::count(8),
+            None,
+            Duration::from_micros(300),
+            Arc::new(Quick(tx)),
+        );
         for i in 0..400 {
             assert!(pool.submit(i).is_ok());
             assert_eq!(done.recv_timeout(T).ok(), Some(i), "job {i} was never run");
@@ -427,7 +553,7 @@ mod tests {
         let runner = Arc::new(Blocking {
             started: Mutex::new(tx),
         });
-        let pool = Pool::new(1, 4, Duration::from_secs(60), runner);
+        let pool = Pool::new(1, Bounds::count(4), None, Duration::from_secs(60), runner);
         for id in 0..3 {
             let (j, end) = job(id);
             assert!(pool.submit(j).is_ok());
@@ -453,7 +579,16 @@ mod tests {
             started: Mutex::new(tx),
         });
         // Idle threads never time out here: only the pool's own rules change the counts.
-        (Pool::new(threads, 4, Duration::from_secs(60), runner), rx)
+        (
+            Pool::new(
+                threads,
+                Bounds::count(4),
+                None,
+                Duration::from_secs(60),
+                runner,
+            ),
+            rx,
+        )
     }
 
     #[test]
@@ -533,3 +668,6 @@ mod tests {
         .expect("io thread");
     }
 }
+
+#[cfg(test)]
+mod bounds_tests;

@@ -4,7 +4,7 @@ use super::*;
 use crate::interface::test_support::{exchange, parts, tcp_conn, with_py};
 use std::sync::{mpsc, Mutex};
 
-use crate::wsgi::pool::{Lease, Run};
+use crate::wsgi::pool::{Bounds, Lease, Run};
 
 /// What juggler's `config.wsgi` is: an object with the pool's options as attributes.
 fn pool_options(
@@ -16,6 +16,7 @@ fn pool_options(
     let pool = PyDict::new(py);
     pool.set_item("threads", threads).expect("threads");
     pool.set_item("queue_size", queue_size).expect("queue");
+    pool.set_item("queue_timeout", 0.0).expect("queue timeout");
     pool.set_item("timeout_write", timeout_write)
         .expect("timeout");
     py.import("types")
@@ -36,10 +37,10 @@ fn the_interface_refuses_no_threads_and_bad_write_timeouts() {
                 (pool.threads, pool.queue_size, pool.write_timeout)
             })
         };
-        assert_eq!(make(2, 0.0).expect("valid"), (2, 4, None));
+        assert_eq!(make(2, 0.0).expect("valid"), (2, Some(4), None));
         assert_eq!(
             make(1, 1.5).expect("valid"),
-            (1, 4, Some(Duration::from_millis(1500)))
+            (1, Some(4), Some(Duration::from_millis(1500)))
         );
         for (threads, timeout) in [(0, 1.0), (1, -1.0), (1, f64::NAN), (1, f64::INFINITY)] {
             let err = make(threads, timeout).expect_err("refused");
@@ -97,7 +98,7 @@ fn held_core() -> (Arc<WsgiCore>, mpsc::Receiver<()>, mpsc::Sender<()>) {
     let core = Arc::new(WsgiCore {
         host: Host::new(config).expect("host"),
         loggers,
-        pool: Pool::new(1, 1, IDLE_THREAD_TIMEOUT, runner),
+        pool: Pool::new(1, Bounds::count(1), None, IDLE_THREAD_TIMEOUT, runner),
         delivery: Arc::new(delivery::Delivery::new()),
         busy,
     });

@@ -190,12 +190,12 @@ def test_the_core_checks_what_python_let_through():
     with pytest.raises(ConfigError, match="--ws-max-size"):
         _juggler.CoreConfig(SimpleNamespace(**groups))
     with pytest.raises(ConfigError, match="--threads must be at least 1"):
-        wsgi = SimpleNamespace(threads=0, queue_size=None, timeout_write=1.0)
+        wsgi = SimpleNamespace(threads=0, queue_size=None, queue_timeout=0.0, timeout_write=1.0)
         _juggler.WsgiInterface(None, None, None, None, None, wsgi)
 
 
 def test_a_huge_write_timeout_is_an_error_naming_its_flag():
-    wsgi = SimpleNamespace(threads=1, queue_size=None, timeout_write=1e20)
+    wsgi = SimpleNamespace(threads=1, queue_size=None, queue_timeout=0.0, timeout_write=1e20)
     with pytest.raises(ConfigError, match="--timeout-write is too long"):
         _juggler.WsgiInterface(None, None, None, None, None, wsgi)
 

@@ -22,8 +22,9 @@ def test_interface_option_defaults():
     assert config.threads == 32
     assert config.queue_size is None
     assert config.timeout_write == 60.0
-    # What WsgiInterface reads; None is four per thread (src/options.rs's unit tests).
+    # What WsgiInterface reads; None refuses nothing for the count, 0 nothing for the wait.
     assert config.wsgi.queue_size is None
+    assert (config.queue_timeout, config.wsgi.queue_timeout) == (0.0, 0.0)
     assert Config.resolve("x:app", {"queue_size": 3}, env={}).wsgi.queue_size == 3
 
 
@@ -33,10 +34,12 @@ def test_interface_options_from_env_and_precedence():
         "JUGGLER_THREADS": "4",
         "JUGGLER_QUEUE_SIZE": "7",
         "JUGGLER_TIMEOUT_WRITE": "2.5",
+        "JUGGLER_QUEUE_TIMEOUT": "0.5",
     }
     config = Config.resolve("x:app", {}, env=env)
     assert (config.interface, config.threads, config.queue_size) == ("wsgi", 4, 7)
     assert config.timeout_write == 2.5
+    assert config.wsgi.queue_timeout == 0.5
     assert (config.wsgi.threads, config.wsgi.queue_size, config.wsgi.timeout_write) == (4, 7, 2.5)
     config = Config.resolve("x:app", {"interface": "asgi", "threads": "9"}, env=env)
     assert (config.interface, config.threads) == ("asgi", 9)
@@ -52,6 +55,7 @@ def test_interface_options_from_env_and_precedence():
         ({"queue_size": 0}, "--queue-size"),
         ({"timeout_write": "-1"}, "--timeout-write"),
         ({"timeout_write": "nan"}, "--timeout-write"),
+        ({"queue_timeout": "-1"}, "--queue-timeout"),
     ],
 )
 def test_interface_options_reject_bad_values(options, flag):

@@ -5,7 +5,7 @@ use crate::interface::test_support::{
     body_now, exchange, helpers, module, parts, tcp_conn, with_py,
 };
 use crate::interface::Host;
-use crate::wsgi::pool::Pool;
+use crate::wsgi::pool::{Bounds, Pool};
 
 const APPS: &std::ffi::CStr = cr#"
 import io
@@ -177,8 +177,9 @@ fn serve(name: &str, body: &'static [u8], gone_before: bool) -> Served {
             write_timeout: None,
             delivery: delivery.clone(),
             busy: Arc::new(Busy::default()),
+            mailbox: host.mailbox.clone(),
         });
-        let pool = Pool::new(1, 4, Duration::from_secs(60), caller);
+        let pool = Pool::new(1, Bounds::count(4), None, Duration::from_secs(60), caller);
         let job = Job {
             request: NewRequest {
                 exchange: ex.clone(),
