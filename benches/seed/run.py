@@ -719,11 +719,11 @@ def measure_burst(output: Path, duration: int) -> None:
     global RETRIES
     RETRIES = 0  # for this invocation only; the main runs' report keeps saying 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
-    dsn, started = postgres()
+    dsn, started = database("postgres")
     rows: list[dict] = []
     try:
         for name in BURST:
-            rows += measure(DEPLOYMENTS[name], "slow", dsn, duration)
+            rows += measure(DEPLOYMENTS[name], "slow", dsn, duration, CONCURRENCY["slow"])
     finally:
         if started:
             subprocess.run(["bash", str(ROOT / "scripts" / "postgres.sh"), "stop"], check=False)
