@@ -61,6 +61,8 @@ pub struct Timeouts {
     #[pyo3(attribute)]
     pub timeout_request: f64,
     #[pyo3(attribute)]
+    pub timeout_write: f64,
+    #[pyo3(attribute)]
     pub loop_watchdog: Option<f64>,
 }
 
@@ -139,8 +141,6 @@ pub struct Wsgi {
     /// `None`: four waiting requests per thread.
     #[pyo3(attribute)]
     pub queue_size: Option<usize>,
-    #[pyo3(attribute)]
-    pub timeout_write: f64,
 }
 
 /// The WSGI pool's sizes, checked.
@@ -148,8 +148,6 @@ pub struct Wsgi {
 pub struct PoolSize {
     pub threads: usize,
     pub queue_size: usize,
-    /// `None`: a thread waits for a slow client as long as it takes.
-    pub write_timeout: Option<Duration>,
 }
 
 impl Wsgi {
@@ -163,7 +161,6 @@ impl Wsgi {
         Ok(PoolSize {
             threads: self.threads,
             queue_size: self.queue_size.unwrap_or(4 * self.threads),
-            write_timeout: seconds("--timeout-write", self.timeout_write)?,
         })
     }
 }
@@ -187,34 +184,42 @@ pub(crate) fn seconds(flag: &str, value: f64) -> Result<Option<Duration>, Error>
 mod tests {
     use super::*;
 
-    fn wsgi(threads: usize, queue_size: Option<usize>, timeout_write: f64) -> Wsgi {
+    fn wsgi(threads: usize, queue_size: Option<usize>) -> Wsgi {
         Wsgi {
             threads,
             queue_size,
-            timeout_write,
         }
     }
 
     #[test]
     fn the_queue_defaults_to_four_requests_a_thread() {
-        let size = wsgi(5, None, 0.0).pool_size().expect("valid");
+        let size = wsgi(5, None).pool_size().expect("valid");
         assert_eq!(size.queue_size, 20);
-        assert_eq!(size.write_timeout, None);
-        let size = wsgi(5, Some(3), 1.5).pool_size().expect("valid");
+        let size = wsgi(5, Some(3)).pool_size().expect("valid");
         assert_eq!(size.queue_size, 3);
-        assert_eq!(size.write_timeout, Some(Duration::from_millis(1500)));
     }
 
     #[test]
     fn bad_pool_sizes_name_their_flag() {
         for (bad, flag) in [
-            (wsgi(0, None, 1.0), "--threads"),
-            (wsgi(1, Some(0), 1.0), "--queue-size"),
-            (wsgi(1, None, -1.0), "--timeout-write"),
-            (wsgi(1, None, f64::NAN), "--timeout-write"),
+            (wsgi(0, None), "--threads"),
+            (wsgi(1, Some(0)), "--queue-size"),
         ] {
             let message = bad.pool_size().expect_err("invalid").to_string();
             assert!(message.starts_with(flag), "{message}");
+        }
+    }
+
+    #[test]
+    fn bad_seconds_name_their_flag() {
+        assert_eq!(seconds("--timeout-write", 0.0).expect("off"), None);
+        assert_eq!(
+            seconds("--timeout-write", 1.5).expect("valid"),
+            Some(Duration::from_millis(1500))
+        );
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e20] {
+            let message = seconds("--timeout-write", bad).expect_err("invalid").to_string();
+            assert!(message.starts_with("--timeout-write"), "{message}");
         }
     }
 }

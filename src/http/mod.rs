@@ -50,6 +50,7 @@ pub mod exchange;
 pub mod file;
 pub mod forwarded;
 pub mod head_timer;
+pub mod write_timer;
 pub mod limits;
 pub mod measure;
 pub mod service;
