@@ -218,7 +218,9 @@ mod tests {
             Some(Duration::from_millis(1500))
         );
         for bad in [-1.0, f64::NAN, f64::INFINITY, 1e20] {
-            let message = seconds("--timeout-write", bad).expect_err("invalid").to_string();
+            let message = seconds("--timeout-write", bad)
+                .expect_err("invalid")
+                .to_string();
             assert!(message.starts_with("--timeout-write"), "{message}");
         }
     }

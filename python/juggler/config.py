@@ -517,7 +517,7 @@ OPTIONS: tuple[Option, ...] = (
             " response, a WebSocket message), as nginx's `send_timeout`; then it is closed, a"
             " waiting `send()` raises `juggler.ClientDisconnected`, `receive()` gets"
             " `http.disconnect` (`websocket.disconnect` 1006) and the access line ends with"
-            " `write timeout`. A slow client that keeps taking bytes is never cut off. A WSGI"
+            " `[write timeout]`. A slow client that keeps taking bytes is never cut off. A WSGI"
             " thread waits this long at most for its client (to send the body or take the"
             " response). `0` turns it off"
         ),

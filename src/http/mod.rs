@@ -50,7 +50,6 @@ pub mod exchange;
 pub mod file;
 pub mod forwarded;
 pub mod head_timer;
-pub mod write_timer;
 pub mod limits;
 pub mod measure;
 pub mod service;
@@ -60,6 +59,7 @@ pub mod static_files;
 pub(crate) mod test_harness;
 pub mod timeout;
 pub mod upgrade;
+pub mod write_timer;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;

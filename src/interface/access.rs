@@ -401,10 +401,15 @@ mod tests {
         };
         let line = info.format(&LogFormat::Default, 200, 0, false);
         assert_eq!(line, "10.0.0.1:5000 - \"GET /s HTTP/1.1\" 200");
-        assert!(!info.format(&LogFormat::Json, 200, 0, false).contains("aborted"));
+        assert!(!info
+            .format(&LogFormat::Json, 200, 0, false)
+            .contains("aborted"));
         conn.write_timed_out.store(true, Ordering::Relaxed);
         let line = info.format(&LogFormat::Default, 200, 0, false);
-        assert_eq!(line, "10.0.0.1:5000 - \"GET /s HTTP/1.1\" 200 [write timeout]");
+        assert_eq!(
+            line,
+            "10.0.0.1:5000 - \"GET /s HTTP/1.1\" 200 [write timeout]"
+        );
         let json = info.format(&LogFormat::Json, 200, 0, false);
         assert!(json.ends_with(",\"aborted\":\"write timeout\"}"), "{json}");
     }

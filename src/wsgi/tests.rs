@@ -7,11 +7,7 @@ use std::sync::{mpsc, Mutex};
 use crate::wsgi::pool::{Lease, Run};
 
 /// What juggler's `config.wsgi` is: an object with the pool's options as attributes.
-fn pool_options(
-    py: Python<'_>,
-    threads: usize,
-    queue_size: usize,
-) -> Bound<'_, PyAny> {
+fn pool_options(py: Python<'_>, threads: usize, queue_size: usize) -> Bound<'_, PyAny> {
     let pool = PyDict::new(py);
     pool.set_item("threads", threads).expect("threads");
     pool.set_item("queue_size", queue_size).expect("queue");

@@ -76,17 +76,17 @@ def test_websocket_messages_nobody_reads_are_cut_off(juggler: type[Juggler]) -> 
 def test_a_slow_but_steady_reader_is_served_to_the_end(juggler: type[Juggler]) -> None:
     j = juggler("write_timeout_app:app", "--timeout-write", "1").ready()
     k = key()
-    chunks = 24
+    chunks = 128  # 8 MiB: more than the server's socket buffer (4 MiB at most) and queue hold
     with tiny_client(
         j.port, f"GET /stream?key={k}&chunks={chunks} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
     ) as s:
         received = bytearray()
         end = b"0\r\n\r\n"
-        # About 640 KB/s: the server's writes wait most of the time, for a tenth of a second
-        # at most, while the whole response takes a few seconds, longer than the limit.
+        # About 2.5 MB/s in steps: the server's writes wait a tenth of a second at a time,
+        # over a few seconds in all, longer than the limit.
         while not received.endswith(end):
             step = 0
-            while step < CHUNK and not received.endswith(end):
+            while step < 4 * CHUNK and not received.endswith(end):
                 data = s.recv(CHUNK)
                 assert data, f"closed after {len(received)} bytes"
                 received += data
@@ -112,8 +112,12 @@ def test_an_http2_connection_nobody_reads_is_cut_off(juggler: type[Juggler]) -> 
     h2c.increment_flow_control_window(window - 65535)
     h2c.send_headers(
         1,
-        [(":method", "GET"), (":path", f"/stream?key={k}"), (":scheme", "http"),
-         (":authority", "t")],
+        [
+            (":method", "GET"),
+            (":path", f"/stream?key={k}"),
+            (":scheme", "http"),
+            (":authority", "t"),
+        ],
         end_stream=True,
     )
     with tiny_client(j.port, h2c.data_to_send()) as s:

@@ -290,8 +290,13 @@ async fn a_client_that_takes_nothing_is_cut_off_after_the_write_timeout() {
         waited >= WRITE_LIMIT && waited < WRITE_LIMIT + Duration::from_secs(1),
         "{waited:?}"
     );
-    assert!(exchange.is_disconnected(), "the app learns the client is gone");
-    assert!(exchange.send_chunk(bytes::Bytes::from_static(b"x"), true).is_err());
+    assert!(
+        exchange.is_disconnected(),
+        "the app learns the client is gone"
+    );
+    assert!(exchange
+        .send_chunk(bytes::Bytes::from_static(b"x"), true)
+        .is_err());
     assert!(client.info.write_timed_out.load(Ordering::Relaxed));
     let logged = h.log.lines(LogLevel::Debug);
     assert!(
@@ -352,6 +357,9 @@ async fn a_connection_that_idles_after_a_blocked_write_is_not_cut_off() {
     tokio::time::sleep(WRITE_LIMIT / 2).await;
     client.read_exact(24 * 65536).await;
     tokio::time::sleep(WRITE_LIMIT * 10).await;
-    assert!(!exchange.is_disconnected(), "waiting on the app is no stall");
+    assert!(
+        !exchange.is_disconnected(),
+        "waiting on the app is no stall"
+    );
     assert!(!client.served.is_finished());
 }

@@ -6,7 +6,12 @@ use crate::watched_io::Watched;
 const LIMIT: Duration = Duration::from_secs(2);
 
 /// A server side whose client holds at most 16 bytes unread, and the client side.
-fn pipe(watch: &WriteWatch) -> (Watched<tokio::io::DuplexStream, Arc<WriteClock>>, tokio::io::DuplexStream) {
+fn pipe(
+    watch: &WriteWatch,
+) -> (
+    Watched<tokio::io::DuplexStream, Arc<WriteClock>>,
+    tokio::io::DuplexStream,
+) {
     let (server, client) = tokio::io::duplex(16);
     (Watched::new(server, watch.clock.clone()), client)
 }
@@ -16,9 +21,15 @@ async fn a_client_that_takes_nothing_is_cut_off_after_the_limit() {
     let watch = WriteWatch::new(LIMIT);
     let (mut server, _client) = pipe(&watch);
     let t0 = Instant::now();
-    let sent = within(&watch, server.write_all(&[0; 1024])).await;
+    let sent = tokio::time::timeout(LIMIT * 10, within(&watch, server.write_all(&[0; 1024])))
+        .await
+        .expect("cut off in time");
     assert_eq!(sent.err(), Some(WriteTimedOut));
-    assert_eq!(Instant::now() - t0, LIMIT, "counted from the first blocked write");
+    assert_eq!(
+        Instant::now() - t0,
+        LIMIT,
+        "counted from the first blocked write"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -64,10 +75,6 @@ async fn idle_time_after_a_block_does_not_count() {
     assert!(matches!(sent, Ok(Ok(()))));
     assert!(read.is_ok());
     // Nothing is being written now: a connection may idle as long as it likes.
-    let idle = tokio::time::timeout(
-        LIMIT * 10,
-        within(&watch, std::future::pending::<()>()),
-    )
-    .await;
+    let idle = tokio::time::timeout(LIMIT * 10, within(&watch, std::future::pending::<()>())).await;
     assert!(idle.is_err(), "an idle connection is not timed");
 }
