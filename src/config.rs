@@ -48,6 +48,9 @@ pub struct CoreConfig {
     pub limits: RequestLimits,
     /// A handler that has not answered after this long gets 504 (`--timeout-request`).
     pub request_timeout: Option<Duration>,
+    /// A connection whose client has taken nothing of what is sent for this long is closed
+    /// (`--timeout-write`); a WSGI thread waits for its client at most this long.
+    pub write_timeout: Option<Duration>,
     /// Answered by the server itself (`--health-path`).
     pub health_path: Option<String>,
 }
@@ -289,6 +292,7 @@ impl CoreConfig {
                 ..Default::default()
             },
             request_timeout: None,
+            write_timeout: None,
             health_path: None,
         })
     }
@@ -373,6 +377,7 @@ impl CoreConfig {
         }
         config.limits = RequestLimits::from_options(&o.limits, o.timeouts.timeout_request_head)?;
         config.request_timeout = seconds("--timeout-request", o.timeouts.timeout_request)?;
+        config.write_timeout = seconds("--timeout-write", o.timeouts.timeout_write)?;
         if let Some(path) = &r.health_path {
             if !path.starts_with('/') {
                 return Err(Error::Config(format!(
@@ -505,6 +510,7 @@ mod tests {
                 timeout_keep_alive: 5.0,
                 timeout_request_head: 0.0,
                 timeout_request: 0.0,
+                timeout_write: 0.0,
                 loop_watchdog: None,
             },
             http2: Http2 {

@@ -61,6 +61,8 @@ pub struct Timeouts {
     #[pyo3(attribute)]
     pub timeout_request: f64,
     #[pyo3(attribute)]
+    pub timeout_write: f64,
+    #[pyo3(attribute)]
     pub loop_watchdog: Option<f64>,
 }
 
@@ -144,8 +146,6 @@ pub struct Wsgi {
     /// Seconds a request may wait for a thread before it gets 503 (0: no bound).
     #[pyo3(attribute)]
     pub queue_timeout: f64,
-    #[pyo3(attribute)]
-    pub timeout_write: f64,
 }
 
 /// The WSGI pool's sizes, checked.
@@ -156,8 +156,6 @@ pub struct PoolSize {
     pub queue_size: Option<usize>,
     /// `None`: requests are never refused for how long they waited.
     pub queue_timeout: Option<Duration>,
-    /// `None`: a thread waits for a slow client as long as it takes.
-    pub write_timeout: Option<Duration>,
 }
 
 impl Wsgi {
@@ -172,7 +170,6 @@ impl Wsgi {
             threads: self.threads,
             queue_size: self.queue_size,
             queue_timeout: seconds("--queue-timeout", self.queue_timeout)?,
-            write_timeout: seconds("--timeout-write", self.timeout_write)?,
         })
     }
 }
@@ -196,45 +193,55 @@ pub(crate) fn seconds(flag: &str, value: f64) -> Result<Option<Duration>, Error>
 mod tests {
     use super::*;
 
-    fn wsgi(threads: usize, queue_size: Option<usize>, timeout_write: f64) -> Wsgi {
+    fn wsgi(threads: usize, queue_size: Option<usize>) -> Wsgi {
         Wsgi {
             threads,
             queue_size,
             queue_timeout: 0.0,
-            timeout_write,
         }
     }
 
     #[test]
     fn the_queue_is_unbounded_unless_asked() {
-        let size = wsgi(5, None, 0.0).pool_size().expect("valid");
+        let size = wsgi(5, None).pool_size().expect("valid");
         assert_eq!((size.queue_size, size.queue_timeout), (None, None));
-        assert_eq!(size.write_timeout, None);
-        let mut bounded = wsgi(5, Some(3), 1.5);
+        let mut bounded = wsgi(5, Some(3));
         bounded.queue_timeout = 0.25;
         let size = bounded.pool_size().expect("valid");
         assert_eq!(size.queue_size, Some(3));
         assert_eq!(size.queue_timeout, Some(Duration::from_millis(250)));
-        assert_eq!(size.write_timeout, Some(Duration::from_millis(1500)));
     }
 
     #[test]
     fn bad_pool_sizes_name_their_flag() {
         for (bad, flag) in [
-            (wsgi(0, None, 1.0), "--threads"),
-            (wsgi(1, Some(0), 1.0), "--queue-size"),
-            (wsgi(1, None, -1.0), "--timeout-write"),
-            (wsgi(1, None, f64::NAN), "--timeout-write"),
+            (wsgi(0, None), "--threads"),
+            (wsgi(1, Some(0)), "--queue-size"),
             (
                 Wsgi {
                     queue_timeout: -0.5,
-                    ..wsgi(1, None, 1.0)
+                    ..wsgi(1, None)
                 },
                 "--queue-timeout",
             ),
         ] {
             let message = bad.pool_size().expect_err("invalid").to_string();
             assert!(message.starts_with(flag), "{message}");
+        }
+    }
+
+    #[test]
+    fn bad_seconds_name_their_flag() {
+        assert_eq!(seconds("--timeout-write", 0.0).expect("off"), None);
+        assert_eq!(
+            seconds("--timeout-write", 1.5).expect("valid"),
+            Some(Duration::from_millis(1500))
+        );
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e20] {
+            let message = seconds("--timeout-write", bad)
+                .expect_err("invalid")
+                .to_string();
+            assert!(message.starts_with("--timeout-write"), "{message}");
         }
     }
 }

@@ -1,7 +1,9 @@
 //! A stream that tells a watcher what crossed it: the metrics count bytes both ways
-//! (`--metrics-bind`, below TLS, so the counts are what crossed the wire), and the head
-//! clock notes reads (`--timeout-request-head`, `http::head_timer`). At the ground of the
-//! layers, so that the transport (`transport`) and the protocol (`http`) both use it.
+//! (`--metrics-bind`, below TLS, so the counts are what crossed the wire), the head clock
+//! notes reads (`--timeout-request-head`, `http::head_timer`), and the write clock notes
+//! writes that wait for the client and writes that go through (`--timeout-write`,
+//! `http::write_timer`). At the ground of the layers, so that the transport (`transport`)
+//! and the protocol (`http`) both use it.
 
 use std::io;
 use std::pin::Pin;
@@ -17,6 +19,10 @@ pub trait IoWatcher: Unpin {
     fn read(&self, _n: usize) {}
     /// `n` bytes were written.
     fn written(&self, _n: usize) {}
+    /// A write or a flush could not go on: the peer is not taking what is sent.
+    fn write_blocked(&self) {}
+    /// A flush completed: everything written so far has gone out.
+    fn flushed(&self) {}
 }
 
 /// Every accepted connection goes through one, counted or not: one more type of stream would
@@ -47,6 +53,16 @@ impl<S, W> Watched<S, W> {
     }
 }
 
+impl<S, W: IoWatcher> Watched<S, W> {
+    fn wrote(&self, polled: &Poll<io::Result<usize>>) {
+        match polled {
+            Poll::Ready(Ok(n)) => self.watcher.written(*n),
+            Poll::Pending => self.watcher.write_blocked(),
+            Poll::Ready(Err(_)) => {}
+        }
+    }
+}
+
 impl<S: AsyncRead + Unpin, W: IoWatcher> AsyncRead for Watched<S, W> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -72,9 +88,7 @@ impl<S: AsyncWrite + Unpin, W: IoWatcher> AsyncWrite for Watched<S, W> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.io).poll_write(cx, data);
-        if let Poll::Ready(Ok(n)) = polled {
-            this.watcher.written(n);
-        }
+        this.wrote(&polled);
         polled
     }
 
@@ -85,9 +99,7 @@ impl<S: AsyncWrite + Unpin, W: IoWatcher> AsyncWrite for Watched<S, W> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = polled {
-            this.watcher.written(n);
-        }
+        this.wrote(&polled);
         polled
     }
 
@@ -96,7 +108,14 @@ impl<S: AsyncWrite + Unpin, W: IoWatcher> AsyncWrite for Watched<S, W> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_flush(cx);
+        match polled {
+            Poll::Ready(Ok(())) => this.watcher.flushed(),
+            Poll::Pending => this.watcher.write_blocked(),
+            Poll::Ready(Err(_)) => {}
+        }
+        polled
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

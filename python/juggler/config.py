@@ -202,19 +202,6 @@ OPTIONS: tuple[Option, ...] = (
         ),
     ),
     Option(
-        "timeout_write",
-        60.0,
-        "WSGI: how long a thread waits for a slow client to take more of the response before the"
-        " connection is closed.",
-        seconds,
-        metavar="SECONDS",
-        group="wsgi",
-        doc=(
-            "WSGI: seconds a thread waits for a slow client (to send the body or take the"
-            " response) before the connection is closed"
-        ),
-    ),
-    Option(
         "workers",
         1,
         "Number of worker processes, each with its own event loop (also read from"
@@ -595,6 +582,25 @@ OPTIONS: tuple[Option, ...] = (
         doc=(
             "seconds a handler may take to start its response; then the client gets 504, an ASGI"
             " task is cancelled, a WSGI response is dropped (the thread runs on)"
+        ),
+    ),
+    Option(
+        "timeout_write",
+        60.0,
+        "Close a connection whose client has taken nothing of what is sent (a response, a"
+        " WebSocket message) for this many seconds; the app's send() raises ClientDisconnected."
+        " A WSGI thread also waits this long at most for its client. 0 turns it off.",
+        seconds,
+        metavar="SECONDS",
+        group="timeouts",
+        doc=(
+            "seconds a connection may go without its client taking any of what is sent (a"
+            " response, a WebSocket message), as nginx's `send_timeout`; then it is closed, a"
+            " waiting `send()` raises `juggler.ClientDisconnected`, `receive()` gets"
+            " `http.disconnect` (`websocket.disconnect` 1006) and the access line ends with"
+            " `[write timeout]`. A slow client that keeps taking bytes is never cut off. A WSGI"
+            " thread waits this long at most for its client (to send the body or take the"
+            " response). `0` turns it off"
         ),
     ),
     Option(

@@ -242,6 +242,7 @@ mod tests {
             server: ServerAddr::Tcp("127.0.0.1".into(), 8000),
             derived: OnceLock::new(),
             refused: Default::default(),
+            write_timed_out: Default::default(),
             secure: Default::default(),
             alpn_h2: Default::default(),
         }
@@ -333,6 +334,7 @@ mod tests {
                 server: ServerAddr::Unix("/tmp/j.sock".into()),
                 derived: OnceLock::new(),
                 refused: Default::default(),
+                write_timed_out: Default::default(),
                 secure: Default::default(),
                 alpn_h2: Default::default(),
             };

@@ -14,10 +14,11 @@ use tokio::sync::{watch, Notify};
 use super::builders::Builders;
 use super::head_timer::HeadClock;
 use super::sniff::{sniff, Prefixed, Sniffed};
+use super::write_timer::{WriteClock, WriteWatch};
 use super::{service, Http};
 use crate::config::HttpVersions;
 use crate::transport::{ConnInfo, Io, LogLevel, Phase, ServeConnection, Token};
-use crate::watched_io::Watched;
+use crate::watched_io::{IoWatcher, Watched};
 
 /// On a drain, how long a connection accepted but still without a request may wait for its
 /// first one. Closing it at once would lose a request the client has already sent (a fresh
@@ -51,16 +52,54 @@ impl ServeConnection for HttpProtocol {
         phase: watch::Receiver<Phase>,
         token: Token,
     ) {
-        // Two copies of the serving code, so that a connection without a head timeout has no
-        // clock in the way of its reads.
-        match self.http.config.limits.head_timeout {
-            None => self.serve_io(io, info, phase, token, None).await,
-            Some(limit) => {
-                let clock = Arc::new(HeadClock::default());
-                let io = Watched::new(io, clock.clone());
-                self.serve_io(io, info, phase, token, Some((clock, limit)))
-                    .await
-            }
+        // Two copies of the serving code, so that a connection without a head timeout or a
+        // write timeout has no clock in the way of its reads and writes.
+        let config = &self.http.config;
+        let head = config
+            .limits
+            .head_timeout
+            .map(|limit| (Arc::new(HeadClock::default()), limit));
+        let write = config.write_timeout.map(WriteWatch::new);
+        let clocks = Clocks {
+            head: head.as_ref().map(|(clock, _)| clock.clone()),
+            write: write.as_ref().map(|w| w.clock.clone()),
+        };
+        if clocks.head.is_none() && clocks.write.is_none() {
+            return self.serve_io(io, info, phase, token, head, write).await;
+        }
+        let io = Watched::new(io, clocks);
+        self.serve_io(io, info, phase, token, head, write).await
+    }
+}
+
+/// The clocks a connection's stream tells of its reads and writes.
+struct Clocks {
+    head: Option<Arc<HeadClock>>,
+    write: Option<Arc<WriteClock>>,
+}
+
+impl IoWatcher for Clocks {
+    fn read(&self, n: usize) {
+        if let Some(head) = &self.head {
+            head.read(n);
+        }
+    }
+
+    fn written(&self, n: usize) {
+        if let Some(write) = &self.write {
+            write.written(n);
+        }
+    }
+
+    fn write_blocked(&self) {
+        if let Some(write) = &self.write {
+            write.write_blocked();
+        }
+    }
+
+    fn flushed(&self) {
+        if let Some(write) = &self.write {
+            write.flushed();
         }
     }
 }
@@ -73,6 +112,7 @@ impl HttpProtocol {
         mut phase: watch::Receiver<Phase>,
         token: Token,
         head: Option<(Arc<HeadClock>, Duration)>,
+        write: Option<WriteWatch>,
     ) {
         let _token = token;
         let http = self.http.clone();
@@ -85,13 +125,19 @@ impl HttpProtocol {
         });
         // The service of this connection; `clock` counts its requests in progress (the head
         // clock of HTTP/1.1, the idle clock of HTTP/2), when it has one.
+        let served_write = write.clone();
         let service = |clock: Option<Arc<HeadClock>>| {
             let seen = seen.clone();
             let info = info.clone();
             let http = http.clone();
+            let write = served_write.clone();
             service_fn(move |req| {
                 seen.mark();
-                service::handle(req, info.clone(), http.clone(), proxied, clock.clone())
+                let clocks = service::ConnClocks {
+                    head: clock.clone(),
+                    write: write.clone(),
+                };
+                service::handle(req, info.clone(), http.clone(), proxied, clocks)
             })
         };
         let idle_limit = self
@@ -116,6 +162,7 @@ impl HttpProtocol {
                 phase,
                 head,
                 idle,
+                write,
             };
             (clock, d)
         };
@@ -209,8 +256,10 @@ impl HttpProtocol {
             mut phase,
             head,
             idle,
+            write,
         } = d;
         tokio::pin!(conn);
+        let mut write_deadline = write.as_ref().map(WriteWatch::deadline);
         let mut draining = false;
         // Draining, and waiting for a fresh connection's first request before closing.
         let mut awaiting_first = false;
@@ -288,6 +337,19 @@ impl HttpProtocol {
                     );
                     return;
                 }
+                // The client took nothing of what is sent for --timeout-write: dropping the
+                // connection drops its response bodies, which tells their apps.
+                _ = std::future::poll_fn(|cx| match write_deadline.as_mut() {
+                    Some(deadline) => deadline.poll_expired(cx),
+                    None => std::task::Poll::Pending,
+                }), if write_deadline.is_some() => {
+                    conn_info.write_timed_out.store(true, Ordering::Relaxed);
+                    self.http.registry.report().log(
+                        LogLevel::Debug,
+                        "connection closed: the client took nothing for --timeout-write".into(),
+                    );
+                    return;
+                }
             }
         }
     }
@@ -302,6 +364,8 @@ struct Drive {
     head: Option<(Arc<HeadClock>, Duration)>,
     /// HTTP/2: its requests in progress, and how long it may go without one.
     idle: Option<(Arc<HeadClock>, Duration)>,
+    /// Since when its client has taken nothing, and for how long it may (`--timeout-write`).
+    write: Option<WriteWatch>,
 }
 
 /// Whether a connection has begun serving a request yet.

@@ -59,6 +59,7 @@ pub mod static_files;
 pub(crate) mod test_harness;
 pub mod timeout;
 pub mod upgrade;
+pub mod write_timer;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;

@@ -14,6 +14,7 @@ use super::body::{plain_response, ResponseBody, Tracked};
 use super::exchange::{DisconnectGuard, Exchange};
 use super::head_timer::{HeadClock, ResponseDone};
 use super::measure::Measure;
+use super::write_timer::WriteWatch;
 use super::{forwarded, limits, timeout, upgrade, Head, Http, NewRequest, OwnAnswer};
 use crate::transport::ConnInfo;
 
@@ -37,23 +38,31 @@ fn lagging(http: &Http) -> Response<ResponseBody> {
     r
 }
 
+/// The clocks of a request's connection, when it has them.
+pub struct ConnClocks {
+    /// The head clock (HTTP/1.1 with `--timeout-request-head`), or the idle clock (HTTP/2).
+    pub head: Option<Arc<HeadClock>>,
+    /// `--timeout-write`, which a WebSocket's own task watches once it is upgraded.
+    pub write: Option<WriteWatch>,
+}
+
 /// One request. `proxied` says whether the connection's peer is trusted with proxy headers
-/// (decided once per connection); `head` is the connection's head clock, when there is one.
+/// (decided once per connection).
 pub async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnInfo>,
     http: Arc<Http>,
     proxied: bool,
-    head: Option<Arc<HeadClock>>,
+    clocks: ConnClocks,
 ) -> Result<Response<ResponseBody>, Infallible> {
     // The head clock and the metrics learn that this request is over when hyper drops the
     // response body (or this future, if the client leaves first).
-    let done = head.map(|clock| {
+    let done = clocks.head.map(|clock| {
         clock.request_began();
         ResponseDone(clock)
     });
     let mut measure = http.metrics.as_ref().map(Measure::begin);
-    let response = respond(req, conn, http, proxied).await;
+    let response = respond(req, conn, http, proxied, clocks.write).await;
     if done.is_none() && measure.is_none() {
         return Ok(response);
     }
@@ -80,6 +89,7 @@ async fn respond(
     conn: Arc<ConnInfo>,
     http: Arc<Http>,
     proxied: bool,
+    write: Option<WriteWatch>,
 ) -> Response<ResponseBody> {
     if let Some(path) = &http.config.health_path {
         if req.uri().path() == path {
@@ -117,7 +127,7 @@ async fn respond(
     }
     let forwarded = forwarded_for(&http, req.headers(), &conn, proxied);
     if upgrade::wants_websocket(&req, &http) {
-        let mut response = upgrade::handle(req, conn, http.clone(), forwarded).await;
+        let mut response = upgrade::handle(req, conn, http.clone(), forwarded, write).await;
         add_default_headers(response.headers_mut(), &http);
         return response;
     }

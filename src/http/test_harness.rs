@@ -312,6 +312,7 @@ impl Harness {
             server: ServerAddr::Tcp("127.0.0.1".into(), 8000),
             derived: OnceLock::new(),
             refused: AtomicBool::new(false),
+            write_timed_out: Default::default(),
             secure: AtomicBool::new(false),
             alpn_h2: AtomicBool::new(false),
         });

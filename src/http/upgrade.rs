@@ -3,6 +3,7 @@
 //! framing task in `ws/`, or answers with a plain HTTP response (a denial, 403 or 500),
 //! which goes through an ordinary [`Exchange`].
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::header::{HeaderName, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION};
@@ -12,6 +13,7 @@ use tokio::sync::oneshot;
 
 use super::body::{plain_response, ResponseBody};
 use super::exchange::Exchange;
+use super::write_timer::{self, WriteWatch};
 use super::{service, Head, Http, NewRequest};
 use crate::config::WsConfig;
 use crate::transport::{ConnInfo, LogLevel, Phase};
@@ -28,6 +30,7 @@ pub async fn handle(
     conn: Arc<ConnInfo>,
     http: Arc<Http>,
     forwarded: Option<Box<super::forwarded::Forwarded>>,
+    write: Option<WriteWatch>,
 ) -> Response<ResponseBody> {
     let Some(config) = http.config.ws.clone() else {
         return plain_response(StatusCode::BAD_REQUEST, "Bad Request");
@@ -45,6 +48,8 @@ pub async fn handle(
     exchange.finish_body();
     let (session, accepted) = Session::new(config.max_queue);
     let guard = Abandon(Some((exchange.clone(), session.clone())));
+    // The connection marks its access line should the upgraded socket's writes time out.
+    let write = write.map(|w| (w, conn.clone()));
     let request = NewRequest {
         exchange: exchange.clone(),
         parts,
@@ -112,7 +117,20 @@ pub async fn handle(
                         }
                     }
                 };
-                socket::serve(ws, session, &config, shutdown).await;
+                let Some((write, conn)) = write else {
+                    socket::serve(ws, session, &config, shutdown).await;
+                    return;
+                };
+                let served = socket::serve(ws, session.clone(), &config, shutdown);
+                if write_timer::within(&write, served).await.is_err() {
+                    // The socket is dropped with the task: no close frame could go out anyway.
+                    session.end(close_code::ABNORMAL, "write timed out");
+                    conn.write_timed_out.store(true, Ordering::Relaxed);
+                    http2.registry.report().log(
+                        LogLevel::Debug,
+                        "websocket closed: the client took nothing for --timeout-write".into(),
+                    );
+                }
             });
             response
         }

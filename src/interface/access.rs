@@ -4,6 +4,8 @@
 //! line goes through Python's logging instead.
 
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::request::Parts;
@@ -54,7 +56,15 @@ pub struct AccessInfo {
     start: Instant,
     /// The request headers the format names, in the order `LogFormat::headers` gives.
     headers: Vec<Option<String>>,
+    /// The request's connection, which says whether the server cut it (none for the
+    /// server's own answers, which are whole before they are logged).
+    conn: Option<Arc<ConnInfo>>,
 }
+
+/// How a line says that the server closed the connection because its client took nothing
+/// of the response for `--timeout-write`: after the status in the default line, as the
+/// `aborted` field of a JSON line.
+pub const WRITE_TIMEOUT: &str = "write timeout";
 
 impl AccessInfo {
     /// None when the access log is off, so that nothing is captured for nothing.
@@ -62,12 +72,21 @@ impl AccessInfo {
     pub fn capture(
         loggers: &Loggers,
         parts: &Parts,
-        conn: &ConnInfo,
+        conn: &Arc<ConnInfo>,
         forwarded: Option<&Forwarded>,
     ) -> Option<Self> {
-        loggers
-            .access_enabled
-            .then(|| Self::new(loggers, Head::of_parts(parts), conn, forwarded))
+        loggers.access_enabled.then(|| Self {
+            conn: Some(conn.clone()),
+            ..Self::new(loggers, Head::of_parts(parts), conn, forwarded)
+        })
+    }
+
+    /// Why the server cut the response short, if it did.
+    fn aborted(&self) -> Option<&'static str> {
+        self.conn
+            .as_ref()
+            .filter(|c| c.write_timed_out.load(Ordering::Relaxed))
+            .map(|_| WRITE_TIMEOUT)
     }
 
     fn new(
@@ -107,6 +126,7 @@ impl AccessInfo {
             version,
             start: Instant::now(),
             headers,
+            conn: None,
         }
     }
 
@@ -121,15 +141,20 @@ impl AccessInfo {
         }
         let result = if loggers.access_format == LogFormat::Default {
             // The arguments Uvicorn passes, for formatters written against them.
-            let args = (
-                "%s - \"%s %s HTTP/%s\" %d",
-                self.client.as_str(),
-                self.method.as_str(),
-                self.target.as_str(),
-                self.version,
-                status,
-            );
-            loggers.access.call_method1(py, intern!(py, "info"), args)
+            let (client, method, target) = (&*self.client, &*self.method, &*self.target);
+            let info = intern!(py, "info");
+            match self.aborted() {
+                None => {
+                    let line = "%s - \"%s %s HTTP/%s\" %d";
+                    let args = (line, client, method, target, self.version, status);
+                    loggers.access.call_method1(py, info, args)
+                }
+                Some(why) => {
+                    let line = "%s - \"%s %s HTTP/%s\" %d [%s]";
+                    let args = (line, client, method, target, self.version, status, why);
+                    loggers.access.call_method1(py, info, args)
+                }
+            }
         } else {
             let line = self.format(&loggers.access_format, status, bytes, false);
             loggers
@@ -155,6 +180,9 @@ impl AccessInfo {
                     "{} - \"{} {} HTTP/{}\" {status}",
                     self.client, self.method, self.target, self.version
                 );
+                if let Some(why) = self.aborted() {
+                    let _ = write!(out, " [{why}]");
+                }
             }
             LogFormat::Atoms(atoms) => {
                 let mut header = 0;
@@ -223,6 +251,10 @@ impl AccessInfo {
             std::process::id()
         );
         json_str(out, &request_id);
+        if let Some(why) = self.aborted() {
+            out.push_str(",\"aborted\":");
+            json_str(out, why);
+        }
         out.push('}');
     }
 
@@ -353,6 +385,33 @@ mod tests {
         let mut s = String::new();
         json_str(&mut s, "a\"b\\c\nd\u{1}é");
         assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001é\"");
+    }
+
+    #[test]
+    fn a_connection_cut_for_its_write_timeout_marks_default_and_json_lines() {
+        let conn = Arc::new(crate::interface::test_support::tcp_conn());
+        let info = AccessInfo {
+            client: "10.0.0.1:5000".into(),
+            method: "GET".into(),
+            target: "/s".into(),
+            version: "1.1",
+            start: Instant::now(),
+            headers: Vec::new(),
+            conn: Some(conn.clone()),
+        };
+        let line = info.format(&LogFormat::Default, 200, 0, false);
+        assert_eq!(line, "10.0.0.1:5000 - \"GET /s HTTP/1.1\" 200");
+        assert!(!info
+            .format(&LogFormat::Json, 200, 0, false)
+            .contains("aborted"));
+        conn.write_timed_out.store(true, Ordering::Relaxed);
+        let line = info.format(&LogFormat::Default, 200, 0, false);
+        assert_eq!(
+            line,
+            "10.0.0.1:5000 - \"GET /s HTTP/1.1\" 200 [write timeout]"
+        );
+        let json = info.format(&LogFormat::Json, 200, 0, false);
+        assert!(json.ends_with(",\"aborted\":\"write timeout\"}"), "{json}");
     }
 
     #[test]

@@ -111,6 +111,7 @@ pub fn tcp_conn() -> ConnInfo {
         server: ServerAddr::Tcp("127.0.0.1".into(), 8000),
         derived: OnceLock::new(),
         refused: Default::default(),
+        write_timed_out: Default::default(),
         secure: Default::default(),
         alpn_h2: Default::default(),
     }

@@ -168,6 +168,7 @@ mod tests {
             server: crate::transport::ServerAddr::Tcp("127.0.0.1".into(), addr.port()),
             derived: std::sync::OnceLock::new(),
             refused: std::sync::atomic::AtomicBool::new(refused),
+            write_timed_out: Default::default(),
             secure: Default::default(),
             alpn_h2: Default::default(),
         });

@@ -22,6 +22,9 @@ pub struct ConnInfo {
     /// The protocol layer refused a request on this connection (400, 431) and closes it while
     /// the client may still be sending: its close lingers (`transport::linger`).
     pub refused: AtomicBool,
+    /// The protocol layer closed the connection because its client took nothing of what was
+    /// sent for `--timeout-write`: the access lines of its requests say so.
+    pub write_timed_out: AtomicBool,
     /// Served over TLS (set before the handshake): `https`/`wss` in the scope.
     pub secure: AtomicBool,
     /// The TLS handshake chose HTTP/2 by ALPN.
@@ -35,6 +38,7 @@ impl ConnInfo {
             server,
             derived: OnceLock::new(),
             refused: AtomicBool::new(false),
+            write_timed_out: AtomicBool::new(false),
             secure: AtomicBool::new(false),
             alpn_h2: AtomicBool::new(false),
         }

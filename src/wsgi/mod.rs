@@ -44,7 +44,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 /// `_juggler.WsgiInterface(app, event_loop, error_logger, access_logger, errors, pool)`: what
 /// a WSGI worker serves (`pool` is juggler's `config.wsgi`: threads, queue_size,
-/// queue_timeout, timeout_write); `server()` makes the [`Server`].
+/// queue_timeout); `server()` makes the [`Server`].
 #[pyclass(frozen, module = "juggler._juggler")]
 pub struct WsgiInterface {
     app: PyObject,
@@ -120,7 +120,7 @@ impl WsgiInterface {
                 self.errors.clone_ref(py),
                 file_wrapper,
             )?,
-            write_timeout: self.pool.write_timeout,
+            write_timeout: config.write_timeout,
             delivery: delivery.clone(),
             busy: Arc::new(busy::Busy::default()),
             mailbox: host.mailbox.clone(),

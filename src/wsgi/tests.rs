@@ -7,18 +7,11 @@ use std::sync::{mpsc, Mutex};
 use crate::wsgi::pool::{Bounds, Lease, Run};
 
 /// What juggler's `config.wsgi` is: an object with the pool's options as attributes.
-fn pool_options(
-    py: Python<'_>,
-    threads: usize,
-    queue_size: usize,
-    timeout_write: f64,
-) -> Bound<'_, PyAny> {
+fn pool_options(py: Python<'_>, threads: usize, queue_size: usize) -> Bound<'_, PyAny> {
     let pool = PyDict::new(py);
     pool.set_item("threads", threads).expect("threads");
     pool.set_item("queue_size", queue_size).expect("queue");
     pool.set_item("queue_timeout", 0.0).expect("queue timeout");
-    pool.set_item("timeout_write", timeout_write)
-        .expect("timeout");
     py.import("types")
         .and_then(|types| types.getattr("SimpleNamespace"))
         .and_then(|ns| ns.call((), Some(&pool)))
@@ -26,26 +19,20 @@ fn pool_options(
 }
 
 #[test]
-fn the_interface_refuses_no_threads_and_bad_write_timeouts() {
+fn the_interface_refuses_no_threads() {
     with_py(|py| {
-        let make = |threads: usize, timeout: f64| {
-            let pool = pool_options(py, threads, 4, timeout);
+        let make = |threads: usize| {
+            let pool = pool_options(py, threads, 4);
             let args = (py.None(), py.None(), py.None(), py.None(), py.None(), pool);
             py.get_type::<WsgiInterface>().call1(args).map(|i| {
                 let i = i.downcast_into::<WsgiInterface>().expect("type");
                 let pool = i.get().pool;
-                (pool.threads, pool.queue_size, pool.write_timeout)
+                (pool.threads, pool.queue_size)
             })
         };
-        assert_eq!(make(2, 0.0).expect("valid"), (2, Some(4), None));
-        assert_eq!(
-            make(1, 1.5).expect("valid"),
-            (1, Some(4), Some(Duration::from_millis(1500)))
-        );
-        for (threads, timeout) in [(0, 1.0), (1, -1.0), (1, f64::NAN), (1, f64::INFINITY)] {
-            let err = make(threads, timeout).expect_err("refused");
-            assert!(err.is_instance_of::<crate::error::ConfigError>(py), "{err}");
-        }
+        assert_eq!(make(2).expect("valid"), (2, Some(4)));
+        let err = make(0).expect_err("refused");
+        assert!(err.is_instance_of::<crate::error::ConfigError>(py), "{err}");
     })
 }
 
@@ -202,7 +189,7 @@ fn server_is_built_from_its_keywords_or_raises_before_building_anything() {
             .import("asyncio")
             .and_then(|a| a.call_method0("new_event_loop"))
             .expect("loop");
-        let pool = pool_options(py, 1, 1, 0.0);
+        let pool = pool_options(py, 1, 1);
         let args = (py.None(), event_loop, py.None(), py.None(), py.None(), pool);
         let iface = py
             .get_type::<WsgiInterface>()

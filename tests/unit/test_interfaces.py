@@ -40,7 +40,8 @@ def test_interface_options_from_env_and_precedence():
     assert (config.interface, config.threads, config.queue_size) == ("wsgi", 4, 7)
     assert config.timeout_write == 2.5
     assert config.wsgi.queue_timeout == 0.5
-    assert (config.wsgi.threads, config.wsgi.queue_size, config.wsgi.timeout_write) == (4, 7, 2.5)
+    assert (config.wsgi.threads, config.wsgi.queue_size) == (4, 7)
+    assert config.timeouts.timeout_write == 2.5
     config = Config.resolve("x:app", {"interface": "asgi", "threads": "9"}, env=env)
     assert (config.interface, config.threads) == ("asgi", 9)
 

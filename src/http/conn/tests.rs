@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use super::FIRST_REQUEST_GRACE;
 use crate::config::HttpVersions;
 use crate::http::sniff::PREFACE;
-use crate::http::test_harness::{answer, Harness, Reply};
+use crate::http::test_harness::{answer, start_stream, Harness, Reply, PATIENCE};
 use crate::transport::{LogLevel, Phase};
 
 const OK: Reply = Reply::Answer(StatusCode::OK, "hello");
@@ -251,4 +251,115 @@ async fn an_http2_peer_that_answers_no_ping_is_dropped_with_its_stream() {
     tokio::task::yield_now().await;
     assert_eq!(h.registry().connections(), 0, "dropped for its silence");
     assert!(h.stub.take().exchange.is_disconnected(), "and the app told");
+}
+
+/// `--timeout-write` in these tests.
+const WRITE_LIMIT: Duration = Duration::from_secs(2);
+
+/// A held request's streaming response with `chunks` chunks of 64 KiB queued: more than the
+/// harness's pipe (1 MiB) holds.
+fn stream_much(h: &Harness, chunks: usize) -> std::sync::Arc<crate::http::exchange::Exchange> {
+    let request = h.stub.take();
+    start_stream(&request, StatusCode::OK, "");
+    for _ in 0..chunks {
+        let sent = request
+            .exchange
+            .send_chunk(bytes::Bytes::from(vec![b'x'; 65536]), true)
+            .expect("the exchange takes the chunk");
+        if let Some(handover) = sent.handover {
+            crate::bridge::Deliver::deliver(handover);
+        }
+    }
+    request.exchange.clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_takes_nothing_is_cut_off_after_the_write_timeout() {
+    let h = Harness::new(Reply::Hold, |c| c.write_timeout = Some(WRITE_LIMIT));
+    let mut client = h.connect();
+    client.send(GET).await;
+    h.stub.wait_for(1).await;
+    let exchange = stream_much(&h, 48);
+    let t0 = Instant::now();
+    tokio::time::timeout(PATIENCE, &mut client.served)
+        .await
+        .expect("the connection is closed")
+        .expect("the connection task ends");
+    let waited = Instant::now() - t0;
+    assert!(
+        waited >= WRITE_LIMIT && waited < WRITE_LIMIT + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    assert!(
+        exchange.is_disconnected(),
+        "the app learns the client is gone"
+    );
+    assert!(exchange
+        .send_chunk(bytes::Bytes::from_static(b"x"), true)
+        .is_err());
+    assert!(client.info.write_timed_out.load(Ordering::Relaxed));
+    let logged = h.log.lines(LogLevel::Debug);
+    assert!(
+        logged.iter().any(|l| l.contains("--timeout-write")),
+        "{logged:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_keeps_taking_bytes_however_slowly_is_served_to_the_end() {
+    let h = Harness::new(Reply::Hold, |c| c.write_timeout = Some(WRITE_LIMIT));
+    let mut client = h.connect();
+    client.send(GET).await;
+    h.stub.wait_for(1).await;
+    let request_exchange = stream_much(&h, 48);
+    let mut ended = false;
+    let mut received = Vec::new();
+    let read = async {
+        let mut chunk = vec![0; 16384];
+        // 16 KiB a second: the whole response takes minutes, the writes wait for a second
+        // at a time.
+        while !received.ends_with(b"0\r\n\r\n") {
+            let n = tokio::io::AsyncReadExt::read(&mut client.io, &mut chunk)
+                .await
+                .expect("read");
+            assert!(n > 0, "closed after {} bytes", received.len());
+            received.extend_from_slice(&chunk[..n]);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if !ended && request_exchange.has_room() {
+                // The app ends its response once the queue has drained below its mark.
+                let sent = request_exchange
+                    .send_chunk(bytes::Bytes::new(), false)
+                    .expect("the exchange takes the end");
+                if let Some(handover) = sent.handover {
+                    crate::bridge::Deliver::deliver(handover);
+                }
+                request_exchange.finish();
+                ended = true;
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE * 10, read)
+        .await
+        .expect("the response ends");
+    assert!(received.len() > 48 * 65536);
+    assert!(!request_exchange.is_disconnected());
+    assert!(!client.info.write_timed_out.load(Ordering::Relaxed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_idles_after_a_blocked_write_is_not_cut_off() {
+    let h = Harness::new(Reply::Hold, |c| c.write_timeout = Some(WRITE_LIMIT));
+    let mut client = h.connect();
+    client.send(GET).await;
+    h.stub.wait_for(1).await;
+    let exchange = stream_much(&h, 24);
+    // The writes block, then the client takes everything; the response is left open.
+    tokio::time::sleep(WRITE_LIMIT / 2).await;
+    client.read_exact(24 * 65536).await;
+    tokio::time::sleep(WRITE_LIMIT * 10).await;
+    assert!(
+        !exchange.is_disconnected(),
+        "waiting on the app is no stall"
+    );
+    assert!(!client.served.is_finished());
 }
