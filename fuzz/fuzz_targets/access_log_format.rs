@@ -2,7 +2,7 @@
 //! string either parses or is a configuration error; never a panic.
 #![no_main]
 
-use juggler::log_format::{Atom, LogFormat};
+use _juggler::log_format::{Atom, LogFormat};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,10 +17,7 @@ fuzz_target!(|data: &[u8]| {
     };
     // Literal text between atoms is merged: never two text atoms in a row, never empty.
     for pair in atoms.windows(2) {
-        assert!(
-            !matches!(pair, [Atom::Text(_), Atom::Text(_)]),
-            "{atoms:?}"
-        );
+        assert!(!matches!(pair, [Atom::Text(_), Atom::Text(_)]), "{atoms:?}");
     }
     for a in atoms {
         if let Atom::Text(t) = a {

@@ -8,9 +8,9 @@
 
 use std::net::IpAddr;
 
+use _juggler::http::forwarded::resolve;
+use _juggler::trusted::TrustedPeers;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use juggler::http::forwarded::resolve;
-use juggler::trusted::TrustedPeers;
 use libfuzzer_sys::fuzz_target;
 
 const NAMES: [&str; 6] = [
@@ -49,7 +49,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Some((ip, _)) = &f.client {
-        assert!(ip.parse::<IpAddr>().is_ok(), "client {ip:?} is not an address");
+        assert!(
+            ip.parse::<IpAddr>().is_ok(),
+            "client {ip:?} is not an address"
+        );
     }
     if let Some(host) = &f.host {
         assert!(HeaderValue::from_str(host).is_ok(), "host {host:?}");

@@ -9,7 +9,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use juggler::http::sniff::{sniff, Sniffed, PREFACE};
+use _juggler::http::sniff::{sniff, Sniffed, PREFACE};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 

@@ -4,9 +4,10 @@
 //! directory itself as its prefix.
 #![no_main]
 
-use std::path::{Component, Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, PathBuf};
 
-use juggler::config::StaticMount;
+use _juggler::config::StaticMount;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -32,7 +33,8 @@ fuzz_target!(|data: &[u8]| {
             "{file:?} has a {c:?} component"
         );
     }
-    use std::os::unix::ffi::OsStrExt;
-    assert!(!file.as_os_str().as_bytes().contains(&0), "{file:?} has a NUL");
-    let _ = Path::new(&file).file_name();
+    assert!(
+        !file.as_os_str().as_bytes().contains(&0),
+        "{file:?} has a NUL"
+    );
 });

@@ -7,9 +7,9 @@
 //! valid UTF-8 (incremental validation), or only once it is whole.
 #![no_main]
 
+use _juggler::ws::reassembly::{Data, Reassembly, Violation};
+use _juggler::ws::Message;
 use bytes::Bytes;
-use juggler::ws::reassembly::{Data, Reassembly, Violation};
-use juggler::ws::Message;
 use libfuzzer_sys::fuzz_target;
 
 /// Whether `b` is valid UTF-8 (`whole`) or could still become valid (`prefix`).
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     let mut r = Reassembly::new(max);
     // The model: the message being assembled (whether text, its bytes so far).
     let mut partial: Option<(bool, Vec<u8>)> = None;
-    while let Some((&[head, len], after)) = rest.split_first_chunk::<2>().map(|(h, a)| (h, a)) {
+    while let Some((&[head, len], after)) = rest.split_first_chunk::<2>() {
         let n = usize::from(len).min(after.len());
         let (payload, after) = after.split_at(n);
         rest = after;
