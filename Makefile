@@ -146,7 +146,8 @@ fuzz: fuzz-build
 		fuzz/corpus/toml_options fuzz/seeds/toml_options \
 		-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=fuzz/artifacts/toml_options-
 
-# The corpora minimised before they are committed.
+# The corpora minimised before they are committed. libFuzzer's merge runs the target again as
+# argv[0]: the atheris script is executable, and finds the venv's python3 first on PATH.
 fuzz-cmin: fuzz-build
 	set -e; for t in $(FUZZ_TARGETS) toml_options; do \
 		rm -rf fuzz/corpus/$$t.min; mkdir -p fuzz/corpus/$$t.min; \

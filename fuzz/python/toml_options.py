@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Atheris target: ``--config FILE``, a TOML file turned into juggler's options.
 
 The conversion is Python (``juggler/config_file.py`` reads the file, each option's
