@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYO3_PYTHON := $(abspath $(PY))
 PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 
-.PHONY: venv build wheel wheel-check serve test test-fast test-unit test-rust test-python lint fmt docs check-docs bench bench-protocols bench-seed bench-callgrind bench-overload mutants mutants-python clean
+.PHONY: venv build wheel wheel-check serve test test-fast test-unit test-rust test-python lint fmt docs check-docs bench bench-protocols bench-seed bench-callgrind bench-overload mutants mutants-python fuzz fuzz-build fuzz-smoke fuzz-cmin clean
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,8 +54,8 @@ test: build test-rust test-python
 lint: build check-docs
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests benches examples scripts
-	$(VENV)/bin/ruff format --check python tests benches examples scripts
+	$(VENV)/bin/ruff check python tests benches examples scripts fuzz/python
+	$(VENV)/bin/ruff format --check python tests benches examples scripts fuzz/python
 	$(PY) -m mypy
 	$(PY) -m mypy.stubtest juggler._juggler
 
@@ -68,7 +68,7 @@ check-docs: build
 
 fmt: venv
 	cargo fmt
-	$(VENV)/bin/ruff format python tests benches examples scripts
+	$(VENV)/bin/ruff format python tests benches examples scripts fuzz/python
 
 bench: build
 	$(PY) -m pip install -q -r requirements-bench.txt
@@ -122,6 +122,58 @@ mutants-python: build
 	-PYTHONDONTWRITEBYTECODE=1 $(VENV)/bin/mutmut run --paths-to-mutate "$(MUTMUT_PATHS)" \
 		--runner "sh -c '$(PY) -m pytest -x -q -p no:cacheprovider $(MUTMUT_TESTS) || exit 1'"
 	$(VENV)/bin/mutmut results
+
+# Fuzzing (issue 19; docs/testing.md, "Fuzzing"): cargo-fuzz targets in fuzz/ for the parsers
+# juggler wrote itself, and an atheris target for the TOML options (that conversion is Python).
+# The targets link the library without `extension-module`; they call no Python, so the
+# linker drops libpython (PYO3_PYTHON above still tells pyo3's build which Python it is).
+# The code fuzzed is safe Rust, so no sanitizer by default: twice the executions, and stable
+# Rust is enough (FUZZ_TOOLCHAIN=+nightly FUZZ_SANITIZER=address for ASan).
+FUZZ_TARGETS := forwarded static_path access_log_format ws_reassembly h2_sniff
+FUZZ_SECONDS ?= 600
+FUZZ_TOOLCHAIN ?=
+FUZZ_SANITIZER ?= none
+FUZZ_CARGO = cargo $(FUZZ_TOOLCHAIN) fuzz
+FUZZ_BIN = fuzz/target/$(shell rustc -vV | sed -n 's/^host: //p')/release
+FUZZ_PY_TARGET := fuzz/python/toml_options.py
+
+$(VENV)/.fuzz-installed: requirements-fuzz.txt $(VENV)/.installed
+	$(PY) -m pip install -q -r requirements-fuzz.txt
+	touch $@
+
+fuzz-build: build $(VENV)/.fuzz-installed
+	command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+	$(FUZZ_CARGO) build --debug-assertions -s $(FUZZ_SANITIZER)
+
+# Long: FUZZ_SECONDS per target, one at a time, new inputs kept in fuzz/corpus/TARGET.
+fuzz: fuzz-build
+	mkdir -p fuzz/artifacts
+	set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$t; \
+		nice -n 19 $(FUZZ_BIN)/$$t fuzz/corpus/$$t fuzz/seeds/$$t \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=fuzz/artifacts/$$t-; \
+	done
+	mkdir -p fuzz/corpus/toml_options
+	nice -n 19 $(PY) $(FUZZ_PY_TARGET) -dict=fuzz/python/toml_options.dict \
+		fuzz/corpus/toml_options fuzz/seeds/toml_options \
+		-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=fuzz/artifacts/toml_options-
+
+# The corpora minimised before they are committed. libFuzzer's merge runs the target again as
+# argv[0]: the atheris script is executable, and finds the venv's python3 first on PATH.
+fuzz-cmin: fuzz-build
+	set -e; for t in $(FUZZ_TARGETS) toml_options; do \
+		rm -rf fuzz/corpus/$$t.min; mkdir -p fuzz/corpus/$$t.min; \
+		if [ $$t = toml_options ]; then run="$(PY) $(FUZZ_PY_TARGET)"; else run=$(FUZZ_BIN)/$$t; fi; \
+		$$run -merge=1 fuzz/corpus/$$t.min fuzz/corpus/$$t fuzz/seeds/$$t; \
+		rm -rf fuzz/corpus/$$t; mv fuzz/corpus/$$t.min fuzz/corpus/$$t; \
+	done
+
+# CI: every committed input once through its target (-runs=0: the corpus only, no mutation).
+fuzz-smoke: fuzz-build
+	set -e; for t in $(FUZZ_TARGETS); do \
+		$(FUZZ_BIN)/$$t fuzz/corpus/$$t fuzz/seeds/$$t -runs=0; \
+	done
+	$(PY) $(FUZZ_PY_TARGET) fuzz/corpus/toml_options fuzz/seeds/toml_options -runs=0
 
 clean:
 	rm -rf target $(VENV)

@@ -23,6 +23,11 @@ def read(path: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read the config file {path!r}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"cannot parse the config file {path!r}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        # tomllib decodes the bytes itself, and this is not a TOMLDecodeError.
+        raise ConfigError(
+            f"cannot parse the config file {path!r}: not UTF-8 (byte {exc.start})"
+        ) from None
     options: dict[str, Any] = {}
     for key, value in data.items():
         name = key.replace("-", "_")

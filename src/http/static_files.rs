@@ -50,7 +50,10 @@ impl StaticMount {
     }
 
     /// The file a request path names, or None for a path that tries to leave the directory.
-    fn candidate(&self, rest: &str) -> Option<PathBuf> {
+    /// Public for the `static_path` fuzz target (fuzz/), which checks that whatever it
+    /// returns stays under the directory.
+    #[doc(hidden)]
+    pub fn candidate(&self, rest: &str) -> Option<PathBuf> {
         let mut path = self.root.clone();
         for segment in rest.split('/') {
             let decoded: Vec<u8> = percent_decode(segment.as_bytes()).collect();

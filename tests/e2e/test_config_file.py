@@ -63,6 +63,23 @@ def test_bad_files_are_one_error_naming_the_key(tmp_path: Path, text: str, messa
     assert out.stderr.count("\n") == 1 and message.split(" for ")[0] in out.stderr
 
 
+def test_a_file_that_is_not_utf8_is_one_error(tmp_path: Path) -> None:
+    # Found by the toml_options fuzz target: tomllib decodes the bytes itself, and its
+    # UnicodeDecodeError is no TOMLDecodeError, so it escaped as a traceback.
+    path = tmp_path / "juggler.toml"
+    path.write_bytes(b"port = 8000\ntimeout-keep-alive\xff\xff = 0\n")
+    with pytest.raises(ConfigError, match=r"cannot parse the config file .*not UTF-8"):
+        Config.resolve("raw:app", {"config": str(path)}, env={})
+    out = subprocess.run(
+        [sys.executable, "-m", "juggler", "raw:app", "--app-dir", str(APPS), "--config", path],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "cannot parse the config file" in out.stderr
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the config file"):
         Config.resolve("raw:app", {"config": str(tmp_path / "nope.toml")}, env={})
