@@ -129,7 +129,7 @@ mutants-python: build
 # linker drops libpython (PYO3_PYTHON above still tells pyo3's build which Python it is).
 # The code fuzzed is safe Rust, so no sanitizer by default: twice the executions, and stable
 # Rust is enough (FUZZ_TOOLCHAIN=+nightly FUZZ_SANITIZER=address for ASan).
-FUZZ_TARGETS := forwarded static_path access_log_format ws_reassembly h2_sniff
+FUZZ_TARGETS := forwarded static_path access_log_format ws_reassembly h2_sniff proxy_header
 FUZZ_SECONDS ?= 600
 FUZZ_TOOLCHAIN ?=
 FUZZ_SANITIZER ?= none
