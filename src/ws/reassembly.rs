@@ -25,12 +25,16 @@ pub enum Violation {
     InvalidUtf8,
     /// A frame with an opcode RFC 6455 reserves (3-7, 11-15).
     ReservedOpcode,
+    /// A control frame with more than 125 bytes of payload.
+    ControlTooLong,
 }
 
 impl Violation {
     pub fn close_code(&self) -> u16 {
         match self {
-            Self::OutOfOrder | Self::ReservedOpcode => close_code::PROTOCOL_ERROR,
+            Self::OutOfOrder | Self::ReservedOpcode | Self::ControlTooLong => {
+                close_code::PROTOCOL_ERROR
+            }
             Self::TooBig => close_code::TOO_BIG,
             Self::InvalidUtf8 => close_code::INVALID_PAYLOAD,
         }
@@ -42,6 +46,7 @@ impl Violation {
             Self::TooBig => "message too big",
             Self::InvalidUtf8 => "invalid UTF-8 in a text message",
             Self::ReservedOpcode => "reserved opcode",
+            Self::ControlTooLong => "control frame longer than 125 bytes",
         }
     }
 }

@@ -2,6 +2,8 @@
 //! 6455 wants made earlier or differently than yawc makes them:
 //!
 //! - a reserved opcode fails the connection with 1002 (protocol error); yawc would say 1003;
+//! - a control frame longer than 125 bytes is a protocol error; yawc lets a close frame
+//!   through and echoes it;
 //! - invalid UTF-8 in an uncompressed text frame fails it at the first bad byte, even in
 //!   the middle of a frame (§8.1 fail fast); yawc only hands over whole frames.
 //!
@@ -142,6 +144,8 @@ impl Scanner {
     /// Follows `bytes`; on a violation, how many of them may still be handed over.
     fn scan(&mut self, bytes: &[u8]) -> Result<(), (usize, Violation)> {
         let mut at = 0;
+        // Where the frame whose header is being read began, in `bytes`.
+        let mut frame_start = 0;
         while at < bytes.len() && !self.closed {
             if self.remaining > 0 {
                 let n =
@@ -156,12 +160,19 @@ impl Scanner {
                 }
                 continue;
             }
-            if self.head_len == 0 && is_reserved(bytes[at] & 0x0f) {
-                return Err((at, Violation::ReservedOpcode));
+            if self.head_len == 0 {
+                frame_start = at;
+                if is_reserved(bytes[at] & 0x0f) {
+                    return Err((at, Violation::ReservedOpcode));
+                }
             }
             self.head[self.head_len] = bytes[at];
             self.head_len += 1;
             at += 1;
+            if self.head_len == 2 && self.head[0] & 0x08 != 0 && self.head[1] & 0x7f > 125 {
+                // yawc would echo a close frame this long (§5.5: at most 125 bytes).
+                return Err((frame_start, Violation::ControlTooLong));
+            }
             if self.head_len == self.head_size() {
                 self.start_frame()
                     .map_err(|()| (at, Violation::InvalidUtf8))?;
@@ -329,6 +340,17 @@ mod tests {
                 Some((at, Violation::ReservedOpcode))
             );
         }
+        // A control frame over 125 bytes, caught at its header.
+        let mut wire = frame(0x82, b"ok");
+        let at = wire.len();
+        wire.extend(frame(0x88, &[b'*'; 126]));
+        for step in [1, 3, wire.len()] {
+            // A header cut by the end of a read had its first byte handed over already.
+            let (good, v) = scan_in_steps(&wire, step).expect("caught");
+            assert_eq!(v, Violation::ControlTooLong);
+            assert!((at..=at + 1).contains(&good), "step {step}: {good}");
+        }
+        assert_eq!(scan_in_steps(&frame(0x89, &[0; 125]), 1), None);
         // Reserved bits in a payload byte are not a header.
         assert_eq!(scan_in_steps(&frame(0x82, &[0x83; 10]), 1), None);
     }

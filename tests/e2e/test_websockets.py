@@ -184,6 +184,8 @@ def test_a_sender_blocked_on_a_slow_client_gets_client_disconnected(ws_server: J
         ([(0x1, b"ok", True, 0), (0xB, b"", True, 0)], 1002),
         # a fragmented control frame
         ([(0x9, b"x", False, 0)], 1002),
+        # a control frame over 125 bytes (Autobahn 7.3.6: it used to be echoed)
+        ([(0x8, struct.pack("!H", 1000) + b"*" * 124, True, 0)], 1002),
     ],
 )
 def test_protocol_violations_close_with_their_code(
