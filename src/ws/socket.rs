@@ -245,12 +245,13 @@ where
             _ => {}
         }
         self.read_paused = false;
-        if let Some(violation) = self.verdict.take() {
-            return self.fail(&violation);
-        }
         let frame = match self.ws.poll_next_frame(cx) {
-            Poll::Pending if self.verdict.is_set() => return Flow::Again,
-            Poll::Pending => return Flow::Idle,
+            // The frames before the bad one have been taken (the watch hands yawc nothing
+            // from it on): now the connection fails.
+            Poll::Pending => match self.verdict.take() {
+                Some(violation) => return self.fail(&violation),
+                None => return Flow::Idle,
+            },
             Poll::Ready(Ok(frame)) => frame,
             Poll::Ready(Err(WebSocketError::ConnectionClosed)) if self.stage == Stage::Flushing => {
                 // yawc has written out the close frame it owed the peer.

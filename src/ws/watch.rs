@@ -31,10 +31,6 @@ impl Verdict {
     pub fn take(&self) -> Option<Violation> {
         self.0.lock().take()
     }
-
-    pub fn is_set(&self) -> bool {
-        self.0.lock().is_some()
-    }
 }
 
 /// The socket, watched.
