@@ -149,13 +149,16 @@ pub async fn handle(
     }
 }
 
+/// The 101 response, and the permessage-deflate terms agreed in it.
+type Switched = (Response<ResponseBody>, Option<deflate::Agreed>);
+
 /// The 101 response, and the permessage-deflate terms agreed, if any. The error is the
 /// response that refuses the handshake instead.
 fn switch(
     headers: &http::HeaderMap,
     accept: Accept,
     config: &WsConfig,
-) -> Result<(Response<ResponseBody>, Option<deflate::Agreed>), Box<Response<ResponseBody>>> {
+) -> Result<Switched, Box<Response<ResponseBody>>> {
     let key = headers
         .get(SEC_WEBSOCKET_KEY)
         .ok_or_else(|| Box::new(plain_response(StatusCode::BAD_REQUEST, "Bad Request")))?;
