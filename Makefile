@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYO3_PYTHON := $(abspath $(PY))
 PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 
-.PHONY: venv build wheel wheel-check serve test test-fast test-unit test-rust test-python lint fmt docs check-docs bench bench-protocols bench-seed bench-callgrind bench-overload mutants mutants-python fuzz fuzz-build fuzz-smoke fuzz-cmin clean
+.PHONY: venv build wheel wheel-check serve test test-fast test-unit test-rust test-python lint fmt docs check-docs bench bench-protocols bench-seed bench-callgrind bench-overload conformance mutants mutants-python fuzz fuzz-build fuzz-smoke fuzz-cmin clean
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -96,6 +96,13 @@ bench-overload: build
 # Instructions per request through the Rust/Python crossing (stable on a noisy machine).
 bench-callgrind: build
 	bash benches/callgrind.sh
+
+# WebSocket conformance: the Autobahn|Testsuite fuzzingclient (cases 1 to 13, with
+# permessage-deflate) against juggler and an echo app, through the runner in
+# ../shared/autobahn (AUTOBAHN_DIR). About 15 minutes, so not part of `make test` or CI; the
+# fixed gaps have fast tests in tests/e2e/test_websockets.py. See docs/conformance.md.
+conformance: build
+	bash scripts/conformance.sh
 
 # Mutation testing of the Rust core with its unit tests (slow: not part of `make test` or CI).
 # MUTANTS_FILES picks the files (globs); results land in mutants.out/. See docs/testing.md.

@@ -6,9 +6,13 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use http::header::{HeaderName, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION};
+use http::header::{
+    HeaderName, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
+};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
 use super::body::{plain_response, ResponseBody};
@@ -17,7 +21,9 @@ use super::write_timer::{self, WriteWatch};
 use super::{service, Head, Http, NewRequest};
 use crate::config::WsConfig;
 use crate::transport::{ConnInfo, LogLevel, Phase};
+use crate::ws::deflate;
 use crate::ws::handshake::{self, Refusal};
+use crate::ws::watch::Watched;
 use crate::ws::{close_code, socket, Accept, Session};
 
 /// Whether this request is a WebSocket handshake that `http` serves as one.
@@ -92,21 +98,41 @@ pub async fn handle(
         return response.unwrap_or_else(|_| service::unavailable(&http));
     };
     drop(guard.defuse());
-    match switch(handshake_headers, on_upgrade, accept, &config) {
-        Ok((response, upgrade)) => {
+    match switch(&handshake_headers, accept, &config) {
+        Ok((response, agreed)) => {
             let http2 = http.clone();
             let token = http.registry.connection();
             let mut phase = http.registry.subscribe();
             tokio::spawn(async move {
                 let _token = token;
-                let ws = match upgrade.await {
-                    Ok(ws) => ws.into_streaming(),
+                let upgraded = match on_upgrade.await {
+                    Ok(upgraded) => upgraded,
                     Err(e) => {
                         session.end(close_code::ABNORMAL, "");
                         http2
                             .registry
                             .report()
                             .log(LogLevel::Debug, format!("websocket upgrade failed: {e}"));
+                        return;
+                    }
+                };
+                let (io, verdict) = Watched::new(TokioIo::new(upgraded));
+                let terms = agreed.as_ref().map(deflate::Agreed::header);
+                let ws = match yawc::WebSocket::from_stream_with_extensions(
+                    io,
+                    yawc::Role::Server,
+                    terms.as_deref(),
+                    framing_options(&config),
+                ) {
+                    Ok(ws) => ws.into_streaming(),
+                    Err(e) => {
+                        // Only when deflate was agreed without being enabled, which
+                        // `switch` does not do.
+                        session.end(close_code::INTERNAL_ERROR, "");
+                        http2
+                            .registry
+                            .report()
+                            .log(LogLevel::Warning, format!("websocket framing: {e}"));
                         return;
                     }
                 };
@@ -118,10 +144,10 @@ pub async fn handle(
                     }
                 };
                 let Some((write, conn)) = write else {
-                    socket::serve(ws, session, &config, shutdown).await;
+                    socket::serve(ws, verdict, session, &config, shutdown).await;
                     return;
                 };
-                let served = socket::serve(ws, session.clone(), &config, shutdown);
+                let served = socket::serve(ws, verdict, session.clone(), &config, shutdown);
                 if write_timer::within(&write, served).await.is_err() {
                     // The socket is dropped with the task: no close frame could go out anyway.
                     session.end(close_code::ABNORMAL, "write timed out");
@@ -141,35 +167,37 @@ pub async fn handle(
     }
 }
 
-/// The 101 response and the future that yields the framed socket once hyper lets go of it.
-/// The error is the response that refuses the handshake instead.
+/// The 101 response, and the permessage-deflate terms agreed in it.
+type Switched = (Response<ResponseBody>, Option<deflate::Agreed>);
+
+/// The 101 response, and the permessage-deflate terms agreed, if any. The error is the
+/// response that refuses the handshake instead.
 fn switch(
-    headers: http::HeaderMap,
-    on_upgrade: hyper::upgrade::OnUpgrade,
+    headers: &http::HeaderMap,
     accept: Accept,
     config: &WsConfig,
-) -> Result<(Response<ResponseBody>, yawc::UpgradeFut), Box<Response<ResponseBody>>> {
-    let mut req = Request::new(());
-    *req.headers_mut() = headers;
-    req.extensions_mut().insert(on_upgrade);
-    // yawc refuses a frame of exactly its limit; the reassembly enforces ours, inclusive.
-    let frame_limit = config.max_size.saturating_add(1);
-    let mut options = yawc::Options::default()
-        .with_limits(frame_limit, frame_limit)
-        .without_compression();
-    if config.per_message_deflate {
-        let mut deflate = yawc::DeflateOptions::low_latency();
-        // Deflating a few bytes costs more than it saves, and often makes them longer.
-        deflate.compression_threshold = 128;
-        options.compression = Some(deflate);
-    }
-    let (yawc_response, upgrade) = yawc::WebSocket::upgrade_with_options(&mut req, options)
-        .map_err(|_| Box::new(plain_response(StatusCode::BAD_REQUEST, "Bad Request")))?;
+) -> Result<Switched, Box<Response<ResponseBody>>> {
+    let key = headers
+        .get(SEC_WEBSOCKET_KEY)
+        .ok_or_else(|| Box::new(plain_response(StatusCode::BAD_REQUEST, "Bad Request")))?;
+    let agreed = if config.per_message_deflate {
+        deflate::agree(headers)
+    } else {
+        None
+    };
     let mut response = Response::new(ResponseBody::full(bytes::Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let out = response.headers_mut();
-    for (name, value) in yawc_response.headers() {
-        out.append(name.clone(), value.clone());
+    out.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    out.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    let accept_key = HeaderValue::from_str(&handshake::accept_key(key.as_bytes()))
+        .map_err(|_| Box::new(plain_response(StatusCode::BAD_REQUEST, "Bad Request")))?;
+    out.insert(SEC_WEBSOCKET_ACCEPT, accept_key);
+    if let Some(terms) = &agreed {
+        let value = HeaderValue::from_str(&terms.header()).map_err(|_| {
+            plain_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        })?;
+        out.insert(SEC_WEBSOCKET_EXTENSIONS, value);
     }
     if let Some(p) = accept.subprotocol {
         let value = HeaderValue::from_str(&p).map_err(|_| {
@@ -182,12 +210,27 @@ fn switch(
             out.append(name.clone(), value.clone());
         }
     }
-    Ok((response, upgrade))
+    Ok((response, agreed))
+}
+
+/// How yawc frames the socket: our limits, and deflate when it may be agreed.
+fn framing_options(config: &WsConfig) -> yawc::Options {
+    // yawc refuses a frame of exactly its limit; the reassembly enforces ours, inclusive.
+    let frame_limit = config.max_size.saturating_add(1);
+    let mut options = yawc::Options::default()
+        .with_limits(frame_limit, frame_limit)
+        .without_compression();
+    if config.per_message_deflate {
+        let mut deflate = yawc::DeflateOptions::low_latency();
+        // Deflating a few bytes costs more than it saves, and often makes them longer.
+        deflate.compression_threshold = 128;
+        options.compression = Some(deflate);
+    }
+    options
 }
 
 /// Headers the handshake itself decides, which the app's extra headers may not replace.
 fn is_handshake_header(name: &HeaderName) -> bool {
-    use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, UPGRADE};
     [
         CONNECTION,
         UPGRADE,

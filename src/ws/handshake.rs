@@ -32,6 +32,16 @@ pub fn check(headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
+/// The `Sec-WebSocket-Accept` answering a `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
+pub fn accept_key(key: &[u8]) -> String {
+    use base64::Engine;
+    use sha1::{Digest, Sha1};
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+}
+
 /// The subprotocols the client offers, in its order (`scope["subprotocols"]`).
 pub fn subprotocols(headers: &HeaderMap) -> Vec<String> {
     headers
@@ -99,6 +109,15 @@ mod tests {
         assert_eq!(check(&keyless), Err(Refusal::MissingKey));
         let empty = headers(&[("sec-websocket-version", "13"), ("sec-websocket-key", "")]);
         assert_eq!(check(&empty), Err(Refusal::MissingKey));
+    }
+
+    #[test]
+    fn answers_the_key_as_rfc_6455_shows() {
+        // The example of RFC 6455 §1.3.
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]

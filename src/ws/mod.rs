@@ -7,10 +7,13 @@
 //! app and the peer both see. Holds no Python object: the app side waits through
 //! [`crate::bridge::AppWaker`], like an HTTP exchange.
 
+pub mod deflate;
 pub mod handshake;
 pub mod reassembly;
 pub mod session;
 pub mod socket;
+pub mod utf8;
+pub mod watch;
 
 pub use session::{Accept, Event, Message, Outgoing, Session};
 

@@ -1,10 +1,12 @@
 //! Fragmented messages put back together, with the checks RFC 6455 asks of whole messages:
-//! the size limit over all fragments, the order of fragments, and UTF-8 for text.
+//! the size limit over all fragments, the order of fragments, and UTF-8 for text (checked
+//! fragment by fragment, so that a bad byte fails the message as soon as it arrives).
 
 use bytes::{Bytes, BytesMut};
 
 use super::close_code;
 use super::session::Message;
+use super::utf8::Utf8Stream;
 
 /// The data frames a message is made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,12 +23,18 @@ pub enum Violation {
     OutOfOrder,
     TooBig,
     InvalidUtf8,
+    /// A frame with an opcode RFC 6455 reserves (3-7, 11-15).
+    ReservedOpcode,
+    /// A control frame with more than 125 bytes of payload.
+    ControlTooLong,
 }
 
 impl Violation {
     pub fn close_code(&self) -> u16 {
         match self {
-            Self::OutOfOrder => close_code::PROTOCOL_ERROR,
+            Self::OutOfOrder | Self::ReservedOpcode | Self::ControlTooLong => {
+                close_code::PROTOCOL_ERROR
+            }
             Self::TooBig => close_code::TOO_BIG,
             Self::InvalidUtf8 => close_code::INVALID_PAYLOAD,
         }
@@ -37,6 +45,8 @@ impl Violation {
             Self::OutOfOrder => "fragments out of order",
             Self::TooBig => "message too big",
             Self::InvalidUtf8 => "invalid UTF-8 in a text message",
+            Self::ReservedOpcode => "reserved opcode",
+            Self::ControlTooLong => "control frame longer than 125 bytes",
         }
     }
 }
@@ -45,6 +55,8 @@ pub struct Reassembly {
     max_size: usize,
     /// The message being assembled: whether it is text, and its fragments so far.
     partial: Option<(bool, BytesMut)>,
+    /// The UTF-8 of the text message being assembled, as far as it has come.
+    utf8: Utf8Stream,
 }
 
 impl Reassembly {
@@ -52,6 +64,7 @@ impl Reassembly {
         Self {
             max_size,
             partial: None,
+            utf8: Utf8Stream::default(),
         }
     }
 
@@ -69,12 +82,19 @@ impl Reassembly {
                 if buf.len() + payload.len() > self.max_size {
                     return Err(Violation::TooBig);
                 }
+                if text {
+                    self.check_fragment(&payload, fin)?;
+                }
                 buf.extend_from_slice(&payload);
                 if !fin {
                     self.partial = Some((text, buf));
                     return Ok(None);
                 }
-                (text, buf.freeze())
+                return Ok(Some(if text {
+                    Message::Text(buf.freeze())
+                } else {
+                    Message::Binary(buf.freeze())
+                }));
             }
             (first, None) => {
                 let text = first == Data::Text;
@@ -82,6 +102,9 @@ impl Reassembly {
                     return Err(Violation::TooBig);
                 }
                 if !fin {
+                    if text {
+                        self.check_fragment(&payload, false)?;
+                    }
                     self.partial = Some((text, BytesMut::from(&payload[..])));
                     return Ok(None);
                 }
@@ -97,6 +120,19 @@ impl Reassembly {
         } else {
             Ok(Some(Message::Binary(data)))
         }
+    }
+
+    /// One fragment of a text message: refused as soon as the message can no longer be
+    /// valid UTF-8.
+    fn check_fragment(&mut self, payload: &[u8], fin: bool) -> Result<(), Violation> {
+        let checked =
+            self.utf8
+                .feed(payload)
+                .and_then(|()| if fin { self.utf8.finish() } else { Ok(()) });
+        checked.map_err(|_| {
+            self.utf8 = Utf8Stream::default();
+            Violation::InvalidUtf8
+        })
     }
 }
 
@@ -135,6 +171,55 @@ mod tests {
         assert_eq!(
             r.push(Data::Continuation, true, b(b"67890")),
             Ok(Some(Message::Binary(b(b"1234567890"))))
+        );
+    }
+
+    #[test]
+    fn bad_text_fails_in_the_fragment_it_arrives_in() {
+        // A bad byte in the first, a middle, and the last fragment: refused there, before
+        // the rest of the message is in.
+        let mut r = Reassembly::new(100);
+        assert_eq!(
+            r.push(Data::Text, false, b(b"ok\xff")),
+            Err(Violation::InvalidUtf8)
+        );
+        let mut r = Reassembly::new(100);
+        assert_eq!(r.push(Data::Text, false, b("κόσμε".as_bytes())), Ok(None));
+        assert_eq!(
+            r.push(Data::Continuation, false, b(b"\xf4\x90\x80\x80")),
+            Err(Violation::InvalidUtf8),
+            "U+110000 in a middle fragment"
+        );
+        let mut r = Reassembly::new(100);
+        assert_eq!(r.push(Data::Text, false, b(b"a")), Ok(None));
+        assert_eq!(r.push(Data::Continuation, false, b(b"\xf4")), Ok(None));
+        assert_eq!(
+            r.push(Data::Continuation, false, b(b"\x90")),
+            Err(Violation::InvalidUtf8),
+            "a cut code point continued wrongly"
+        );
+        let mut r = Reassembly::new(100);
+        assert_eq!(r.push(Data::Text, false, b(b"a")), Ok(None));
+        assert_eq!(
+            r.push(Data::Continuation, true, b(b"b\xe2\x82")),
+            Err(Violation::InvalidUtf8),
+            "cut short by the last fragment"
+        );
+        // Binary fragments are not text.
+        let mut r = Reassembly::new(100);
+        assert_eq!(r.push(Data::Binary, false, b(b"\xff")), Ok(None));
+        assert_eq!(
+            r.push(Data::Continuation, true, b(b"\xfe")),
+            Ok(Some(Message::Binary(b(b"\xff\xfe"))))
+        );
+        // A refused message leaves nothing behind for the next one.
+        let mut r = Reassembly::new(100);
+        assert_eq!(r.push(Data::Text, false, b(b"\xe2")), Ok(None));
+        assert!(r.push(Data::Continuation, false, b(b"(")).is_err());
+        assert_eq!(r.push(Data::Text, false, b(b"x")), Ok(None));
+        assert_eq!(
+            r.push(Data::Continuation, true, b(b"y")),
+            Ok(Some(Message::Text(b(b"xy"))))
         );
     }
 
@@ -178,6 +263,7 @@ mod tests {
         assert_eq!(Violation::InvalidUtf8.close_code(), 1007);
         assert_eq!(Violation::TooBig.close_code(), 1009);
         assert_eq!(Violation::OutOfOrder.close_code(), 1002);
+        assert_eq!(Violation::ReservedOpcode.close_code(), 1002);
         // The reason goes to the app (`websocket.disconnect`) and into the close frame.
         assert_eq!(
             Violation::InvalidUtf8.reason(),

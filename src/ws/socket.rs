@@ -19,8 +19,9 @@ use yawc::close::CloseCode;
 use yawc::{Frame, OpCode, WebSocketError};
 
 use super::close_code::{ABNORMAL, GOING_AWAY, INTERNAL_ERROR, NO_STATUS};
-use super::reassembly::{Data, Reassembly};
+use super::reassembly::{Data, Reassembly, Violation};
 use super::session::{Message, Outgoing, Session};
+use super::watch::Verdict;
 use crate::config::WsConfig;
 
 /// How long a close we sent waits for the peer's before the socket is shut anyway.
@@ -34,6 +35,7 @@ type Streaming<S> = yawc::streaming::Streaming<S>;
 /// waiting for open connections (the end of a graceful shutdown).
 pub async fn serve<S>(
     ws: Streaming<S>,
+    verdict: Arc<Verdict>,
     session: Arc<Session>,
     config: &WsConfig,
     shutdown: impl Future<Output = ()>,
@@ -42,6 +44,7 @@ pub async fn serve<S>(
 {
     let mut driver = Driver {
         ws,
+        verdict,
         session,
         reassembly: Reassembly::new(config.max_size),
         stage: Stage::Open,
@@ -75,6 +78,8 @@ enum Stage {
 
 struct Driver<S, F> {
     ws: Streaming<S>,
+    /// What the watch on the socket found before yawc saw it (see `watch`).
+    verdict: Arc<Verdict>,
     session: Arc<Session>,
     reassembly: Reassembly,
     stage: Stage,
@@ -241,7 +246,12 @@ where
         }
         self.read_paused = false;
         let frame = match self.ws.poll_next_frame(cx) {
-            Poll::Pending => return Flow::Idle,
+            // The frames before the bad one have been taken (the watch hands yawc nothing
+            // from it on): now the connection fails.
+            Poll::Pending => match self.verdict.take() {
+                Some(violation) => return self.fail(&violation),
+                None => return Flow::Idle,
+            },
             Poll::Ready(Ok(frame)) => frame,
             Poll::Ready(Err(WebSocketError::ConnectionClosed)) if self.stage == Stage::Flushing => {
                 // yawc has written out the close frame it owed the peer.
@@ -270,12 +280,21 @@ where
         match self.reassembly.push(kind, fin, payload) {
             Ok(Some(msg)) => self.session.push_inbound(msg),
             Ok(None) => {}
-            Err(violation) => {
-                self.session.end(violation.close_code(), violation.reason());
-                self.send_close(violation.close_code(), violation.reason(), CLOSE_TIMEOUT);
-                self.stage = Stage::Failing;
-            }
+            Err(violation) => return self.fail(&violation),
         }
+        Flow::Again
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7) for what the peer sent.
+    fn fail(&mut self, violation: &Violation) -> Flow {
+        if self.stage != Stage::Open {
+            // Our close frame is already on its way, or the peer's is in: the closing
+            // handshake goes on as it was.
+            return Flow::Again;
+        }
+        self.session.end(violation.close_code(), violation.reason());
+        self.send_close(violation.close_code(), violation.reason(), CLOSE_TIMEOUT);
+        self.stage = Stage::Failing;
         Flow::Again
     }
 

@@ -6,6 +6,7 @@ import ast
 import signal
 import struct
 import time
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -178,10 +179,13 @@ def test_a_sender_blocked_on_a_slow_client_gets_client_disconnected(ws_server: J
         ([(0x1, b"a", False, 0), (0x1, b"b", True, 0)], 1002),
         # reserved bits without an extension that defines them
         ([(0x1, b"x", True, 0x2)], 1002),
-        # a reserved opcode
-        ([(0x3, b"x", True, 0)], 1003),
+        # reserved opcodes, data and control (RFC 6455 §5.2: a protocol error)
+        ([(0x3, b"x", True, 0)], 1002),
+        ([(0x1, b"ok", True, 0), (0xB, b"", True, 0)], 1002),
         # a fragmented control frame
         ([(0x9, b"x", False, 0)], 1002),
+        # a control frame over 125 bytes (Autobahn 7.3.6: it used to be echoed)
+        ([(0x8, struct.pack("!H", 1000) + b"*" * 124, True, 0)], 1002),
     ],
 )
 def test_protocol_violations_close_with_their_code(
@@ -195,6 +199,50 @@ def test_protocol_violations_close_with_their_code(
     with connect(url(ws_server, "/echo")) as ws:  # and others are served
         ws.send("ok")
         assert ws.recv(timeout=10) == "ok"
+
+
+def test_bad_utf8_fails_before_the_message_is_over(ws_server: Juggler) -> None:
+    # A bad byte in the first fragment: the close comes while the client still holds the
+    # rest of the message.
+    raw = RawWebSocket(ws_server.port, "/echo")
+    raw.send_frame(0x1, b"fine \xf4\x90\x80\x80", fin=False)
+    assert raw.read_close()[0] == 1007
+    # In the middle of a frame: its header announces 20 bytes, and only the first 8 (with
+    # U+110000 cut after two bytes) are ever sent.
+    raw = RawWebSocket(ws_server.port, "/echo")
+    raw.sock.sendall(struct.pack("!BBI", 0x81, 0x80 | 20, 0) + b"hello \xf4\x90")
+    assert raw.read_close()[0] == 1007
+    assert raw.closed_by_server()
+
+
+def test_several_deflate_offers_take_the_first_one_honoured(ws_server: Juggler) -> None:
+    # Autobahn 13.7's offers: the first asks for a 512-byte window, which is kept to.
+    offers = (
+        "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; "
+        "client_max_window_bits; server_no_context_takeover; server_max_window_bits=9, "
+        "permessage-deflate; server_no_context_takeover, permessage-deflate\r\n"
+    )
+    raw = RawWebSocket(ws_server.port, "/echo", extra=offers)
+    assert raw.headers["sec-websocket-extensions"] == (
+        "permessage-deflate; server_max_window_bits=9; server_no_context_takeover; "
+        "client_no_context_takeover"
+    )
+    # Repeats 700 bytes apart: a 32 KiB window would refer back further than 512 bytes, and
+    # an inflater held to 512 (as the client is entitled to be) would refuse it.
+    chunk = bytes((i * 7919) % 251 for i in range(700))
+    raw.send_frame(0x2, chunk * 8)
+    opcode, rsv, payload = raw.read_frame()
+    assert (opcode, rsv & 0x4) == (0x2, 0x4)
+    inflate = zlib.decompressobj(-9)
+    assert inflate.decompress(payload + b"\x00\x00\xff\xff") == chunk * 8
+    # An offer the server cannot keep to alone: no extension.
+    raw = RawWebSocket(
+        ws_server.port,
+        "/echo",
+        extra="Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=8\r\n",
+    )
+    assert raw.status_line.startswith("HTTP/1.1 101")
+    assert "sec-websocket-extensions" not in raw.headers
 
 
 def test_unmasked_client_frames_are_refused(ws_server: Juggler) -> None:
