@@ -1,0 +1,57 @@
+"""HTTP/2 floods (issue 19), each from one raw h2c connection that never reads: the worker's
+memory stays bounded, a second client is served meanwhile, and the floods that have a limit
+end with GOAWAY ENHANCE_YOUR_CALM. The frames and the measures are in h2flood.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from conftest import Juggler, alive, start
+from h2flood import FLOODS, Flooder, RssWatch, serving_pid
+
+#: Bytes of flood frames sent at most: well past every limit (the floods that are cut off
+#: end after a few hundred KiB), and enough that a server keeping anything per frame would
+#: show it (16 MiB of empty DATA frames is 1.9 million frames).
+LIMIT = 16 << 20
+#: How long the flooder waits on a send before it counts the server as no longer reading.
+STALL = 1.0
+MAX_GROWTH_MIB = 64
+#: Requests the second client makes while the flooding connection is open.
+SECOND_CLIENT_REQUESTS = 10
+ENHANCE_YOUR_CALM = 11
+#: The floods a limit cuts off (the others are bounded by backpressure, or cost nothing).
+CUT_OFF = {"continuation", "empty-data", "rapid-reset"}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Juggler]:
+    j = start("flood_app:app", "--no-access-log")
+    yield j
+    j.kill()
+
+
+@pytest.mark.parametrize("name", list(FLOODS))
+def test_flood_from_a_client_that_never_reads(server: Juggler, name: str) -> None:
+    flooder = Flooder(server.port, FLOODS[name], LIMIT, STALL)
+    worker = serving_pid(server.proc.pid, server.port, flooder.sock.getsockname()[1])
+    url = f"{server.url}/"
+    with httpx.Client(http1=False, http2=True, timeout=30) as second:
+        second.get(url)  # its connection (and the worker's for it) exists before the baseline
+        with RssWatch(worker) as rss:
+            flooder.start()
+            flooder.started.wait()
+            codes = [second.get(url).status_code for _ in range(SECOND_CLIENT_REQUESTS)]
+            outcome = flooder.join(120)
+    assert codes == [200] * SECOND_CLIENT_REQUESTS, f"second client during the {name} flood"
+    assert rss.growth_mib < MAX_GROWTH_MIB, f"{name}: {outcome}"
+    assert alive(worker) and worker in server.workers(), "the worker neither died nor restarted"
+    if name in CUT_OFF:
+        outcome = flooder.finish(wait=10)
+        assert outcome.goaway == ENHANCE_YOUR_CALM, outcome
+        assert outcome.closed, outcome
+    else:
+        flooder.sock.close()
+    # The worker still serves new connections once the flood is over.
+    assert httpx.get(url).status_code == 200
