@@ -37,9 +37,12 @@ RECEIVE_BUFFER = 4096
 
 
 def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
-    return struct.pack(">I", len(payload))[1:] + bytes((kind, flags)) + struct.pack(
-        ">I", stream
-    ) + payload
+    return (
+        struct.pack(">I", len(payload))[1:]
+        + bytes((kind, flags))
+        + struct.pack(">I", stream)
+        + payload
+    )
 
 
 def block(method: str = "GET", path: str = "/") -> bytes:
