@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -147,13 +148,27 @@ class Flooder:
     """One raw connection sending one flood, in a thread, without reading a byte."""
 
     def __init__(
-        self, port: int, flood: Flood, limit: int, stall: float, host: str = "127.0.0.1"
+        self,
+        port: int,
+        flood: Flood,
+        limit: int,
+        stall: float,
+        tls: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        """Connects (over TLS with ALPN h2 if ``tls`` is given, else h2c by prior knowledge)
+        and sends the preface, an empty SETTINGS and the flood's prologue."""
         self.flood, self.limit, self.stall = flood, limit, stall
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-        self.sock.settimeout(stall)
-        self.sock.connect((host, port))
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        raw.settimeout(stall)
+        raw.connect((host, port))
+        self.sock: socket.socket = raw
+        if tls is not None:
+            tls.set_alpn_protocols(["h2"])
+            self.sock = tls.wrap_socket(raw, server_hostname=host)
+            if self.sock.selected_alpn_protocol() != "h2":
+                raise ConnectionError("the server did not choose h2 by ALPN")
         self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0) + flood.prologue)
         self.outcome = Outcome(flood.name)
         self.started = threading.Event()

@@ -1,13 +1,16 @@
-"""HTTP/2 floods (issue 19), each from one raw h2c connection that never reads: the worker's
-memory stays bounded, a second client is served meanwhile, and the floods that have a limit
-end with GOAWAY ENHANCE_YOUR_CALM. The frames and the measures are in h2flood.py."""
+"""HTTP/2 floods (issue 19), each from one raw connection that never reads (h2c by prior
+knowledge, and TLS with ALPN): the worker's memory stays bounded, a second client is served
+meanwhile, and the floods that have a limit end with GOAWAY ENHANCE_YOUR_CALM. The frames
+and the measures are in h2flood.py."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 
 import httpx
 import pytest
+import trustme
 from conftest import Juggler, alive, start
 from h2flood import FLOODS, Flooder, RssWatch, serving_pid
 
@@ -26,18 +29,40 @@ CUT_OFF = {"continuation", "empty-data", "rapid-reset"}
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[Juggler]:
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def h2c_server() -> Iterator[Juggler]:
     j = start("flood_app:app", "--no-access-log")
     yield j
     j.kill()
 
 
+@pytest.fixture(scope="module")
+def tls_server(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Juggler]:
+    d = tmp_path_factory.mktemp("flood-certs")
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(d / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(d / "key.pem"))
+    tls = ("--ssl-certfile", str(d / "cert.pem"), "--ssl-keyfile", str(d / "key.pem"))
+    j = start("flood_app:app", "--no-access-log", *tls)
+    yield j
+    j.kill()
+
+
+@pytest.mark.parametrize("transport", ["h2c", "tls"])
 @pytest.mark.parametrize("name", list(FLOODS))
-def test_flood_from_a_client_that_never_reads(server: Juggler, name: str) -> None:
-    flooder = Flooder(server.port, FLOODS[name], LIMIT, STALL)
+def test_flood_from_a_client_that_never_reads(
+    request: pytest.FixtureRequest, ca: trustme.CA, transport: str, name: str
+) -> None:
+    server: Juggler = request.getfixturevalue(f"{transport}_server")
+    tls, verify = (trusting(ca), trusting(ca)) if transport == "tls" else (None, True)
+    flooder = Flooder(server.port, FLOODS[name], LIMIT, STALL, tls)
     worker = serving_pid(server.proc.pid, server.port, flooder.sock.getsockname()[1])
     url = f"{server.url}/"
-    with httpx.Client(http1=False, http2=True, timeout=30) as second:
+    with httpx.Client(http1=False, http2=True, timeout=30, verify=verify) as second:
         second.get(url)  # its connection (and the worker's for it) exists before the baseline
         with RssWatch(worker) as rss:
             flooder.start()
@@ -54,4 +79,10 @@ def test_flood_from_a_client_that_never_reads(server: Juggler, name: str) -> Non
     else:
         flooder.sock.close()
     # The worker still serves new connections once the flood is over.
-    assert httpx.get(url).status_code == 200
+    assert httpx.get(url, verify=verify).status_code == 200
+
+
+def trusting(ca: trustme.CA) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    return ctx
