@@ -3,7 +3,8 @@ serving process, and how a second client fares meanwhile.
 
 Each server runs the same tiny ASGI app (benches/apps/asgi_flood.py: hello, and /hold, which
 never reads its body nor answers) in one worker, with access logs off and --log-level warning,
-on h2c (HTTP/2 by prior knowledge) on 127.0.0.1. A fresh server is started for each flood.
+on 127.0.0.1, over h2c (HTTP/2 by prior knowledge) and over TLS (ALPN h2). A fresh server
+is started for each flood.
 The floods are those of tests/e2e/h2flood.py, from one raw connection that never reads (a
 4 KiB receive buffer), each bounded: at most --limit-mib MiB of frames, or until the server
 closes the connection, or until it stops reading for --stall seconds.
@@ -19,7 +20,8 @@ Measured, for each server and flood:
             the flood has begun: median and max latency, and how many failed.
 
 usage: python benches/h2flood.py [--servers juggler,granian,hypercorn] [--floods ping,...]
-                                 [--limit-mib N] [--stall S] [--requests N] [--output FILE]
+                                 [--transports h2c,tls] [--limit-mib N] [--stall S]
+                                 [--requests N] [--output FILE]
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ import os
 import platform
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "e2e"))
 
 import httpx  # noqa: E402
+import trustme  # noqa: E402
 from h2flood import FLOODS, Flooder, RssWatch, cpu_ticks, serving_pid  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -51,24 +56,42 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 GOAWAY_NAMES = {0: "NO_ERROR", 1: "PROTOCOL_ERROR", 3: "FLOW_CONTROL_ERROR", 11: "CALM"}
 
 
-def juggler(port: int) -> list[str]:
+@dataclass
+class Tls:
+    cert: str
+    key: str
+    ca: trustme.CA
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        self.ca.configure_trust(ctx)
+        return ctx
+
+
+def juggler(port: int, tls: Tls | None) -> list[str]:
     cmd = [str(BIN / "juggler"), APP, "--port", str(port), "--no-access-log"]
+    if tls:
+        cmd += ["--ssl-certfile", tls.cert, "--ssl-keyfile", tls.key]
     return [*cmd, "--log-level", "warning", "--workers", "1"]
 
 
-def granian(port: int) -> list[str]:
+def granian(port: int, tls: Tls | None) -> list[str]:
     # Granian's access log is off by default; --http auto serves h2c by prior knowledge.
     cmd = [str(BIN / "granian"), "--interface", "asgi", "--port", str(port), "--workers", "1"]
+    if tls:
+        cmd += ["--ssl-certificate", tls.cert, "--ssl-keyfile", tls.key]
     return [*cmd, "--http", "auto", "--log-level", "warning", APP]
 
 
-def hypercorn(port: int) -> list[str]:
+def hypercorn(port: int, tls: Tls | None) -> list[str]:
     # Hypercorn's access log is off unless --access-logfile is given.
     cmd = [str(BIN / "hypercorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1"]
+    if tls:
+        cmd += ["--certfile", tls.cert, "--keyfile", tls.key]
     return [*cmd, "--log-level", "warning", APP]
 
 
-SERVERS: dict[str, Callable[[int], list[str]]] = {
+SERVERS: dict[str, Callable[[int, Tls | None], list[str]]] = {
     "juggler": juggler,
     "granian": granian,
     "hypercorn": hypercorn,
@@ -79,6 +102,7 @@ SERVERS: dict[str, Callable[[int], list[str]]] = {
 class Row:
     server: str
     flood: str
+    transport: str
     growth_mib: float
     sent_mib: float
     ended: str
@@ -120,10 +144,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def run_one(server: str, flood: str, args: argparse.Namespace) -> Row:
+def run_one(server: str, flood: str, tls: Tls | None, args: argparse.Namespace) -> Row:
     port = free_port()
     proc = subprocess.Popen(
-        SERVERS[server](port),
+        SERVERS[server](port, tls),
         cwd=HERE / "apps",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -131,12 +155,14 @@ def run_one(server: str, flood: str, args: argparse.Namespace) -> Row:
     )
     try:
         wait_listening(proc, port)
-        url = f"http://127.0.0.1:{port}/"
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/"
         latencies: list[float] = []
         failed = 0
-        with httpx.Client(http1=False, http2=True, timeout=30) as second:
+        verify: ssl.SSLContext | bool = tls.context() if tls else True
+        with httpx.Client(http1=False, http2=True, timeout=30, verify=verify) as second:
             second.get(url).raise_for_status()
-            flooder = Flooder(port, FLOODS[flood], args.limit_mib << 20, args.stall)
+            limit = args.limit_mib << 20
+            flooder = Flooder(port, FLOODS[flood], limit, args.stall, tls and tls.context())
             pid = serving_pid(proc.pid, port, flooder.sock.getsockname()[1])
             ticks = cpu_ticks(pid)
             with RssWatch(pid) as rss:
@@ -158,6 +184,7 @@ def run_one(server: str, flood: str, args: argparse.Namespace) -> Row:
         return Row(
             server,
             flood,
+            "tls" if tls else "h2c",
             rss.growth_mib,
             outcome.sent / (1 << 20),
             outcome.ended,
@@ -183,13 +210,14 @@ def versions() -> str:
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| flood | server | RSS growth (MiB) | sent (MiB), ended | closed | CPU (s) "
+        "| flood | over | server | RSS growth (MiB) | sent (MiB), ended | closed | CPU (s) "
         "| second client median / max (ms) | failed |",
-        "|---|---|---:|---|---|---:|---:|---:|",
+        "|---|---|---|---:|---|---|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.flood} | {r.server} | {r.growth_mib:.1f} | {r.sent_mib:.1f}, {r.ended} "
+            f"| {r.flood} | {r.transport} | {r.server} | {r.growth_mib:.1f} "
+            f"| {r.sent_mib:.1f}, {r.ended} "
             f"| {r.closed} | {r.cpu_s:.2f} | {r.median_ms:.1f} / {r.max_ms:.1f} | {r.failed} |"
         )
     return "\n".join(lines)
@@ -199,6 +227,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--servers", default=",".join(SERVERS))
     p.add_argument("--floods", default=",".join(FLOODS))
+    p.add_argument("--transports", default="h2c,tls", help="h2c, tls (ALPN h2) or both")
     p.add_argument("--limit-mib", type=int, default=32)
     p.add_argument("--stall", type=float, default=2.0)
     p.add_argument("--requests", type=int, default=50)
@@ -212,12 +241,22 @@ def main() -> None:
     for name in floods:
         if name not in FLOODS:
             p.error(f"unknown flood {name!r}; known: {', '.join(FLOODS)}")
+    transports = args.transports.split(",")
+    if not set(transports) <= {"h2c", "tls"}:
+        p.error("--transports: h2c, tls or both")
     rows = []
-    for flood in floods:
-        for server in servers:
-            row = run_one(server, flood, args)
-            print(table([row]).splitlines()[-1], flush=True)
-            rows.append(row)
+    with tempfile.TemporaryDirectory() as d:
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1")
+        tls = Tls(f"{d}/cert.pem", f"{d}/key.pem", ca)
+        cert.cert_chain_pems[0].write_to_path(tls.cert)
+        cert.private_key_pem.write_to_path(tls.key)
+        for transport in transports:
+            for flood in floods:
+                for server in servers:
+                    row = run_one(server, flood, tls if transport == "tls" else None, args)
+                    print(table([row]).splitlines()[-1], flush=True)
+                    rows.append(row)
     command = "python benches/h2flood.py " + " ".join(sys.argv[1:])
     floods_doc = "\n".join(f"- `{f}`: {FLOODS[f].about}" for f in floods)
     report = f"""# HTTP/2 floods: juggler, Granian, Hypercorn
@@ -225,8 +264,9 @@ def main() -> None:
 Produced by `{command.strip()}` on {datetime.date.today()} ({platform.machine()},
 {os.cpu_count()} CPUs shared with other work; {versions()}).
 
-One worker each, access logs off, h2c on 127.0.0.1, the app `benches/apps/asgi_flood.py`, a
-fresh server per flood. The flooding connection never reads (4 KiB receive buffer) and sends
+One worker each, access logs off, on 127.0.0.1 over h2c (prior knowledge) or TLS (ALPN h2;
+a certificate made for the run by trustme), the app `benches/apps/asgi_flood.py`, a fresh
+server per flood. The flooding connection never reads (4 KiB receive buffer) and sends
 at most {args.limit_mib} MiB of frames; it ends early when the server closes it ("closed") or
 stops reading for {args.stall} s ("stalled"). "closed" is read once the flood is over. The
 second client sends {args.requests} requests one after another from the flood's start.
