@@ -4,6 +4,8 @@
 //! the wake-up is held back until that thread is about to park (or the pile is large or old),
 //! because on a busy core every wake-up of the loop thread costs a context switch: waking it
 //! per request would make the two threads ping-pong instead of each working through a batch.
+//! A thread that never parks (one connection keeping it busy, such as a flood of cheap HTTP/2
+//! frames) must not hold a wake-up back for long: [`Mailbox::deliver_overdue`] bounds the hold.
 
 use std::cell::Cell;
 use std::io;
@@ -11,6 +13,7 @@ use std::mem;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 use super::wakeup::Wakeup;
 
@@ -42,6 +45,8 @@ struct Queue<E> {
 pub struct Mailbox<E> {
     queue: Mutex<Queue<E>>,
     wakeup: Wakeup,
+    /// Told each time a wake-up starts being held back, for [`Mailbox::deliver_overdue`].
+    held: Notify,
 }
 
 impl<E> Mailbox<E> {
@@ -53,6 +58,7 @@ impl<E> Mailbox<E> {
         Ok(Self {
             queue: Mutex::new(queue),
             wakeup: Wakeup::new()?,
+            held: Notify::new(),
         })
     }
 
@@ -62,6 +68,7 @@ impl<E> Mailbox<E> {
 
     pub fn post(&self, event: E) {
         let defer = DEFERS_WAKEUPS.with(Cell::get);
+        let mut holds = false;
         let notify = {
             let mut q = self.queue.lock();
             let was_empty = q.events.is_empty();
@@ -71,6 +78,7 @@ impl<E> Mailbox<E> {
                 was_empty || q.deferred_since.take().is_some()
             } else if was_empty {
                 q.deferred_since = Some(Instant::now());
+                holds = true;
                 false
             } else {
                 match q.deferred_since {
@@ -84,6 +92,8 @@ impl<E> Mailbox<E> {
         };
         if notify {
             self.wakeup.notify();
+        } else if holds {
+            self.held.notify_one();
         }
     }
 
@@ -91,6 +101,20 @@ impl<E> Mailbox<E> {
     pub fn flush(&self) {
         if self.queue.lock().deferred_since.take().is_some() {
             self.wakeup.notify();
+        }
+    }
+
+    /// Runs on the deferring (I/O) thread for its lifetime: a wake-up held back is delivered
+    /// at most MAX_DEFER_TIME later even if the thread never parks and nothing else is posted
+    /// (otherwise a single busy connection would hold every other request back until the
+    /// next post, a second away when that is the heartbeat). Costs one timer per hold, none
+    /// while the mailbox is quiet.
+    pub async fn deliver_overdue(&self) {
+        loop {
+            self.held.notified().await;
+            tokio::time::sleep(MAX_DEFER_TIME).await;
+            // A flush after the park already delivered it finds nothing to do.
+            self.flush();
         }
     }
 
@@ -163,6 +187,35 @@ mod tests {
         })
         .join()
         .expect("thread");
+    }
+
+    /// A hold ends while the deferring thread stays busy (never parks) and posts nothing more.
+    #[test]
+    fn a_held_wake_up_is_delivered_while_the_thread_never_parks() {
+        let mb = Arc::new(Mailbox::<i32>::new().expect("mailbox"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let delivered = rt.block_on(async {
+            defer_wakeups_on_this_thread();
+            let m = mb.clone();
+            tokio::spawn(async move { m.deliver_overdue().await });
+            tokio::task::yield_now().await;
+            mb.post(1);
+            assert!(!readable(mb.fileno()), "held back at first");
+            // Busy, as under a flood: always a task to run, so the runtime never parks. Bounded
+            // by a generous cap; the wake-up comes after MAX_DEFER_TIME.
+            let cap = std::time::Instant::now() + Duration::from_secs(10);
+            while !readable(mb.fileno()) && std::time::Instant::now() < cap {
+                tokio::task::yield_now().await;
+            }
+            readable(mb.fileno())
+        });
+        assert!(
+            delivered,
+            "the held wake-up went out without a park or another post"
+        );
     }
 
     #[test]

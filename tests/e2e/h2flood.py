@@ -136,7 +136,8 @@ class Outcome:
     flood: str
     sent: int = 0  # bytes of flood frames the server took
     #: How the flood ended: "limit" (all bytes sent), "closed" (the server closed or reset
-    #: the connection while we sent) or "stalled" (the server stopped reading).
+    #: the connection while we sent), "stalled" (the server stopped reading) or "stopped"
+    #: (told to by :meth:`Flooder.stop`).
     ended: str = ""
     #: The error code of a GOAWAY the server sent, found when the socket is read at the end.
     goaway: int | None = None
@@ -172,11 +173,16 @@ class Flooder:
         self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0) + flood.prologue)
         self.outcome = Outcome(flood.name)
         self.started = threading.Event()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> Flooder:
         self._thread.start()
         return self
+
+    def stop(self) -> None:
+        """Ends the flood after the batch being sent."""
+        self._stop.set()
 
     def join(self, timeout: float) -> Outcome:
         self._thread.join(timeout)
@@ -188,11 +194,11 @@ class Flooder:
         out = self.outcome
         try:
             n = 0
-            while out.sent < self.limit:
+            while out.sent < self.limit and not self._stop.is_set():
                 self._send(self.flood.batch(n))
                 n += 1
                 self.started.set()
-            out.ended = "limit"
+            out.ended = "stopped" if self._stop.is_set() else "limit"
         except TimeoutError:
             out.ended = "stalled"
         except OSError:  # reset, broken pipe

@@ -18,6 +18,9 @@ from h2flood import FLOODS, Flooder, RssWatch, serving_pid
 #: end after a few hundred KiB), and enough that a server keeping anything per frame would
 #: show it (16 MiB of empty DATA frames is 1.9 million frames).
 LIMIT = 16 << 20
+#: The busy-connection test's flood: served without a hold-up, the second client's requests
+#: take a few hundred KiB of it; held back (until a heartbeat, each second), some 200 MiB.
+BUSY_LIMIT = 64 << 20
 #: How long the flooder waits on a send before it counts the server as no longer reading.
 STALL = 1.0
 MAX_GROWTH_MIB = 64
@@ -80,6 +83,25 @@ def test_flood_from_a_client_that_never_reads(
         flooder.sock.close()
     # The worker still serves new connections once the flood is over.
     assert httpx.get(url, verify=verify).status_code == 200
+
+
+def test_a_busy_connection_does_not_hold_other_requests_back(h2c_server: Juggler) -> None:
+    """A flood the server takes in full (WINDOW_UPDATE frames cost it next to nothing) keeps
+    its I/O thread from ever parking; the second client's requests must still be handed to
+    the app meanwhile, not when the flood pauses. Bytes are the clock: the requests must be
+    done long before the flood has sent its (large) limit."""
+    flooder = Flooder(h2c_server.port, FLOODS["window-update"], BUSY_LIMIT, STALL)
+    url = f"{h2c_server.url}/"
+    with httpx.Client(http1=False, http2=True, timeout=30) as second:
+        second.get(url)
+        flooder.start()
+        flooder.started.wait()
+        codes = [second.get(url).status_code for _ in range(SECOND_CLIENT_REQUESTS)]
+        flooder.stop()
+        outcome = flooder.join(120)
+    flooder.sock.close()
+    assert codes == [200] * SECOND_CLIENT_REQUESTS
+    assert outcome.ended == "stopped", f"the second client was served only after {outcome}"
 
 
 def trusting(ca: trustme.CA) -> ssl.SSLContext:
