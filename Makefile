@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYO3_PYTHON := $(abspath $(PY))
 PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 
-.PHONY: venv build wheel wheel-check serve test test-fast test-unit test-rust test-python lint fmt docs check-docs bench bench-protocols bench-seed bench-callgrind bench-overload conformance mutants mutants-python fuzz fuzz-build fuzz-smoke fuzz-cmin clean
+.PHONY: venv build wheel wheel-check serve test test-fast test-unit test-rust test-python lint fmt docs check-docs bench bench-protocols bench-seed bench-callgrind bench-overload bench-h2flood conformance mutants mutants-python fuzz fuzz-build fuzz-smoke fuzz-cmin clean
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +92,12 @@ bench-seed: build
 bench-overload: build
 	$(PY) -m pip install -q -r requirements-bench.txt
 	$(PY) benches/overload.py --duration 10
+
+# HTTP/2 floods from a client that never reads, against Granian and Hypercorn (issue 19):
+# memory growth and a second client's latency; see benches/H2FLOOD.md.
+bench-h2flood: build
+	$(PY) -m pip install -q -r requirements-bench.txt
+	$(PY) benches/h2flood.py --output benches/H2FLOOD.md
 
 # Instructions per request through the Rust/Python crossing (stable on a noisy machine).
 bench-callgrind: build

@@ -187,6 +187,7 @@ impl Server {
         let parking = self.interface.clone();
         let loggers = self.loggers.clone();
         let interface = self.interface.clone();
+        let overdue = self.host.mailbox.clone();
         let beats = self
             .heartbeat
             .as_ref()
@@ -227,6 +228,7 @@ impl Server {
             },
             move || {
                 crate::bridge::mailbox::defer_wakeups_on_this_thread();
+                tokio::spawn(async move { overdue.deliver_overdue().await });
                 interface.on_io_start();
                 if let Some((period, mailbox)) = beats {
                     tokio::spawn(every(period, move || mailbox.post(LoopEvent::Beat)));
