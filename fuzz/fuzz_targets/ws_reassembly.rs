@@ -54,6 +54,10 @@ fuzz_target!(|data: &[u8]| {
         let bad_text = text && (!prefix || (fin && !whole));
         match got {
             Err(Violation::OutOfOrder) => panic!("in-order {kind:?} refused"),
+            // Found by `ws::watch` on the wire, before a frame reaches the reassembly.
+            Err(v @ (Violation::ReservedOpcode | Violation::ControlTooLong)) => {
+                panic!("the reassembly reported {v:?}")
+            }
             Err(Violation::TooBig) => {
                 assert!(too_big, "{} bytes of {max} refused", so_far.len());
                 return;
