@@ -11,8 +11,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import trustme
-from conftest import Juggler, alive, start
+from conftest import ROOT, Juggler, alive, start
 from h2flood import FLOODS, Flooder, RssWatch, serving_pid
+
+#: The benchmark's app (benches/apps/asgi_flood.py), so that the tests flood what it measures.
+BENCH_APPS = str(ROOT / "benches" / "apps")
 
 #: Bytes of flood frames sent at most: well past every limit (the floods that are cut off
 #: end after a few hundred KiB), and enough that a server keeping anything per frame would
@@ -38,7 +41,7 @@ def ca() -> trustme.CA:
 
 @pytest.fixture(scope="module")
 def h2c_server() -> Iterator[Juggler]:
-    j = start("flood_app:app", "--no-access-log")
+    j = start("asgi_flood:app", "--app-dir", BENCH_APPS, "--no-access-log")
     yield j
     j.kill()
 
@@ -50,7 +53,7 @@ def tls_server(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iter
     cert.cert_chain_pems[0].write_to_path(str(d / "cert.pem"))
     cert.private_key_pem.write_to_path(str(d / "key.pem"))
     tls = ("--ssl-certfile", str(d / "cert.pem"), "--ssl-keyfile", str(d / "key.pem"))
-    j = start("flood_app:app", "--no-access-log", *tls)
+    j = start("asgi_flood:app", "--app-dir", BENCH_APPS, "--no-access-log", *tls)
     yield j
     j.kill()
 
