@@ -100,12 +100,14 @@ start() {
   # The log outlives runs: only what this start writes says whether it failed.
   local logged=0
   [ -f "$LOG" ] && logged="$(wc -l <"$LOG")"
-  # setsid and no inherited stdout: the caller's "$(...)" must not wait for the server.
-  (cd / && setsid "$bin" --no-defaults --datadir="$DATA/data" "${RUN_AS[@]}" \
+  # setsid, and no process of ours left holding the caller's stdout: "$(scripts/mariadb.sh)"
+  # returns only when every writer of its pipe has gone, so the redirections belong to the
+  # background subshell itself, not only to the server it starts (that waited forever in CI).
+  (cd / && exec setsid "$bin" --no-defaults --datadir="$DATA/data" "${RUN_AS[@]}" \
     --bind-address=127.0.0.1 --port="$PORT" --socket="$SOCKET" --pid-file="$PIDFILE" \
     --log-error="$LOG" --max-connections="$MAX_CONNECTIONS" --skip-name-resolve \
-    --skip-log-bin --innodb-flush-log-at-trx-commit=0 --innodb-buffer-pool-size=128M \
-    </dev/null >/dev/null 2>&1 &)
+    --skip-log-bin --innodb-flush-log-at-trx-commit=0 --innodb-buffer-pool-size=128M) \
+    </dev/null >/dev/null 2>&1 &
   # mariadbd has no "start and wait" of its own (pg_ctl -w's counterpart): ask until it answers.
   local i
   for i in $(seq 1 120); do

@@ -143,6 +143,14 @@ class Juggler:
         return children(self.proc.pid)
 
 
+def free_port() -> int:
+    """A loopback port that is free now, for a program that must be told one (a database,
+    systemd-socket-activate, HAProxy's configuration)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def children(pid: int) -> list[int]:
     """The live child processes of ``pid``."""
     try:

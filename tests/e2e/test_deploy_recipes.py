@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Juggler, read_response, start
+from conftest import Juggler, free_port, read_response, start
 from debian import require
 from recipes import juggler_args, recipe, substitute
 from websockets.sync.client import connect
@@ -25,12 +25,6 @@ from websockets.sync.client import connect
 #: The tests' client connects from this loopback address, not 127.0.0.1, so that the app can
 #: only have learnt it from the proxy.
 CLIENT_IP = "127.0.0.2"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_listening(port: int, proc: subprocess.Popen, log: Path | None = None) -> None:

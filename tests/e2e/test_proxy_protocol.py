@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from conftest import Juggler, read_response, recv_until_close, start
+from conftest import Juggler, free_port, read_response, recv_until_close, start
 from debian import require
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -228,12 +228,6 @@ backend juggler_v2
     option httpchk GET /healthz
     server juggler 127.0.0.1:{juggler_port} send-proxy-v2 check check-send-proxy inter 500ms
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_listening(port: int, proc: subprocess.Popen) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import APPS, ROOT, Juggler
+from conftest import APPS, ROOT, Juggler, free_port
 from recipes import recipe, substitute
 
 pytestmark = pytest.mark.skipif(
@@ -33,12 +33,6 @@ WAIT = 30.0
 
 def directive(unit: str, key: str) -> list[str]:
     return [m.group(1).strip() for m in re.finditer(rf"^{key}=(.*)$", unit, re.M)]
-
-
-def free_port() -> int:
-    # systemd-socket-activate needs a port number; the kernel picks one that is free now.
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        return int(s.getsockname()[1])
 
 
 class Notifications:
