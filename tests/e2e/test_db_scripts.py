@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,12 +25,23 @@ SCRIPTS = {
 }
 
 
+@pytest.fixture
+def reachable_dir() -> Iterator[Path]:
+    """A directory the servers' own users (postgres, mysql) can enter: pytest's tmp_path is
+    private to root."""
+    path = Path(tempfile.mkdtemp(prefix="juggler-dbscript-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
-def test_start_returns_through_a_pipe_and_stop_stops(name: str, tmp_path: Path) -> None:
+def test_start_returns_through_a_pipe_and_stop_stops(name: str, reachable_dir: Path) -> None:
     script, port_var, data_var, url_var = SCRIPTS[name]
     path = str(ROOT / "scripts" / script)
     port = free_port()
-    env = {**os.environ, port_var: str(port), data_var: str(tmp_path / "data")}
+    data = reachable_dir / "data"
+    env = {**os.environ, port_var: str(port), data_var: str(data)}
     try:
         try:
             started = subprocess.run(
@@ -45,4 +59,4 @@ def test_start_returns_through_a_pipe_and_stop_stops(name: str, tmp_path: Path) 
         assert again.returncode == 0 and "_STARTED=0" in again.stdout, again.stderr
     finally:
         subprocess.run(["bash", path, "destroy"], env=env, timeout=60, capture_output=True)
-    assert not (tmp_path / "data").exists()
+    assert not data.exists()
