@@ -259,7 +259,11 @@ impl HttpProtocol {
             write,
         } = d;
         tokio::pin!(conn);
-        let mut write_deadline = write.as_ref().map(WriteWatch::deadline);
+        // HTTP/2 (the one with an idle clock) also times its streams' waits for room.
+        let mut write_deadline = write.as_ref().map(|w| match idle {
+            Some(_) => w.deadline_with_streams(),
+            None => w.deadline(),
+        });
         let mut draining = false;
         // Draining, and waiting for a fresh connection's first request before closing.
         let mut awaiting_first = false;

@@ -19,6 +19,7 @@ use tokio::sync::{oneshot, Notify};
 
 use super::body::{plain_response, ResponseBody, StreamBody};
 use super::file::{FileBody, FileRange};
+use super::write_timer::WriteClock;
 use crate::bridge::outbox::Deliver;
 use crate::error::{Error, Result};
 
@@ -194,14 +195,37 @@ struct Inner {
     /// Released when the app is done, not when the last reference goes: Python code may keep
     /// a request's objects alive (in reference cycles) long after.
     inflight: Option<InflightToken>,
+    /// HTTP/2 with `--timeout-write`: the connection's write clock, told while the app waits
+    /// for room (the stream's flow-control window may be what is shut, which no socket
+    /// write shows).
+    stall_clock: Option<Arc<WriteClock>>,
+    /// The clock was told this exchange waits, and not yet that it stopped.
+    stall_counted: bool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.end_stall();
+    }
 }
 
 impl Inner {
     /// Takes the parked waker if `news` is what it waits for.
     fn waker_for(&mut self, news: Wants) -> Option<Arc<dyn AppWaker>> {
         match &self.parked {
-            Some(p) if p.wants.meets(news) => self.parked.take().map(|p| p.waker),
+            Some(p) if p.wants.meets(news) => {
+                self.end_stall();
+                self.parked.take().map(|p| p.waker)
+            }
             _ => None,
+        }
+    }
+
+    fn end_stall(&mut self) {
+        if std::mem::take(&mut self.stall_counted) {
+            if let Some(clock) = &self.stall_clock {
+                clock.stall_ended();
+            }
         }
     }
 
@@ -329,6 +353,16 @@ impl Exchange {
         responder: oneshot::Sender<Response<ResponseBody>>,
         head_request: bool,
     ) -> Arc<Self> {
+        Self::with_stall_clock(inflight, responder, head_request, None)
+    }
+
+    /// An HTTP/2 stream's exchange, telling `stall_clock` while its app waits for room.
+    pub fn with_stall_clock(
+        inflight: &Arc<AtomicUsize>,
+        responder: oneshot::Sender<Response<ResponseBody>>,
+        head_request: bool,
+        stall_clock: Option<Arc<WriteClock>>,
+    ) -> Arc<Self> {
         inflight.fetch_add(1, Ordering::Relaxed);
         let inner = Inner {
             chunks: VecDeque::new(),
@@ -342,6 +376,8 @@ impl Exchange {
             out: VecDeque::new(),
             out_buffered: 0,
             inflight: Some(InflightToken(inflight.clone())),
+            stall_clock,
+            stall_counted: false,
         };
         Arc::new(Self {
             inner: Mutex::new(inner),
@@ -528,6 +564,12 @@ impl Exchange {
             None => want.into(),
         };
         g.parked = Some(Parked { waker, wants });
+        if want == Want::Room && !g.stall_counted {
+            if let Some(clock) = &g.stall_clock {
+                clock.stall_began();
+                g.stall_counted = true;
+            }
+        }
         drop(g);
         if want == Want::Body {
             // The pump may be paused waiting for the app to ask.

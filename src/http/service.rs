@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
@@ -133,7 +133,17 @@ async fn respond(
     }
     let (parts, body) = req.into_parts();
     let (tx, rx) = oneshot::channel();
-    let exchange = Exchange::new(&http.inflight, tx, parts.method == Method::HEAD);
+    // HTTP/2: a stream's window can be shut with the socket free; its waits are timed too.
+    let stall_clock = match (&write, parts.version) {
+        (Some(w), Version::HTTP_2) => Some(w.clock.clone()),
+        _ => None,
+    };
+    let exchange = Exchange::with_stall_clock(
+        &http.inflight,
+        tx,
+        parts.method == Method::HEAD,
+        stall_clock,
+    );
     let mut guard = DisconnectGuard(Some(exchange.clone()));
 
     if body.is_end_stream() {

@@ -9,14 +9,22 @@
 //! upgraded WebSocket) polls a [`WriteDeadline`] after each poll of what writes: it reads
 //! the clock, and arms a timer only while the writes are blocked. So a write that goes
 //! through costs a load of one atomic, and no timer exists while the client keeps up.
+//!
+//! HTTP/2 adds a second way to take nothing: a client can read the socket and still never
+//! open a stream's flow-control window. hyper then stops polling that stream's body and writes
+//! nothing, so the socket is never blocked. Each stream whose app waits for room tells the
+//! clock ([`WriteClock::stall_began`], from the exchange), and the clock counts from the
+//! later of that and the last write that went through: a connection with a waiting stream
+//! that writes nothing for the limit has a client taking nothing.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::time::{Instant, Sleep};
 
 use crate::watched_io::IoWatcher;
@@ -28,6 +36,20 @@ pub struct WriteClock {
     /// Nanoseconds from `base` to the start of the current block, plus one; 0 while writes
     /// go through. Only the connection's own task writes it, so relaxed loads and stores do.
     blocked: AtomicU64,
+    /// HTTP/2: how many streams have an app waiting for room. Read on every write that goes
+    /// through; changed only under `stall`.
+    stalled: AtomicUsize,
+    /// While `stalled` is above 0: the mark of the last progress (the first stream's wait, or
+    /// a write since); 0 otherwise. Written by app threads and the I/O thread, under `stall`.
+    stalled_mark: AtomicU64,
+    stall: Mutex<StallWake>,
+}
+
+/// The connection's task, to be woken when a stream starts waiting: it arms its timer then
+/// (nothing else wakes it, since the stream's own task is the one that writes).
+#[derive(Default)]
+struct StallWake {
+    drive: Option<Waker>,
 }
 
 impl Default for WriteClock {
@@ -35,17 +57,23 @@ impl Default for WriteClock {
         Self {
             base: Instant::now(),
             blocked: AtomicU64::new(0),
+            stalled: AtomicUsize::new(0),
+            stalled_mark: AtomicU64::new(0),
+            stall: Mutex::new(StallWake::default()),
         }
     }
 }
 
 impl WriteClock {
+    fn now_mark(&self) -> u64 {
+        let since = (Instant::now() - self.base).as_nanos();
+        u64::try_from(since).unwrap_or(u64::MAX - 1) + 1
+    }
+
     fn block(&self) {
         // Only the first of a run of blocked writes reads the time.
         if self.blocked.load(Ordering::Relaxed) == 0 {
-            let since = (Instant::now() - self.base).as_nanos();
-            let since = u64::try_from(since).unwrap_or(u64::MAX - 1);
-            self.blocked.store(since + 1, Ordering::Relaxed);
+            self.blocked.store(self.now_mark(), Ordering::Relaxed);
         }
     }
 
@@ -55,9 +83,65 @@ impl WriteClock {
         }
     }
 
-    /// The start of the current block, as the clock's own count (0: not blocked).
+    /// Bytes went out: progress for the streams that wait too. (A flush is not: hyper
+    /// flushes whenever it is polled, with or without anything to send.)
+    fn took(&self) {
+        self.flow();
+        if self.stalled.load(Ordering::Relaxed) != 0 {
+            let _guard = self.stall.lock();
+            if self.stalled.load(Ordering::Relaxed) != 0 {
+                self.stalled_mark.store(self.now_mark(), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// An HTTP/2 stream's app waits for room in its response queue.
+    pub fn stall_began(&self) {
+        let drive = {
+            let mut wake = self.stall.lock();
+            if self.stalled.fetch_add(1, Ordering::Relaxed) == 0 {
+                self.stalled_mark.store(self.now_mark(), Ordering::Relaxed);
+                wake.drive.take()
+            } else {
+                None
+            }
+        };
+        if let Some(w) = drive {
+            w.wake();
+        }
+    }
+
+    /// A stream that waited got room, or ended.
+    pub fn stall_ended(&self) {
+        let _guard = self.stall.lock();
+        if self.stalled.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.stalled_mark.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The start of the current block, as the clock's own count (0: not blocked): the
+    /// earlier of the socket's block and the waiting streams'.
     fn blocked_mark(&self) -> u64 {
-        self.blocked.load(Ordering::Relaxed)
+        let socket = self.blocked.load(Ordering::Relaxed);
+        let streams = self.stalled_mark.load(Ordering::Relaxed);
+        match (socket, streams) {
+            (0, m) | (m, 0) => m,
+            (a, b) => a.min(b),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn stalled_streams(&self) -> usize {
+        self.stalled.load(Ordering::Relaxed)
+    }
+
+    /// Wakes `waker` when a stream starts waiting while none did.
+    fn watch_stalls(&self, waker: &Waker) {
+        let mut wake = self.stall.lock();
+        match &wake.drive {
+            Some(w) if w.will_wake(waker) => {}
+            _ => wake.drive = Some(waker.clone()),
+        }
     }
 
     fn instant_of(&self, mark: u64) -> Instant {
@@ -68,7 +152,7 @@ impl WriteClock {
 impl IoWatcher for Arc<WriteClock> {
     fn written(&self, n: usize) {
         if n > 0 {
-            self.flow();
+            self.took();
         }
     }
 
@@ -101,6 +185,15 @@ impl WriteWatch {
             watch: self.clone(),
             sleep: None,
             armed_for: 0,
+            streams: false,
+        }
+    }
+
+    /// The deadline of an HTTP/2 connection, which also watches its streams' waits.
+    pub fn deadline_with_streams(&self) -> WriteDeadline {
+        WriteDeadline {
+            streams: true,
+            ..self.deadline()
         }
     }
 }
@@ -114,10 +207,15 @@ pub struct WriteDeadline {
     sleep: Option<Pin<Box<Sleep>>>,
     /// The block the timer is set for (0: none).
     armed_for: u64,
+    /// HTTP/2: woken when a stream begins to wait, which no write tells.
+    streams: bool,
 }
 
 impl WriteDeadline {
     pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.streams {
+            self.watch.clock.watch_stalls(cx.waker());
+        }
         let mark = self.watch.clock.blocked_mark();
         if mark == 0 {
             self.armed_for = 0;

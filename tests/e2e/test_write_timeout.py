@@ -125,3 +125,53 @@ def test_an_http2_connection_nobody_reads_is_cut_off(juggler: type[Juggler]) -> 
         j.wait_for(f"EVENT {k} receive gave http.disconnect")
         j.wait_for(rf'"GET /stream\?key={k} HTTP/2" 200 \[write timeout\]$')
         recv_until_close(s)
+
+
+def test_an_http2_stream_whose_window_never_opens_is_cut_off(juggler: type[Juggler]) -> None:
+    """The client reads the socket to the end (nothing ever blocks there), answers SETTINGS,
+    and never opens the stream's window: after its first 64 KiB the stream takes nothing, and
+    only the stream's waiting send() shows it."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    j = juggler("write_timeout_app:app", "--timeout-write", "1").ready()
+    k = key()
+    h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    h2c.initiate_connection()
+    h2c.send_headers(
+        1,
+        [
+            (":method", "GET"),
+            (":path", f"/stream?key={k}"),
+            (":scheme", "http"),
+            (":authority", "t"),
+        ],
+        end_stream=True,
+    )
+    received = 0
+    closed_by_server = False
+    with socket.create_connection(("127.0.0.1", j.port), timeout=20) as s:
+        s.sendall(h2c.data_to_send())
+        while True:
+            data = s.recv(65536)
+            if not data:
+                closed_by_server = True
+                break
+            for event in h2c.receive_data(data):
+                if isinstance(event, h2.events.DataReceived):
+                    received += len(event.data)  # and never acknowledged: no WINDOW_UPDATE
+                if isinstance(event, h2.events.ConnectionTerminated):
+                    closed_by_server = True
+            s.sendall(h2c.data_to_send())  # SETTINGS and PING acknowledgements only
+            if closed_by_server:
+                break
+    assert closed_by_server
+    assert received <= 65535, "no more than the initial window"
+    j.wait_for(f"EVENT {k} send raised ClientDisconnected")
+    j.wait_for(f"EVENT {k} receive gave http.disconnect")
+    j.wait_for(rf'"GET /stream\?key={k} HTTP/2" 200 \[write timeout\]$')
+    assert f"EVENT {k} complete" not in j.output
+    done = key()
+    assert httpx.get(f"{j.url}/stream?key={done}&chunks=1").status_code == 200
+    j.wait_for(f"EVENT {done} complete")

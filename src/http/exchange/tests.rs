@@ -1,4 +1,5 @@
 use super::*;
+use crate::http::write_timer::WriteClock;
 use std::sync::atomic::AtomicUsize;
 use std::task::Wake;
 
@@ -178,6 +179,61 @@ fn streaming_applies_backpressure_and_wakes_the_sender_at_low_water() {
     }
     assert_eq!(taken, 3 * 256 * 1024, "woken once at or below 512 KiB");
     assert!(ex.has_room());
+}
+
+/// An exchange streaming more than its high-water mark, its app parked for room, on an
+/// HTTP/2 connection's write clock.
+fn stalled_on(clock: &Arc<WriteClock>) -> (Arc<Exchange>, Response<ResponseBody>, Arc<Counter>) {
+    let inflight = Arc::new(AtomicUsize::new(0));
+    let (tx, _rx) = oneshot::channel();
+    let ex = Exchange::with_stall_clock(&inflight, tx, false, Some(clock.clone()));
+    let chunk = Bytes::from(vec![0u8; 512 * 1024]);
+    let response = respond(
+        ex.start_response(StatusCode::OK, HeaderMap::new(), chunk.clone(), true)
+            .expect("started"),
+    );
+    assert!(!ex.send_chunk(chunk.clone(), true).expect("sent").full);
+    assert!(
+        ex.send_chunk(chunk, true).expect("sent").full,
+        "1.5 MiB queued"
+    );
+    let w = Arc::new(Counter::default());
+    let before = clock.stalled_streams();
+    assert!(ex.park(Want::Room, w.clone()));
+    assert_eq!(clock.stalled_streams(), before + 1, "waiting now");
+    (ex, response, w)
+}
+
+#[test]
+fn an_http2_app_waiting_for_room_is_a_stall_until_it_has_room() {
+    let clock = Arc::new(WriteClock::default());
+    let (ex, _response, w) = stalled_on(&clock);
+    assert_eq!(clock.stalled_streams(), 1);
+    // Parked again before any news (a second send of the same wait): still one.
+    assert!(ex.park(Want::Room, w.clone()));
+    assert_eq!(clock.stalled_streams(), 1);
+    let task = Arc::new(TaskWake(AtomicUsize::new(0))).into();
+    while w.count() == 0 {
+        assert!(matches!(ex.poll_out(&task), OutPoll::Data(_)));
+    }
+    assert_eq!(clock.stalled_streams(), 0, "room made: the wait is over");
+}
+
+#[test]
+fn a_stall_ends_with_the_client_or_the_exchange() {
+    let clock = Arc::new(WriteClock::default());
+    let (ex, response, w) = stalled_on(&clock);
+    let (other, other_response, _) = stalled_on(&clock);
+    assert_eq!(clock.stalled_streams(), 2);
+    // hyper drops a body when its stream is reset or the connection goes.
+    drop(response);
+    assert_eq!(w.count(), 1, "the app learns the client is gone");
+    assert_eq!(clock.stalled_streams(), 1);
+    drop(ex);
+    // The other one's app is still parked when everything goes at once.
+    drop(other);
+    drop(other_response);
+    assert_eq!(clock.stalled_streams(), 0);
 }
 
 #[test]

@@ -78,3 +78,79 @@ async fn idle_time_after_a_block_does_not_count() {
     let idle = tokio::time::timeout(LIMIT * 10, within(&watch, std::future::pending::<()>())).await;
     assert!(idle.is_err(), "an idle connection is not timed");
 }
+
+/// Polls an HTTP/2 deadline until it expires, or gives up after `within`; the time waited.
+async fn h2_expiry(watch: &WriteWatch, within: Duration) -> Option<Duration> {
+    let mut deadline = watch.deadline_with_streams();
+    let t0 = Instant::now();
+    tokio::time::timeout(within, std::future::poll_fn(|cx| deadline.poll_expired(cx)))
+        .await
+        .ok()
+        .map(|()| Instant::now() - t0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_http2_stream_waiting_with_nothing_written_times_out() {
+    let watch = WriteWatch::new(LIMIT);
+    let clock = watch.clock.clone();
+    // The stream starts to wait after the deadline was first polled: it must wake it.
+    let stall = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        clock.stall_began();
+    });
+    let waited = h2_expiry(&watch, LIMIT * 10).await;
+    stall.await.expect("stall");
+    assert_eq!(waited, Some(Duration::from_secs(1) + LIMIT));
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_that_go_through_are_progress_for_a_waiting_stream() {
+    let watch = WriteWatch::new(LIMIT);
+    watch.clock.stall_began();
+    let clock = watch.clock.clone();
+    // Another stream's bytes keep going out, each within the limit of the last.
+    let writer = tokio::spawn(async move {
+        for _ in 0..5 {
+            tokio::time::sleep(LIMIT / 2).await;
+            clock.written(100);
+        }
+    });
+    let waited = h2_expiry(&watch, LIMIT * 10).await;
+    writer.await.expect("writer");
+    assert_eq!(
+        waited,
+        Some(LIMIT / 2 * 5 + LIMIT),
+        "counted from the last write"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_that_ends_stops_the_clock() {
+    let watch = WriteWatch::new(LIMIT);
+    watch.clock.stall_began();
+    watch.clock.stall_began();
+    watch.clock.stall_ended();
+    assert!(h2_expiry(&watch, LIMIT / 2).await.is_none());
+    watch.clock.stall_ended();
+    assert!(
+        h2_expiry(&watch, LIMIT * 10).await.is_none(),
+        "no stream waits: an idle connection is not timed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn flushes_with_nothing_written_are_no_progress_for_a_waiting_stream() {
+    let watch = WriteWatch::new(LIMIT);
+    watch.clock.stall_began();
+    let clock = watch.clock.clone();
+    // hyper flushes each time the connection is polled, bytes or none.
+    let flusher = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(LIMIT / 4).await;
+            clock.flushed();
+        }
+    });
+    let waited = h2_expiry(&watch, LIMIT * 10).await;
+    flusher.abort();
+    assert_eq!(waited, Some(LIMIT));
+}
