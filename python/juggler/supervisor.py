@@ -411,8 +411,13 @@ class Supervisor:
         phases = collections.Counter(w.phase.value for w in self.workers.values())
         if self.policy.stopping:
             return f"Stopping: {len(self.workers)} worker(s) left"
-        parts = [f"{phases['ready']} worker(s) serving"]
-        parts += [f"{phases[p]} {p}" for p in ("starting", "retiring") if phases[p]]
+        # A retiring worker serves until its replacement is ready (a reload, a recycling).
+        serving = phases["ready"] + phases["retiring"]
+        parts = [f"{serving} worker(s) serving"]
+        if phases["retiring"]:
+            parts[0] += f" ({phases['retiring']} to be replaced)"
+        if phases["starting"]:
+            parts.append(f"{phases['starting']} starting")
         return ", ".join(parts)
 
     def _close_gate(self) -> None:

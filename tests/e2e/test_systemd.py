@@ -243,7 +243,9 @@ def test_the_documented_units_serve_every_socket_and_tell_systemd_what_happens(
     reloading = notify.until("RELOADING=1")[-1]
     assert any(f.startswith("MONOTONIC_USEC=") for f in reloading)
     new = [gate.hold(), gate.hold()]
-    assert "READY=1" not in fields(notify.pending()), "ready before the new workers are"
+    # The old workers still serve; the status says so, and READY=1 waits for the new ones.
+    told = fields(notify.until("STATUS=2 worker(s) serving (2 to be replaced), 2 starting"))
+    assert "READY=1" not in told + fields(notify.pending()), "ready before the new workers are"
     served_on_tcp(port)  # the old workers serve meanwhile
     for held in new:
         Gate.release(held)
