@@ -213,17 +213,28 @@ fn switch(
     Ok((response, agreed))
 }
 
+/// The read and write buffers yawc starts each socket with (its default is 8 KiB each). Most
+/// WebSockets idle, and most messages are small: thousands of held sockets should not each
+/// keep 16 KiB of buffers. A larger message grows a buffer for as long as it takes, and yawc
+/// gives the memory back once it is through.
+const SOCKET_BUFFER: usize = 1024;
+
 /// How yawc frames the socket: our limits, and deflate when it may be agreed.
 fn framing_options(config: &WsConfig) -> yawc::Options {
     // yawc refuses a frame of exactly its limit; the reassembly enforces ours, inclusive.
     let frame_limit = config.max_size.saturating_add(1);
     let mut options = yawc::Options::default()
         .with_limits(frame_limit, frame_limit)
+        .with_read_buffer_capacity(SOCKET_BUFFER)
+        .with_write_buffer_capacity(SOCKET_BUFFER)
         .without_compression();
     if config.per_message_deflate {
         let mut deflate = yawc::DeflateOptions::low_latency();
         // Deflating a few bytes costs more than it saves, and often makes them longer.
         deflate.compression_threshold = 128;
+        // No context is kept (see `ws::deflate::accept_offer`): state between messages
+        // waits in the worker's pool instead of in every socket.
+        deflate.pool = Some(deflate::pool());
         options.compression = Some(deflate);
     }
     options

@@ -47,12 +47,23 @@ pub fn agree(headers: &HeaderMap) -> Option<Agreed> {
 
 /// One offer (`name; param; param=value`), accepted when every parameter is known, given at
 /// most once, and has a value we can honour.
+///
+/// Whatever the offer, the answer asks for no context takeover in both directions, which
+/// RFC 7692 (§7.1.1.1, §7.1.1.2) lets a server impose. With context kept, each socket that
+/// ever carried a compressed message holds a compressor and a decompressor for the rest of
+/// its life, about 320 KiB; without it, the state is borrowed from the worker's pool for one
+/// message at a time (`ws::deflate::pool`), and an idle socket holds none. The price is the
+/// ratio: a message cannot refer to the ones before it.
 fn accept_offer(offer: &str) -> Option<Agreed> {
     let mut parts = offer.split(';');
     if !parts.next()?.trim().eq_ignore_ascii_case(NAME) {
         return None;
     }
-    let mut agreed = Agreed::default();
+    let mut agreed = Agreed {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        server_max_window_bits: None,
+    };
     let mut seen = [false; 4];
     for param in parts {
         let (name, value) = match param.split_once('=') {
@@ -70,8 +81,7 @@ fn accept_offer(offer: &str) -> Option<Agreed> {
             return None;
         }
         match (index, value) {
-            (0, None) => agreed.server_no_context_takeover = true,
-            (1, None) => agreed.client_no_context_takeover = true,
+            (0, None) | (1, None) => {}
             // deflate cannot keep to a 256-byte window (zlib makes 8 into 9), so an offer
             // that asks for one is declined.
             (2, Some(v)) => {
@@ -89,6 +99,16 @@ fn accept_offer(offer: &str) -> Option<Agreed> {
     Some(agreed)
 }
 
+/// Compressors and decompressors waiting between messages, shared by the worker's sockets:
+/// about as many as messages are compressed at once (the worker's I/O thread, and a margin
+/// for bursts), not one per socket.
+pub fn pool() -> yawc::DeflatePool {
+    static POOL: std::sync::OnceLock<yawc::DeflatePool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| yawc::DeflatePool::new(POOLED)).clone()
+}
+
+const POOLED: usize = 8;
+
 /// A window size parameter: 8 to 15, in plain digits.
 fn window_bits(value: &str) -> Option<u8> {
     if value.is_empty() || value.starts_with('0') || !value.bytes().all(|b| b.is_ascii_digit()) {
@@ -100,6 +120,10 @@ fn window_bits(value: &str) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The answer to any offer without a window size: no context kept, either way.
+    const FRESH: &str =
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
 
     fn offered(values: &[&str]) -> Option<String> {
         let mut h = HeaderMap::new();
@@ -115,7 +139,7 @@ mod tests {
         assert_eq!(offered(&["x-webkit-deflate-frame"]), None);
         assert_eq!(
             offered(&["permessage-deflate; client_max_window_bits"]).as_deref(),
-            Some("permessage-deflate")
+            Some(FRESH)
         );
         // Autobahn 13.7: three offers in one header, the first asking for a small window.
         assert_eq!(
@@ -129,11 +153,11 @@ mod tests {
                 "permessage-deflate; server_no_context_takeover"
             ])
             .as_deref(),
-            Some("permessage-deflate; server_no_context_takeover")
+            Some(FRESH)
         );
         assert_eq!(
             offered(&["permessage-deflate; server_max_window_bits=\"10\""]).as_deref(),
-            Some("permessage-deflate; server_max_window_bits=10")
+            Some("permessage-deflate; server_max_window_bits=10; server_no_context_takeover; client_no_context_takeover")
         );
     }
 
@@ -153,7 +177,7 @@ mod tests {
         }
         assert_eq!(
             offered(&["permessage-deflate; mystery, permessage-deflate"]).as_deref(),
-            Some("permessage-deflate")
+            Some(FRESH)
         );
     }
 }

@@ -279,14 +279,30 @@ def test_permessage_deflate_is_negotiated_and_used(ws_server: Juggler) -> None:
         text = "compress me " * 10000
         ws.send(text)
         assert ws.recv(timeout=10) == text
+    # A browser's offer. The answer imposes no context takeover both ways (RFC 7692 lets a
+    # server), so that an idle socket holds no deflate state.
     offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
     raw = RawWebSocket(ws_server.port, "/echo", extra=offer)
-    assert raw.headers["sec-websocket-extensions"].startswith("permessage-deflate")
-    raw.send_frame(0x1, b"a" * 10000)
-    opcode, rsv, payload = raw.read_frame()
-    assert opcode == 0x1
-    assert rsv & 0x4, "RSV1: the echo went out compressed"
-    assert len(payload) < 1000
+    assert raw.headers["sec-websocket-extensions"] == (
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    )
+    for _ in range(2):
+        raw.send_frame(0x1, b"a" * 10000)
+        opcode, rsv, payload = raw.read_frame()
+        assert opcode == 0x1
+        assert rsv & 0x4, "RSV1: the echo went out compressed"
+        assert len(payload) < 1000
+        # Each message alone, with an inflater that never saw the one before: refers back
+        # to nothing earlier (with context kept, the second would be a few bytes pointing
+        # at the first).
+        assert zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff") == b"a" * 10000
+    # The client compresses with no context too: two messages, each deflated alone.
+    for text in (b"b" * 5000, b"c" * 5000):
+        deflate = zlib.compressobj(wbits=-15)
+        body = deflate.compress(text) + deflate.flush(zlib.Z_SYNC_FLUSH)
+        raw.send_frame(0x1, body[:-4], rsv=0x4)
+        opcode, rsv, payload = raw.read_frame()
+        assert zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff") == text
 
 
 def test_deflate_off_and_message_size_limit(juggler: type[Juggler]) -> None:
