@@ -10,6 +10,10 @@ import socket
 import time
 import uuid
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
 import httpx
 from conftest import Juggler, recv_until_close
 
@@ -97,29 +101,24 @@ def test_a_slow_but_steady_reader_is_served_to_the_end(juggler: type[Juggler]) -
     assert "write timeout" not in j.output
 
 
-def test_an_http2_connection_nobody_reads_is_cut_off(juggler: type[Juggler]) -> None:
-    import h2.config
-    import h2.connection
-    import h2.settings
-
-    j = juggler("write_timeout_app:app", "--timeout-write", "1").ready()
-    k = key()
+def h2_stream_request(path: str, window: int | None = None) -> h2.connection.H2Connection:
+    """A client connection with its preface and one GET for ``path`` ready to send; with
+    ``window``, the connection's and every stream's flow-control window that large."""
     h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     h2c.initiate_connection()
+    if window is not None:
+        h2c.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+        h2c.increment_flow_control_window(window - 65535)
+    headers = [(":method", "GET"), (":path", path), (":scheme", "http"), (":authority", "t")]
+    h2c.send_headers(1, headers, end_stream=True)
+    return h2c
+
+
+def test_an_http2_connection_nobody_reads_is_cut_off(juggler: type[Juggler]) -> None:
+    j = juggler("write_timeout_app:app", "--timeout-write", "1").ready()
+    k = key()
     # Windows wide open: the stream is never held back by flow control, only by the socket.
-    window = 2**31 - 1
-    h2c.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
-    h2c.increment_flow_control_window(window - 65535)
-    h2c.send_headers(
-        1,
-        [
-            (":method", "GET"),
-            (":path", f"/stream?key={k}"),
-            (":scheme", "http"),
-            (":authority", "t"),
-        ],
-        end_stream=True,
-    )
+    h2c = h2_stream_request(f"/stream?key={k}", window=2**31 - 1)
     with tiny_client(j.port, h2c.data_to_send()) as s:
         j.wait_for(f"EVENT {k} send raised ClientDisconnected")
         j.wait_for(f"EVENT {k} receive gave http.disconnect")
@@ -137,18 +136,7 @@ def test_an_http2_stream_whose_window_never_opens_is_cut_off(juggler: type[Juggl
 
     j = juggler("write_timeout_app:app", "--timeout-write", "1").ready()
     k = key()
-    h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    h2c.initiate_connection()
-    h2c.send_headers(
-        1,
-        [
-            (":method", "GET"),
-            (":path", f"/stream?key={k}"),
-            (":scheme", "http"),
-            (":authority", "t"),
-        ],
-        end_stream=True,
-    )
+    h2c = h2_stream_request(f"/stream?key={k}")
     received = 0
     closed_by_server = False
     with socket.create_connection(("127.0.0.1", j.port), timeout=20) as s:
