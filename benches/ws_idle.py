@@ -6,7 +6,8 @@ socket), then COUNT more, hold them idle, and divide the growth of the server's 
 RSS by the sockets held. While they are held, one more WebSocket echoes a 32-byte text
 message ECHOES times, one at a time, and the round trips give the echo p50 and p99.
 
-``--warm BYTES`` makes each held socket echo one message of that many bytes before it idles,
+``--warm BYTES`` makes each held socket echo one message of that many bytes (compressed, with
+``--deflate``) before it idles,
 so that what a server keeps after a socket has been used shows (a compressor, grown
 buffers), not only what a fresh one costs.
 
@@ -32,6 +33,7 @@ import statistics
 import struct
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from importlib.metadata import version
 
@@ -104,14 +106,20 @@ class Declined(Exception):
     """The server answered a permessage-deflate offer without it: nothing to measure."""
 
 
-def text_frame(payload: bytes) -> bytes:
-    """A masked, final, uncompressed text frame (payload under 64 KiB)."""
+def text_frame(payload: bytes, compressed: bool = False) -> bytes:
+    """A masked, final text frame (payload under 64 KiB); ``compressed``: deflated alone,
+    with RSV1 set, so that the server's decompressor is used too."""
+    first = 0x81
+    if compressed:
+        deflate = zlib.compressobj(wbits=-15)
+        payload = (deflate.compress(payload) + deflate.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        first |= 0x40
     mask = os.urandom(4)
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     if len(payload) < 126:
-        head = struct.pack("!BB", 0x81, 0x80 | len(payload))
+        head = struct.pack("!BB", first, 0x80 | len(payload))
     else:
-        head = struct.pack("!BBH", 0x81, 0x80 | 126, len(payload))
+        head = struct.pack("!BBH", first, 0x80 | 126, len(payload))
     return head + mask + masked
 
 
@@ -165,7 +173,7 @@ async def hold(
                 return
             if warm:
                 reader, writer = opened
-                writer.write(text_frame(b"w" * warm))
+                writer.write(text_frame(b"w" * warm, compressed=deflate))
                 try:
                     await asyncio.wait_for(read_frame(reader), 10)
                 except (TimeoutError, OSError, asyncio.IncompleteReadError):

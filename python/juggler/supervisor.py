@@ -408,14 +408,17 @@ class Supervisor:
 
     def _describe_workers(self) -> str:
         """What ``systemctl status`` shows: the workers by phase."""
-        phases = collections.Counter(w.phase.value for w in self.workers.values())
         if self.policy.stopping:
             return f"Stopping: {len(self.workers)} worker(s) left"
-        # A retiring worker serves until its replacement is ready (a reload, a recycling).
-        serving = phases["ready"] + phases["retiring"]
-        parts = [f"{serving} worker(s) serving"]
-        if phases["retiring"]:
-            parts[0] += f" ({phases['retiring']} to be replaced)"
+        phases = collections.Counter(w.phase.value for w in self.workers.values())
+        # A retiring worker serves until its replacement is ready (a reload, a recycling),
+        # if it ever got ready: one retired while still starting never served.
+        replaced = sum(
+            1 for w in self.workers.values() if w.phase is Phase.RETIRING and w.ready_at is not None
+        )
+        parts = [f"{phases['ready'] + replaced} worker(s) serving"]
+        if replaced:
+            parts[0] += f" ({replaced} to be replaced)"
         if phases["starting"]:
             parts.append(f"{phases['starting']} starting")
         return ", ".join(parts)

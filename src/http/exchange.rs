@@ -461,6 +461,9 @@ impl Exchange {
             let g = &mut *guard;
             if let Some(chunk) = g.out.pop_front() {
                 g.out_buffered -= chunk.len();
+                if let Some(clock) = &g.stall_clock {
+                    clock.stream_progress();
+                }
                 let waker = if g.out_buffered <= OUT_LOW_WATER {
                     g.waker_for(Wants::Room)
                 } else {
@@ -564,13 +567,17 @@ impl Exchange {
             None => want.into(),
         };
         g.parked = Some(Parked { waker, wants });
+        let mut drive = None;
         if want == Want::Room && !g.stall_counted {
             if let Some(clock) = &g.stall_clock {
-                clock.stall_began();
+                drive = clock.stall_began();
                 g.stall_counted = true;
             }
         }
         drop(g);
+        if let Some(w) = drive {
+            w.wake();
+        }
         if want == Want::Body {
             // The pump may be paused waiting for the app to ask.
             self.demand.notify_one();
@@ -752,6 +759,8 @@ impl Exchange {
         // left parked by an app that gave up waiting is dropped, not called.
         let (parked, inflight, canceller) = {
             let mut g = self.inner.lock();
+            // An app that gave up waiting for room waits no more.
+            g.end_stall();
             (g.parked.take(), g.inflight.take(), g.canceller.take())
         };
         drop((parked, inflight, canceller));

@@ -11,11 +11,13 @@
 //! through costs a load of one atomic, and no timer exists while the client keeps up.
 //!
 //! HTTP/2 adds a second way to take nothing: a client can read the socket and still never
-//! open a stream's flow-control window. hyper then stops polling that stream's body and writes
-//! nothing, so the socket is never blocked. Each stream whose app waits for room tells the
-//! clock ([`WriteClock::stall_began`], from the exchange), and the clock counts from the
-//! later of that and the last write that went through: a connection with a waiting stream
-//! that writes nothing for the limit has a client taking nothing.
+//! open a stream's flow-control window. hyper then stops polling that stream's body, so the
+//! socket is never blocked. Each stream whose app waits for room tells the clock
+//! ([`WriteClock::stall_began`], from the exchange), and the clock counts from the later of
+//! that and the last chunk of body hyper took on any of the connection's streams
+//! ([`WriteClock::stream_progress`]): a connection with a waiting stream whose client takes
+//! no data on any stream for the limit has a client taking nothing, and is closed, all its
+//! streams with it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -83,10 +85,11 @@ impl WriteClock {
         }
     }
 
-    /// Bytes went out: progress for the streams that wait too. (A flush is not: hyper
-    /// flushes whenever it is polled, with or without anything to send.)
-    fn took(&self) {
-        self.flow();
+    /// hyper took a chunk of response body on one of the connection's HTTP/2 streams: the
+    /// client opened a window, so it is taking data, and the streams that wait are only
+    /// waiting their turn. (Bytes on the socket would not say so: hyper writes PINGs and
+    /// SETTINGS and WINDOW_UPDATE frames to a client that takes no data at all.)
+    pub fn stream_progress(&self) {
         if self.stalled.load(Ordering::Relaxed) != 0 {
             let _guard = self.stall.lock();
             if self.stalled.load(Ordering::Relaxed) != 0 {
@@ -95,19 +98,17 @@ impl WriteClock {
         }
     }
 
-    /// An HTTP/2 stream's app waits for room in its response queue.
-    pub fn stall_began(&self) {
-        let drive = {
-            let mut wake = self.stall.lock();
-            if self.stalled.fetch_add(1, Ordering::Relaxed) == 0 {
-                self.stalled_mark.store(self.now_mark(), Ordering::Relaxed);
-                wake.drive.take()
-            } else {
-                None
-            }
-        };
-        if let Some(w) = drive {
-            w.wake();
+    /// An HTTP/2 stream's app waits for room in its response queue. Returns the connection
+    /// task's waker when it must be woken (the first wait): the caller wakes it once its own
+    /// locks are released.
+    #[must_use]
+    pub fn stall_began(&self) -> Option<Waker> {
+        let mut wake = self.stall.lock();
+        if self.stalled.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.stalled_mark.store(self.now_mark(), Ordering::Relaxed);
+            wake.drive.take()
+        } else {
+            None
         }
     }
 
@@ -135,6 +136,11 @@ impl WriteClock {
         self.stalled.load(Ordering::Relaxed)
     }
 
+    #[cfg(test)]
+    pub fn stall_mark_for_tests(&self) -> u64 {
+        self.stalled_mark.load(Ordering::Relaxed)
+    }
+
     /// Wakes `waker` when a stream starts waiting while none did.
     fn watch_stalls(&self, waker: &Waker) {
         let mut wake = self.stall.lock();
@@ -152,7 +158,7 @@ impl WriteClock {
 impl IoWatcher for Arc<WriteClock> {
     fn written(&self, n: usize) {
         if n > 0 {
-            self.took();
+            self.flow();
         }
     }
 

@@ -318,8 +318,15 @@ where
         // told the same.
         let code = match &error {
             WebSocketError::ConnectionClosed => return self.lost(),
-            // Bad deflate data comes as InvalidData; anything else is the socket failing.
-            WebSocketError::IoError(e) if e.kind() != std::io::ErrorKind::InvalidData => {
+            // Bad deflate data comes as an I/O error too: InvalidInput from yawc's inflater
+            // (InvalidData from other paths). Any other kind is the socket failing, with no
+            // close frame to send.
+            WebSocketError::IoError(e)
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+                ) =>
+            {
                 return self.lost()
             }
             WebSocketError::FrameTooLarge => super::close_code::TOO_BIG,

@@ -130,10 +130,6 @@ def test_an_http2_stream_whose_window_never_opens_is_cut_off(juggler: type[Juggl
     """The client reads the socket to the end (nothing ever blocks there), answers SETTINGS,
     and never opens the stream's window: after its first 64 KiB the stream takes nothing, and
     only the stream's waiting send() shows it."""
-    import h2.config
-    import h2.connection
-    import h2.events
-
     j = juggler("write_timeout_app:app", "--timeout-write", "1").ready()
     k = key()
     h2c = h2_stream_request(f"/stream?key={k}")

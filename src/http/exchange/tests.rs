@@ -237,6 +237,32 @@ fn a_stall_ends_with_the_client_or_the_exchange() {
 }
 
 #[test]
+fn an_app_that_gives_up_waiting_for_room_no_longer_stalls() {
+    let clock = Arc::new(WriteClock::default());
+    let (ex, _response, w) = stalled_on(&clock);
+    // Its send() was cancelled, and the app returned: the response stays with hyper, and the
+    // exchange with Python objects that may outlive it.
+    ex.finish();
+    assert_eq!(clock.stalled_streams(), 0);
+    assert_eq!(w.count(), 0, "a waker left parked is dropped, not called");
+}
+
+#[test]
+fn body_taken_on_any_stream_is_progress_on_the_clock() {
+    let clock = Arc::new(WriteClock::default());
+    let (_waiting, _response, _) = stalled_on(&clock);
+    let (other, _other_response, _) = stalled_on(&clock);
+    let before = clock.stall_mark_for_tests();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let task = Arc::new(TaskWake(AtomicUsize::new(0))).into();
+    assert!(matches!(other.poll_out(&task), OutPoll::Data(_)));
+    assert!(
+        clock.stall_mark_for_tests() > before,
+        "the wait counts from the chunk taken"
+    );
+}
+
+#[test]
 fn send_chunk_wakes_a_waiting_stream_through_a_handover() {
     let (ex, _rx, _) = exchange();
     // hyper holds the response (and its stream) until the end; dropping it would mean
