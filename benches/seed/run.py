@@ -68,7 +68,7 @@ c.SERVERS["juggler-wsgi-32-q128"] = c.juggler(
     "--interface", "wsgi", "--threads", "32", "--queue-size", "128"
 )
 
-CONTROL = "juggler ASGI 1 worker (asyncpg, beside MariaDB)"
+CONTROL = "juggler ASGI 1 worker (asyncpg) beside MariaDB"
 DEPLOYMENTS = {
     d.name: d
     for d in (
@@ -500,17 +500,18 @@ def mariadb_section(rows: list[dict]) -> list[str]:
     levels = tuple(sorted({r["connections"] for r in mine}))
     durations = sorted({r.get("duration_s", 0) for r in mine})
     sessions = ", ".join(sorted({r.get("measured", "?") for r in mine}))
+    busiest = max(r["others_cpu_cores"] for r in mine)
     return [
         "## The same slow query on MariaDB: `examples/fastapi_aiomysql`",
         "",
         "- command: `python benches/seed/run.py --endpoints slow --connections "
         f"{','.join(map(str, levels))} --duration {durations[-1]} --deployments "
         f"'{','.join(MARIADB)}' --merge benches/seed/results.json`",
-        f"- measured: {sessions}, {durations[-1]} s per run, on the same 2-core machine while "
-        "other builds and tests ran on it (see the other processes' cores of each run below: "
-        "these rows are far less clean than the PostgreSQL ones, and compare only with each "
-        "other). The first row is the asyncpg example on PostgreSQL, measured alongside them "
-        f"under the same load as a control. Versions: {c.versions()}, "
+        f"- measured: {sessions}, {durations[-1]} s per run, on the same 2-core machine; "
+        f"other processes took at most {busiest:.2f} cores during these runs (the `others` "
+        "column of each run below), so compare these rows with each other first. The first "
+        "row is the asyncpg example on PostgreSQL, measured alongside them as a control. "
+        f"Versions: {c.versions()}, "
         f"aiomysql {metadata.version('aiomysql')}.",
         "- app: FastAPI with an aiomysql pool of "
         f"{ASYNC_POOL} connections per worker, opened in lifespan; `/slow` runs `SELECT "
