@@ -203,6 +203,11 @@ class Worker:
         finally:
             for sig in (*STOP_SIGNALS, LEAVE_SIGNAL):
                 loop.remove_signal_handler(sig)
+            # The stop is under way: a second SIGTERM (from the supervisor after systemd's
+            # own, which reaches every process of the service) must not kill the worker in
+            # the middle of the app's lifespan shutdown, as the default action would.
+            # SIGQUIT keeps its default: at once means at once.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             server.abort()
             server.join()
             server.process()

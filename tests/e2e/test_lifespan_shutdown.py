@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -114,3 +115,20 @@ def test_streaming_handler_sees_disconnect_on_shutdown(juggler):
     assert "EVENT k http.disconnect" in j.output
     assert "Traceback" not in j.output
     s.close()
+
+
+def test_a_second_sigterm_does_not_cut_a_workers_lifespan_shutdown(juggler):
+    """systemd's default KillMode signals every process of the service: each worker gets
+    SIGTERM from systemd and again from the supervisor, the second one possibly while the
+    app's shutdown runs. It must change nothing."""
+    j = juggler("lifespans:slow_shutdown", "--workers", "2").ready()
+    workers = j.workers()
+    assert len(workers) == 2
+    for pid in workers:
+        os.kill(pid, signal.SIGTERM)
+    for pid in workers:
+        j.wait_for(f"SHUTDOWN-BEGAN {pid}")
+    assert j.stop(signal.SIGTERM) == 0  # the supervisor signals them again
+    for pid in workers:
+        assert f"SHUTDOWN-DONE {pid}" in j.output, j.output
+        assert f"Worker [{pid}] stopped (exit code 0)" in j.output, j.output

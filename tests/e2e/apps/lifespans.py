@@ -1,5 +1,8 @@
 """Apps whose lifespan misbehaves in the ways the tests check."""
 
+import asyncio
+import os
+
 
 async def _http(scope, receive, send):
     body = repr(sorted(scope.get("state", {}).items())).encode()
@@ -40,6 +43,21 @@ async def with_state(scope, receive, send):
                 print("SHUTDOWN-HOOK", flush=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    await _http(scope, receive, send)
+
+
+async def slow_shutdown(scope, receive, send):
+    """A shutdown that takes a while (closing a pool, flushing a queue), and says when it is
+    done."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        print(f"SHUTDOWN-BEGAN {os.getpid()}", flush=True)
+        await asyncio.sleep(1.5)
+        print(f"SHUTDOWN-DONE {os.getpid()}", flush=True)
+        await send({"type": "lifespan.shutdown.complete"})
+        return
     await _http(scope, receive, send)
 
 
