@@ -189,6 +189,7 @@ impl Interface for WsgiCore {
     fn on_io_start(&self) {
         let outbox = self.delivery.outbox();
         tokio::spawn(async move { outbox.run().await });
+        tokio::spawn(self.pool.clone().deliver_overdue());
         let pool = self.pool.clone();
         if pool.bounds().timeout.is_some() {
             tokio::spawn(async move { expire_waiting(pool).await });

@@ -22,6 +22,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -102,6 +103,11 @@ struct State<J> {
     alive: usize,
     /// Since when the I/O thread holds a wake-up back until it is about to sleep.
     wake_deferred: Option<Instant>,
+    /// [`Pool::deliver_overdue`]'s task while it waits for a hold to start; taken (and woken)
+    /// by the submit that starts one.
+    overdue_watcher: Option<Waker>,
+    /// Jobs queued when the task last saw the hold (or when the hold started).
+    overdue_seen: usize,
     stopping: bool,
 }
 
@@ -156,6 +162,8 @@ impl<J: Send + 'static> Pool<J> {
                 notified: 0,
                 alive: 0,
                 wake_deferred: None,
+                overdue_watcher: None,
+                overdue_seen: 0,
                 stopping: false,
             }),
             work: Condvar::new(),
@@ -196,13 +204,47 @@ impl<J: Send + 'static> Pool<J> {
             && st
                 .wake_deferred
                 .is_none_or(|t| t.elapsed() < MAX_DEFER_TIME);
+        let mut watcher = None;
         if defer {
-            st.wake_deferred.get_or_insert_with(Instant::now);
+            if st.wake_deferred.is_none() {
+                st.wake_deferred = Some(Instant::now());
+                st.overdue_seen = st.queue.len();
+                watcher = st.overdue_watcher.take();
+            }
         } else {
             st.wake_deferred = None;
             self.wake_one(&mut st);
         }
+        drop(st);
+        if let Some(w) = watcher {
+            w.wake();
+        }
         Ok(())
+    }
+
+    /// Runs on the I/O thread for its lifetime, so that a held wake-up goes out even when
+    /// the thread never parks and nothing more is submitted (a connection that keeps it busy,
+    /// such as a flood of cheap HTTP/2 frames, would otherwise hold every other request back
+    /// until it stops). The same as the mailbox's `deliver_overdue`: the submit that starts a
+    /// hold wakes this task, which Tokio runs after the tasks already queued; if none of them
+    /// submitted more, the wake-up goes out now, else it looks again after one more turn.
+    pub async fn deliver_overdue(self: Arc<Self>) {
+        std::future::poll_fn(|cx| {
+            let mut st = self.state.lock();
+            if st.wake_deferred.is_some() {
+                if st.queue.len() > st.overdue_seen {
+                    st.overdue_seen = st.queue.len();
+                    drop(st);
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                st.wake_deferred = None;
+                self.wake_one(&mut st);
+            }
+            st.overdue_watcher = Some(cx.waker().clone());
+            Poll::<()>::Pending
+        })
+        .await
     }
 
     /// Delivers a wake-up [`Pool::submit`] held back; the I/O thread calls it before parking.

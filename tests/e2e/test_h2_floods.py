@@ -88,11 +88,24 @@ def test_flood_from_a_client_that_never_reads(
     assert httpx.get(url, verify=verify).status_code == 200
 
 
-def test_a_busy_connection_does_not_hold_other_requests_back(h2c_server: Juggler) -> None:
+@pytest.fixture(scope="module")
+def h2c_wsgi_server() -> Iterator[Juggler]:
+    j = start("wsgi_hello:app", "--app-dir", BENCH_APPS, "--interface", "wsgi", "--no-access-log")
+    yield j
+    j.kill()
+
+
+@pytest.mark.parametrize("interface", ["asgi", "wsgi"])
+def test_a_busy_connection_does_not_hold_other_requests_back(
+    request: pytest.FixtureRequest, interface: str
+) -> None:
     """A flood the server takes in full (WINDOW_UPDATE frames cost it next to nothing) keeps
     its I/O thread from ever parking; the second client's requests must still be handed to
-    the app meanwhile, not when the flood pauses. Bytes are the clock: the requests must be
-    done long before the flood has sent its (large) limit."""
+    the app (the event loop, or a WSGI thread) meanwhile, not when the flood pauses. Bytes are
+    the clock: the requests must be done long before the flood has sent its (large) limit."""
+    h2c_server: Juggler = request.getfixturevalue(
+        "h2c_server" if interface == "asgi" else "h2c_wsgi_server"
+    )
     flooder = Flooder(h2c_server.port, FLOODS["window-update"], BUSY_LIMIT, STALL)
     url = f"{h2c_server.url}/"
     with httpx.Client(http1=False, http2=True, timeout=30) as second:
