@@ -12,16 +12,12 @@ use std::cell::Cell;
 use std::future::poll_fn;
 use std::io;
 use std::mem;
-use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::task::Poll;
 
 use parking_lot::Mutex;
 
+use super::held_wakeup::{HeldWakeup, Look};
 use super::wakeup::Wakeup;
-
-/// Deferred events are delivered at once past this many, or this old.
-const MAX_DEFERRED: usize = 64;
-const MAX_DEFER_TIME: Duration = Duration::from_millis(1);
 
 thread_local! {
     static DEFERS_WAKEUPS: Cell<bool> = const { Cell::new(false) };
@@ -40,11 +36,8 @@ pub fn defers_wakeups() -> bool {
 
 struct Queue<E> {
     events: Vec<E>,
-    /// Set while events wait for a wake-up that was held back.
-    deferred_since: Option<Instant>,
-    /// [`Mailbox::deliver_overdue`]'s task while it waits for a hold to start; taken (and
-    /// woken) by the post that starts one.
-    watcher: Option<Waker>,
+    /// The wake-up held back while events wait, and [`Mailbox::deliver_overdue`]'s task.
+    held: HeldWakeup,
 }
 
 pub struct Mailbox<E> {
@@ -56,8 +49,7 @@ impl<E> Mailbox<E> {
     pub fn new() -> io::Result<Self> {
         let queue = Queue {
             events: Vec::with_capacity(64),
-            deferred_since: None,
-            watcher: None,
+            held: HeldWakeup::default(),
         };
         Ok(Self {
             queue: Mutex::new(queue),
@@ -78,19 +70,13 @@ impl<E> Mailbox<E> {
             q.events.push(event);
             if !defer {
                 // Also covers events an I/O thread deferred: they go out with this one.
-                was_empty || q.deferred_since.take().is_some()
+                was_empty | q.held.end()
             } else if was_empty {
-                q.deferred_since = Some(Instant::now());
-                watcher = q.watcher.take();
+                watcher = q.held.begin(1);
                 false
             } else {
-                match q.deferred_since {
-                    Some(t) if q.events.len() >= MAX_DEFERRED || t.elapsed() >= MAX_DEFER_TIME => {
-                        q.deferred_since = None;
-                        true
-                    }
-                    _ => false,
-                }
+                // Not held with events waiting: a wake-up is on its way already.
+                q.held.is_held() && q.held.is_due(q.events.len()) && q.held.end()
             }
         };
         if notify {
@@ -102,7 +88,7 @@ impl<E> Mailbox<E> {
 
     /// Delivers held-back wake-ups; the I/O thread calls it before parking.
     pub fn flush(&self) {
-        if self.queue.lock().deferred_since.take().is_some() {
+        if self.queue.lock().held.end() {
             self.wakeup.notify();
         }
     }
@@ -114,35 +100,21 @@ impl<E> Mailbox<E> {
     /// the tasks already queued: if none of them posted more, the thread has nothing more
     /// for this batch and the wake-up goes out now (when the thread is about to park, this is
     /// the flush the park would have done, a moment earlier); while they keep posting, it
-    /// looks again after one more turn, and the post limits (MAX_DEFERRED, MAX_DEFER_TIME)
+    /// looks again after one more turn, and the post limits (MAX_HELD, MAX_HOLD_TIME)
     /// still apply. It costs a task wake and poll per hold (about 300 instructions of a
     /// 92,000-instruction request, `benches/callgrind.sh`); a timer per hold cost twice that,
     /// since registering one wakes the driver (a write and one more turn of the thread) and
     /// it may fire later on an idle thread to find nothing.
     pub async fn deliver_overdue(&self) {
-        // Events the hold had when this task last looked; a hold starts with one.
-        let mut seen = 1;
         poll_fn(|cx| {
             let mut q = self.queue.lock();
-            let deliver = match q.deferred_since {
-                Some(_) if q.events.len() > seen => {
-                    seen = q.events.len();
-                    drop(q);
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                Some(_) => {
-                    q.deferred_since = None;
-                    true
-                }
-                // Delivered already: by the park, a post past the limits, or the loop.
-                None => false,
-            };
-            seen = 1;
-            q.watcher = Some(cx.waker().clone());
+            let waiting = q.events.len();
+            let look = q.held.look(waiting, cx);
             drop(q);
-            if deliver {
-                self.wakeup.notify();
+            match look {
+                Look::Again => cx.waker().wake_by_ref(),
+                Look::Deliver => self.wakeup.notify(),
+                Look::Idle => {}
             }
             Poll::<()>::Pending
         })
@@ -155,15 +127,17 @@ impl<E> Mailbox<E> {
         self.wakeup.clear();
         let mut q = self.queue.lock();
         mem::swap(&mut q.events, into);
-        q.deferred_since = None;
+        q.held.end();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::held_wakeup::{MAX_HELD, MAX_HOLD_TIME};
     use super::super::wakeup::readable;
     use super::*;
     use std::sync::Arc;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn batches_and_keeps_order_across_threads() {
@@ -213,7 +187,7 @@ mod tests {
         let m = mb.clone();
         std::thread::spawn(move || {
             defer_wakeups_on_this_thread();
-            (0..MAX_DEFERRED as i32).for_each(|i| m.post(i));
+            (0..MAX_HELD as i32).for_each(|i| m.post(i));
             assert!(readable(m.fileno()));
         })
         .join()
@@ -236,7 +210,7 @@ mod tests {
             mb.post(1);
             assert!(!readable(mb.fileno()), "held back at first");
             // Busy, as under a flood: always a task to run, so the runtime never parks. Bounded
-            // by a generous cap; the wake-up comes after MAX_DEFER_TIME.
+            // by a generous cap; the wake-up comes after MAX_HOLD_TIME.
             let cap = std::time::Instant::now() + Duration::from_secs(10);
             while !readable(mb.fileno()) && std::time::Instant::now() < cap {
                 tokio::task::yield_now().await;
@@ -288,9 +262,9 @@ mod tests {
             assert!(!readable(mb.fileno()), "held back at first");
             let (second, third) = second.await.expect("second poster");
             let third = third.await.expect("third poster");
-            // A machine that stalled past MAX_DEFER_TIME between the posts rightly delivered
+            // A machine that stalled past MAX_HOLD_TIME between the posts rightly delivered
             // at the third post; the hold's turns are then not what decided.
-            (second, third, start.elapsed() < MAX_DEFER_TIME)
+            (second, third, start.elapsed() < MAX_HOLD_TIME)
         });
         if in_time {
             assert!(!second, "held while the first turn posts");

@@ -19,6 +19,7 @@
 //! crossing into the loop takes is the loop's lag ([`lag`]), measured with probes that cross
 //! like any event.
 
+pub mod held_wakeup;
 pub mod lag;
 pub mod mailbox;
 pub mod outbox;

@@ -22,15 +22,12 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-/// Jobs the I/O thread may queue, and how long, before it wakes a thread without waiting to
-/// park.
-const MAX_DEFERRED: usize = 64;
-const MAX_DEFER_TIME: Duration = Duration::from_millis(1);
+use crate::bridge::held_wakeup::{HeldWakeup, Look};
 
 /// Runs one job on a pool thread.
 pub trait Run<J>: Send + Sync + 'static {
@@ -101,13 +98,9 @@ struct State<J> {
     notified: usize,
     /// Threads whose Python side has not finished yet (for a clean stop).
     alive: usize,
-    /// Since when the I/O thread holds a wake-up back until it is about to sleep.
-    wake_deferred: Option<Instant>,
-    /// [`Pool::deliver_overdue`]'s task while it waits for a hold to start; taken (and woken)
-    /// by the submit that starts one.
-    overdue_watcher: Option<Waker>,
-    /// Jobs queued when the task last saw the hold (or when the hold started).
-    overdue_seen: usize,
+    /// The thread wake-up the I/O thread holds back until it is about to sleep, and
+    /// [`Pool::deliver_overdue`]'s task.
+    held: HeldWakeup,
     stopping: bool,
 }
 
@@ -161,9 +154,7 @@ impl<J: Send + 'static> Pool<J> {
                 waking: 0,
                 notified: 0,
                 alive: 0,
-                wake_deferred: None,
-                overdue_watcher: None,
-                overdue_seen: 0,
+                held: HeldWakeup::default(),
                 stopping: false,
             }),
             work: Condvar::new(),
@@ -199,21 +190,14 @@ impl<J: Send + 'static> Pool<J> {
         // The I/O thread goes on reading other requests before it sleeps: waking a thread
         // now would make the two take turns per request on a busy core.
         // Bounded like the mailbox's: a busy I/O thread may not park for a while.
-        let defer = crate::bridge::mailbox::defers_wakeups()
-            && st.queue.len() < MAX_DEFERRED
-            && st
-                .wake_deferred
-                .is_none_or(|t| t.elapsed() < MAX_DEFER_TIME);
+        let waiting = st.queue.len();
+        let defer = crate::bridge::mailbox::defers_wakeups() && !st.held.is_due(waiting);
         let mut watcher = None;
-        if defer {
-            if st.wake_deferred.is_none() {
-                st.wake_deferred = Some(Instant::now());
-                st.overdue_seen = st.queue.len();
-                watcher = st.overdue_watcher.take();
-            }
-        } else {
-            st.wake_deferred = None;
+        if !defer {
+            st.held.end();
             self.wake_one(&mut st);
+        } else if !st.held.is_held() {
+            watcher = st.held.begin(waiting);
         }
         drop(st);
         if let Some(w) = watcher {
@@ -231,17 +215,15 @@ impl<J: Send + 'static> Pool<J> {
     pub async fn deliver_overdue(self: Arc<Self>) {
         std::future::poll_fn(|cx| {
             let mut st = self.state.lock();
-            if st.wake_deferred.is_some() {
-                if st.queue.len() > st.overdue_seen {
-                    st.overdue_seen = st.queue.len();
+            let waiting = st.queue.len();
+            match st.held.look(waiting, cx) {
+                Look::Again => {
                     drop(st);
                     cx.waker().wake_by_ref();
-                    return Poll::Pending;
                 }
-                st.wake_deferred = None;
-                self.wake_one(&mut st);
+                Look::Deliver => self.wake_one(&mut st),
+                Look::Idle => {}
             }
-            st.overdue_watcher = Some(cx.waker().clone());
             Poll::<()>::Pending
         })
         .await
@@ -250,7 +232,7 @@ impl<J: Send + 'static> Pool<J> {
     /// Delivers a wake-up [`Pool::submit`] held back; the I/O thread calls it before parking.
     pub fn flush_wakeups(self: &Arc<Self>) {
         let mut st = self.state.lock();
-        if st.wake_deferred.take().is_some() {
+        if st.held.end() {
             self.wake_one(&mut st);
         }
     }
