@@ -38,20 +38,16 @@ pub struct WriteClock {
     /// Nanoseconds from `base` to the start of the current block, plus one; 0 while writes
     /// go through. Only the connection's own task writes it, so relaxed loads and stores do.
     blocked: AtomicU64,
-    /// HTTP/2: how many streams have an app waiting for room. Read on every write that goes
-    /// through; changed only under `stall`.
+    /// HTTP/2: how many streams have an app waiting for room. Read for every chunk of body
+    /// hyper takes on the connection; changed only under `drive`'s lock.
     stalled: AtomicUsize,
     /// While `stalled` is above 0: the mark of the last progress (the first stream's wait, or
-    /// a write since); 0 otherwise. Written by app threads and the I/O thread, under `stall`.
+    /// a chunk taken since); 0 otherwise. Written by app threads and the I/O thread, under
+    /// `drive`'s lock.
     stalled_mark: AtomicU64,
-    stall: Mutex<StallWake>,
-}
-
-/// The connection's task, to be woken when a stream starts waiting: it arms its timer then
-/// (nothing else wakes it, since the stream's own task is the one that writes).
-#[derive(Default)]
-struct StallWake {
-    drive: Option<Waker>,
+    /// The connection's task, to be woken when a stream starts waiting: it arms its timer
+    /// then (nothing else wakes it, since the stream's own task is the one that writes).
+    drive: Mutex<Option<Waker>>,
 }
 
 impl Default for WriteClock {
@@ -61,7 +57,7 @@ impl Default for WriteClock {
             blocked: AtomicU64::new(0),
             stalled: AtomicUsize::new(0),
             stalled_mark: AtomicU64::new(0),
-            stall: Mutex::new(StallWake::default()),
+            drive: Mutex::new(None),
         }
     }
 }
@@ -91,7 +87,7 @@ impl WriteClock {
     /// SETTINGS and WINDOW_UPDATE frames to a client that takes no data at all.)
     pub fn stream_progress(&self) {
         if self.stalled.load(Ordering::Relaxed) != 0 {
-            let _guard = self.stall.lock();
+            let _guard = self.drive.lock();
             if self.stalled.load(Ordering::Relaxed) != 0 {
                 self.stalled_mark.store(self.now_mark(), Ordering::Relaxed);
             }
@@ -103,10 +99,10 @@ impl WriteClock {
     /// locks are released.
     #[must_use]
     pub fn stall_began(&self) -> Option<Waker> {
-        let mut wake = self.stall.lock();
+        let mut drive = self.drive.lock();
         if self.stalled.fetch_add(1, Ordering::Relaxed) == 0 {
             self.stalled_mark.store(self.now_mark(), Ordering::Relaxed);
-            wake.drive.take()
+            drive.take()
         } else {
             None
         }
@@ -114,7 +110,7 @@ impl WriteClock {
 
     /// A stream that waited got room, or ended.
     pub fn stall_ended(&self) {
-        let _guard = self.stall.lock();
+        let _guard = self.drive.lock();
         if self.stalled.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.stalled_mark.store(0, Ordering::Relaxed);
         }
@@ -143,10 +139,10 @@ impl WriteClock {
 
     /// Wakes `waker` when a stream starts waiting while none did.
     fn watch_stalls(&self, waker: &Waker) {
-        let mut wake = self.stall.lock();
-        match &wake.drive {
+        let mut drive = self.drive.lock();
+        match &*drive {
             Some(w) if w.will_wake(waker) => {}
-            _ => wake.drive = Some(waker.clone()),
+            _ => *drive = Some(waker.clone()),
         }
     }
 

@@ -9,7 +9,7 @@ use http::HeaderMap;
 const NAME: &str = "permessage-deflate";
 
 /// The terms of an accepted offer.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Agreed {
     server_no_context_takeover: bool,
     client_no_context_takeover: bool,
